@@ -1,0 +1,228 @@
+//! Where hashing happens: every device, whatever its API, is a [`Device`]
+//! with a blocking `scan` over a nonce range of one [`KernelWork`].
+
+pub mod cpu;
+pub mod opencl;
+pub mod selftest;
+pub mod vulkan;
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::pow::KernelWork;
+
+/// The API a device is driven through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Cpu,
+    #[value(name = "opencl")]
+    #[serde(rename = "opencl")]
+    OpenCl,
+    Vulkan,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::OpenCl => "opencl",
+            Backend::Vulkan => "vulkan",
+        })
+    }
+}
+
+/// What kind of silicon a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Gpu,
+    Cpu,
+    Other,
+}
+
+/// How a backend finds a device again when it is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    Cpu,
+    OpenCl { platform: usize, device: usize },
+    Vulkan { adapter: usize },
+}
+
+/// A device as listed by `hashrig devices`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceInfo {
+    /// Position in the listing: what `--device` selects.
+    pub index: usize,
+    pub backend: Backend,
+    pub name: String,
+    pub kind: DeviceKind,
+    pub compute_units: u32,
+    pub memory_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip)]
+    pub locator: Locator,
+}
+
+impl DeviceInfo {
+    /// `opencl#2 NVIDIA H100`: how logs name a device.
+    pub fn label(&self) -> String {
+        format!("{}#{} {}", self.backend, self.index, self.name)
+    }
+}
+
+/// A device failure. The scheduler takes the device out of rotation; the
+/// process and the other devices go on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    #[error("{device}: {operation} failed: {message}")]
+    Driver {
+        device: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{device}: kernel build failed:\n{log}")]
+    Build { device: String, log: String },
+    #[error("{device}: self-test failed: {detail}")]
+    SelfTest { device: String, detail: String },
+    #[error("nonce range start {start} count {count} goes past 2^32")]
+    Range { start: u32, count: u64 },
+}
+
+/// A device that scans nonces. Implementations own their driver state
+/// (context, queue, buffers) and are driven by one worker thread.
+pub trait Device: Send {
+    fn info(&self) -> &DeviceInfo;
+
+    /// Scans are most efficient at counts that are multiples of this
+    /// (work-group size × nonces per work-item); other counts still work.
+    fn granularity(&self) -> u64;
+
+    /// Scans nonces `start .. start + count` of `work` and returns every one
+    /// whose hash passes the kernel's top-word test, none dropped. `count`
+    /// may reach 2^32 − `start`, no further. Candidates are unverified.
+    fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError>;
+}
+
+/// Checks a range before a backend touches it.
+pub fn check_range(start: u32, count: u64) -> Result<(), DeviceError> {
+    if u64::from(start) + count > 1 << 32 {
+        return Err(DeviceError::Range { start, count });
+    }
+    Ok(())
+}
+
+/// The largest range one launch covers: nonce offsets inside a launch are
+/// 32-bit, and rounding the last work-group up must not wrap them.
+const MAX_LAUNCH: u64 = 1 << 31;
+
+/// Scans a range with `launch`, which returns whether its found-buffer
+/// overflowed and the candidates it holds. Overflowed ranges are re-scanned
+/// in halves, so no candidate is ever dropped.
+pub(crate) fn scan_complete<E>(
+    start: u32,
+    count: u64,
+    launch: &mut dyn FnMut(u32, u64) -> Result<(bool, Vec<u32>), E>,
+) -> Result<Vec<u32>, E> {
+    if count <= MAX_LAUNCH {
+        let (overflowed, nonces) = launch(start, count)?;
+        if !overflowed || count == 1 {
+            return Ok(nonces);
+        }
+        tracing::debug!("found-buffer overflow in {start}+{count}: re-scanning in halves");
+    }
+    let half = count / 2;
+    let mut nonces = scan_complete(start, half, launch)?;
+    nonces.extend(scan_complete(start + half as u32, count - half, launch)?);
+    Ok(nonces)
+}
+
+/// Which devices `enumerate` lists and `open` builds, and how.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceOptions {
+    /// CPU hashing threads; 0 means the CPU backend is left out.
+    pub cpu_threads: usize,
+    /// OpenCL work-group size override.
+    pub worksize: Option<usize>,
+    /// OpenCL nonces per work-item (vector width) override.
+    pub vectors: Option<u32>,
+    /// Vulkan nonces per invocation override.
+    pub vulkan_nonces: Option<u32>,
+}
+
+/// Everything found on this machine, and why a backend found nothing.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub devices: Vec<DeviceInfo>,
+    /// One line per backend that could not list devices (no runtime, …).
+    pub notes: Vec<String>,
+}
+
+/// Lists every device of the given backends: CPU first, then OpenCL, then
+/// Vulkan, numbered in that order.
+pub fn enumerate(backends: &[Backend]) -> Inventory {
+    let mut inventory = Inventory::default();
+    let push = |found: Result<Vec<DeviceInfo>, String>, inventory: &mut Inventory| match found
+    {
+        Ok(list) => inventory.devices.extend(list),
+        Err(note) => inventory.notes.push(note),
+    };
+    for backend in [Backend::Cpu, Backend::OpenCl, Backend::Vulkan] {
+        if !backends.contains(&backend) {
+            continue;
+        }
+        let found = match backend {
+            Backend::Cpu => Ok(vec![cpu::info()]),
+            Backend::OpenCl => opencl::list(),
+            Backend::Vulkan => vulkan::list(),
+        };
+        push(found, &mut inventory);
+    }
+    for (index, device) in inventory.devices.iter_mut().enumerate() {
+        device.index = index;
+    }
+    inventory
+}
+
+/// Opens a listed device for hashing.
+pub fn open(info: &DeviceInfo, options: &DeviceOptions) -> Result<Box<dyn Device>, DeviceError> {
+    Ok(match info.locator {
+        Locator::Cpu => Box::new(cpu::CpuDevice::new(info.clone(), options.cpu_threads.max(1))),
+        Locator::OpenCl { .. } => Box::new(opencl::OpenClDevice::open(info.clone(), options)?),
+        Locator::Vulkan { .. } => Box::new(vulkan::VulkanDevice::open(info.clone(), options)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overflow path re-scans until every candidate is back.
+    #[test]
+    fn scan_complete_rescans_overflows() {
+        let capacity = 4;
+        let truth: Vec<u32> = (100..200).filter(|n| n % 3 == 0).collect();
+        let mut launches = 0;
+        let mut launch = |s: u32, c: u64| -> Result<(usize, Vec<u32>), ()> {
+            launches += 1;
+            let hits: Vec<u32> = truth
+                .iter()
+                .copied()
+                .filter(|n| u64::from(*n) >= u64::from(s) && u64::from(*n) < u64::from(s) + c)
+                .collect();
+            let stored = hits.iter().copied().take(capacity).collect();
+            Ok((hits.len() > capacity, stored))
+        };
+        let mut got = scan_complete(100, 100, &mut launch).unwrap();
+        got.sort_unstable();
+        assert_eq!(got, truth);
+        assert!(launches > 1);
+    }
+}

@@ -1,0 +1,374 @@
+//! The OpenCL backend: `kernels/sha256d.cl` on every OpenCL device, through
+//! `opencl3`, which loads libOpenCL at run time (a machine without OpenCL
+//! builds, starts and simply lists no OpenCL devices).
+
+use std::path::PathBuf;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use opencl3::command_queue::CommandQueue;
+use opencl3::context::Context;
+use opencl3::device::{Device as ClDevice, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
+use opencl3::kernel::{ExecuteKernel, Kernel};
+use opencl3::memory::{Buffer, CL_MEM_READ_ONLY, CL_MEM_READ_WRITE};
+use opencl3::platform::get_platforms;
+use opencl3::program::Program;
+use opencl3::types::{cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
+
+use super::{
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator,
+};
+use crate::pow::KernelWork;
+
+/// The kernel source, compiled per device at start.
+pub const KERNEL_SOURCE: &str = include_str!("../../kernels/sha256d.cl");
+/// Slots in the found-buffer (the kernel's `FOUND_CAPACITY`).
+const FOUND_CAPACITY: usize = 255;
+
+/// Lists every device of every OpenCL platform, or says why there are none.
+pub fn list() -> Result<Vec<DeviceInfo>, String> {
+    let platforms = get_platforms().map_err(|e| format!("OpenCL: no runtime or no platform ({e})"))?;
+    let mut out = Vec::new();
+    for (p, platform) in platforms.iter().enumerate() {
+        let platform_name = platform.name().unwrap_or_else(|_| "unknown platform".into());
+        let ids = match platform.get_devices(CL_DEVICE_TYPE_ALL) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::info!("OpenCL platform {platform_name}: no devices ({e})");
+                continue;
+            }
+        };
+        for (d, id) in ids.into_iter().enumerate() {
+            let device = ClDevice::new(id);
+            let dev_type = device.dev_type().unwrap_or(0);
+            out.push(DeviceInfo {
+                index: 0,
+                backend: Backend::OpenCl,
+                name: device.name().unwrap_or_else(|_| "unknown device".into()).trim().to_owned(),
+                kind: if dev_type & CL_DEVICE_TYPE_GPU != 0 {
+                    DeviceKind::Gpu
+                } else if dev_type & CL_DEVICE_TYPE_CPU != 0 {
+                    DeviceKind::Cpu
+                } else {
+                    DeviceKind::Other
+                },
+                compute_units: device.max_compute_units().unwrap_or(0),
+                memory_bytes: device.global_mem_size().unwrap_or(0),
+                platform: Some(platform_name.trim().to_owned()),
+                vendor: device.vendor().ok().map(|v| v.trim().to_owned()),
+                driver: device.driver_version().ok().map(|v| v.trim().to_owned()),
+                locator: Locator::OpenCl { platform: p, device: d },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Per-device kernel choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelShape {
+    /// Nonces per work-item, as OpenCL vector lanes.
+    pub vectors: u32,
+    /// Work-items per work-group.
+    pub worksize: usize,
+}
+
+impl KernelShape {
+    /// Defaults: scalar work-items in groups of 256 on GPUs; 8-lane vectors
+    /// on CPU devices, whose OpenCL compilers vectorise explicit vectors
+    /// far better than work-items.
+    pub fn for_device(kind: DeviceKind, max_worksize: usize, options: &DeviceOptions) -> Self {
+        let (vectors, worksize) = match kind {
+            DeviceKind::Cpu => (8, 64),
+            _ => (1, 256),
+        };
+        KernelShape {
+            vectors: options.vectors.unwrap_or(vectors),
+            worksize: options.worksize.unwrap_or(worksize).min(max_worksize.max(1)),
+        }
+    }
+
+    fn build_options(&self) -> String {
+        format!("-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}", self.vectors)
+    }
+}
+
+/// An opened OpenCL device: context, queue, program, kernel and buffers,
+/// created once.
+pub struct OpenClDevice {
+    info: DeviceInfo,
+    shape: KernelShape,
+    queue: CommandQueue,
+    kernel: Kernel,
+    work_buffer: Buffer<cl_uint>,
+    found_buffer: Buffer<cl_uint>,
+    /// The work now in `work_buffer`.
+    uploaded: Option<KernelWork>,
+    /// Measured nonces per second: how long to sleep before waiting.
+    rate: f64,
+    // Dropped last: everything above lives in it.
+    _context: Context,
+}
+
+impl OpenClDevice {
+    pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
+        let label = info.label();
+        let driver = |operation: &'static str| {
+            let label = label.clone();
+            move |e: opencl3::error_codes::ClError| DeviceError::Driver {
+                device: label.clone(),
+                operation,
+                message: e.to_string(),
+            }
+        };
+        let Locator::OpenCl { platform, device } = info.locator else {
+            return Err(DeviceError::Driver {
+                device: label,
+                operation: "open",
+                message: "not an OpenCL device".into(),
+            });
+        };
+        let platforms = get_platforms().map_err(driver("clGetPlatformIDs"))?;
+        let id = platforms
+            .get(platform)
+            .ok_or_else(|| DeviceError::Driver {
+                device: label.clone(),
+                operation: "open",
+                message: "platform gone".into(),
+            })?
+            .get_devices(CL_DEVICE_TYPE_ALL)
+            .map_err(driver("clGetDeviceIDs"))?
+            .get(device)
+            .copied()
+            .ok_or_else(|| DeviceError::Driver {
+                device: label.clone(),
+                operation: "open",
+                message: "device gone".into(),
+            })?;
+        let cl_device = ClDevice::new(id);
+        let shape = KernelShape::for_device(
+            info.kind,
+            cl_device.max_work_group_size().unwrap_or(256),
+            options,
+        );
+        if ![1, 2, 4, 8, 16].contains(&shape.vectors) {
+            return Err(DeviceError::Driver {
+                device: label,
+                operation: "configure",
+                message: format!("--vectors {} is not 1, 2, 4, 8 or 16", shape.vectors),
+            });
+        }
+        let context = Context::from_device(&cl_device).map_err(driver("clCreateContext"))?;
+        #[allow(deprecated)] // clCreateCommandQueue: the 1.2 call every runtime has
+        let queue = CommandQueue::create_default(&context, 0).map_err(driver("clCreateCommandQueue"))?;
+        let program = build_program(&context, &info, &shape)?;
+        let kernel = Kernel::create(&program, "sha256d_scan").map_err(driver("clCreateKernel"))?;
+        // SAFETY: no host pointer; sizes are in elements of cl_uint.
+        let work_buffer = unsafe {
+            Buffer::<cl_uint>::create(&context, CL_MEM_READ_ONLY, KernelWork::WORDS, ptr::null_mut())
+        }
+        .map_err(driver("clCreateBuffer"))?;
+        // SAFETY: as above.
+        let found_buffer = unsafe {
+            Buffer::<cl_uint>::create(&context, CL_MEM_READ_WRITE, 1 + FOUND_CAPACITY, ptr::null_mut())
+        }
+        .map_err(driver("clCreateBuffer"))?;
+        tracing::debug!("{label}: {} nonces per work-item, work-group {}", shape.vectors, shape.worksize);
+        Ok(OpenClDevice {
+            info,
+            shape,
+            queue,
+            kernel,
+            work_buffer,
+            found_buffer,
+            uploaded: None,
+            rate: 0.0,
+            _context: context,
+        })
+    }
+
+    pub fn shape(&self) -> KernelShape {
+        self.shape
+    }
+
+    fn driver_error(&self, operation: &'static str) -> impl Fn(opencl3::error_codes::ClError) -> DeviceError + '_ {
+        move |e| DeviceError::Driver {
+            device: self.info.label(),
+            operation,
+            message: e.to_string(),
+        }
+    }
+
+    /// One kernel launch over `start .. start + count`; returns whether the
+    /// found-buffer overflowed and the candidates it holds.
+    fn launch(&mut self, start: u32, count: u64) -> Result<(bool, Vec<u32>), DeviceError> {
+        let lanes = u64::from(self.shape.vectors);
+        let worksize = self.shape.worksize as u64;
+        let items = count.div_ceil(lanes).div_ceil(worksize) * worksize;
+        let last_offset = (count - 1) as cl_uint;
+        let zero: [cl_uint; 1] = [0];
+        // SAFETY: the buffer holds 1 + FOUND_CAPACITY words; we write one.
+        unsafe {
+            self.queue
+                .enqueue_write_buffer(&mut self.found_buffer, CL_NON_BLOCKING, 0, &zero, &[])
+        }
+        .map_err(self.driver_error("clEnqueueWriteBuffer"))?;
+        let started = Instant::now();
+        // SAFETY: argument types match the kernel signature
+        // (constant uint*, uint, uint, global uint*).
+        let event = unsafe {
+            ExecuteKernel::new(&self.kernel)
+                .set_arg(&self.work_buffer)
+                .set_arg(&start)
+                .set_arg(&last_offset)
+                .set_arg(&self.found_buffer)
+                .set_global_work_size(items as usize)
+                .set_local_work_size(self.shape.worksize)
+                .enqueue_nd_range(&self.queue)
+        }
+        .map_err(self.driver_error("clEnqueueNDRangeKernel"))?;
+        // Some drivers (NVIDIA's) spin a CPU core in clFinish and event
+        // waits: sleep through most of the expected run time first.
+        if self.rate > 0.0 {
+            let expected = Duration::from_secs_f64(count as f64 / self.rate);
+            if expected > Duration::from_millis(2) {
+                std::thread::sleep(expected.mul_f64(0.9));
+            }
+        }
+        event.wait().map_err(self.driver_error("kernel execution"))?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if elapsed > 0.0 && count >= 1 << 16 {
+            self.rate = count as f64 / elapsed;
+        }
+        let mut found = [0 as cl_uint; 1 + FOUND_CAPACITY];
+        // SAFETY: reading exactly the buffer's size.
+        unsafe {
+            self.queue
+                .enqueue_read_buffer(&self.found_buffer, CL_BLOCKING, 0, &mut found, &[])
+        }
+        .map_err(self.driver_error("clEnqueueReadBuffer"))?;
+        let seen = found[0] as usize;
+        Ok((seen > FOUND_CAPACITY, found[1..1 + seen.min(FOUND_CAPACITY)].to_vec()))
+    }
+}
+
+impl Device for OpenClDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn granularity(&self) -> u64 {
+        u64::from(self.shape.vectors) * self.shape.worksize as u64
+    }
+
+    fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
+        check_range(start, count)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        if self.uploaded.as_ref() != Some(work) {
+            let words: &[cl_uint] = bytemuck::cast_slice(std::slice::from_ref(work));
+            // SAFETY: the buffer holds exactly KernelWork::WORDS words.
+            unsafe {
+                self.queue
+                    .enqueue_write_buffer(&mut self.work_buffer, CL_BLOCKING, 0, words, &[])
+            }
+            .map_err(self.driver_error("clEnqueueWriteBuffer"))?;
+            self.uploaded = Some(*work);
+        }
+        super::scan_complete(start, count, &mut |s, c| self.launch(s, c))
+    }
+}
+
+/// Builds the kernel for a device, through the on-disk program cache.
+fn build_program(context: &Context, info: &DeviceInfo, shape: &KernelShape) -> Result<Program, DeviceError> {
+    let options = shape.build_options();
+    let cache = ProgramCache::for_device(info, &options);
+    if let Some(binary) = cache.as_ref().and_then(|c| c.load()) {
+        match Program::create_and_build_from_binary(context, &[&binary], &options) {
+            Ok(program) => return Ok(program),
+            Err(e) => tracing::info!("{}: cached kernel binary rejected ({e}); rebuilding", info.label()),
+        }
+    }
+    let program = Program::create_and_build_from_source(context, KERNEL_SOURCE, &options).map_err(|log| {
+        DeviceError::Build {
+            device: info.label(),
+            log,
+        }
+    })?;
+    if let (Some(cache), Ok(binaries)) = (cache, program.get_binaries()) {
+        if let Some(binary) = binaries.first().filter(|b| !b.is_empty()) {
+            cache.store(binary);
+        }
+    }
+    Ok(program)
+}
+
+/// Compiled kernel binaries on disk, under the XDG cache directory, one file
+/// per (platform, device, driver, kernel source, build options). Each file
+/// carries its key and a checksum of the binary; anything that does not
+/// match is rebuilt, never trusted.
+struct ProgramCache {
+    path: PathBuf,
+    key: [u8; 32],
+}
+
+const CACHE_MAGIC: &[u8; 8] = b"HRCLBIN1";
+
+impl ProgramCache {
+    fn for_device(info: &DeviceInfo, options: &str) -> Option<Self> {
+        use bitcoin::hashes::{sha256, Hash};
+        let dir = std::env::var_os("HASHRIG_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("hashrig")))?
+            .join("opencl");
+        let material = format!(
+            "{}\0{}\0{}\0{}\0{}",
+            info.platform.as_deref().unwrap_or(""),
+            info.name,
+            info.driver.as_deref().unwrap_or(""),
+            options,
+            KERNEL_SOURCE
+        );
+        let key = sha256::Hash::hash(material.as_bytes()).to_byte_array();
+        Some(ProgramCache {
+            path: dir.join(format!("{}.bin", hex::encode(&key[..16]))),
+            key,
+        })
+    }
+
+    fn load(&self) -> Option<Vec<u8>> {
+        use bitcoin::hashes::{sha256, Hash};
+        let data = std::fs::read(&self.path).ok()?;
+        let (magic, rest) = data.split_at_checked(8)?;
+        let (key, rest) = rest.split_at_checked(32)?;
+        let (checksum, binary) = rest.split_at_checked(32)?;
+        let valid = magic == CACHE_MAGIC
+            && key == self.key
+            && checksum == sha256::Hash::hash(binary).to_byte_array()
+            && !binary.is_empty();
+        if !valid {
+            tracing::info!("kernel cache entry {} is stale or corrupt; rebuilding", self.path.display());
+            return None;
+        }
+        Some(binary.to_vec())
+    }
+
+    fn store(&self, binary: &[u8]) {
+        use bitcoin::hashes::{sha256, Hash};
+        let mut data = Vec::with_capacity(72 + binary.len());
+        data.extend_from_slice(CACHE_MAGIC);
+        data.extend_from_slice(&self.key);
+        data.extend_from_slice(&sha256::Hash::hash(binary).to_byte_array());
+        data.extend_from_slice(binary);
+        let Some(dir) = self.path.parent() else { return };
+        // Write then rename, so a crash never leaves half a file under the real name.
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let result = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, &data))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = result {
+            tracing::debug!("could not cache kernel binary at {}: {e}", self.path.display());
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! The Vulkan backend: `shaders/sha256d.wgsl` through wgpu, on every Vulkan
+//! adapter. Built like wgpu's repeated-compute example: pipeline, bind
+//! groups and buffers created once per device; each launch writes a small
+//! uniform, dispatches, and copies the found-buffer to a mapped staging
+//! buffer. Two launch slots alternate so that on a real GPU the readback of
+//! one overlaps the compute of the next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator};
+use crate::pow::KernelWork;
+
+/// The shader source, compiled per adapter at start.
+pub const SHADER_SOURCE: &str = include_str!("../../shaders/sha256d.wgsl");
+/// Slots in the found-buffer (the shader's `FOUND_CAPACITY`).
+const FOUND_CAPACITY: usize = 255;
+/// Uniform words: KernelWork, first nonce, last offset, two spare.
+const PARAM_WORDS: usize = 32;
+const FOUND_BYTES: u64 = (4 * (1 + FOUND_CAPACITY)) as u64;
+/// How long a launch may take before the device is declared hung.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::VULKAN,
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    })
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN))
+}
+
+/// Lists every Vulkan adapter, or says why there are none.
+pub fn list() -> Result<Vec<DeviceInfo>, String> {
+    let found = adapters(&instance());
+    if found.is_empty() {
+        return Err("Vulkan: no adapters (no Vulkan loader, or no driver installed)".into());
+    }
+    Ok(found
+        .iter()
+        .enumerate()
+        .map(|(i, adapter)| {
+            let info = adapter.get_info();
+            DeviceInfo {
+                index: 0,
+                backend: Backend::Vulkan,
+                name: info.name.clone(),
+                kind: match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu => {
+                        DeviceKind::Gpu
+                    }
+                    wgpu::DeviceType::Cpu => DeviceKind::Cpu,
+                    wgpu::DeviceType::Other => DeviceKind::Other,
+                },
+                compute_units: 0,
+                memory_bytes: 0,
+                platform: Some("Vulkan".into()),
+                vendor: Some(format!("{:#06x}", info.vendor)),
+                driver: Some(format!("{} {}", info.driver, info.driver_info).trim().to_owned()),
+                locator: Locator::Vulkan { adapter: i },
+            }
+        })
+        .collect())
+}
+
+/// Per-adapter shader choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShaderShape {
+    pub workgroup_size: u32,
+    pub nonces_per_invocation: u32,
+}
+
+/// One launch's buffers: while one slot's results are read back, the other
+/// slot's dispatch runs.
+struct Slot {
+    params: wgpu::Buffer,
+    found: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+/// An opened Vulkan adapter.
+pub struct VulkanDevice {
+    info: DeviceInfo,
+    shape: ShaderShape,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    pipeline: wgpu::ComputePipeline,
+    slots: [Slot; 2],
+    max_groups_per_dimension: u32,
+    work: KernelWork,
+}
+
+impl VulkanDevice {
+    pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
+        let label = info.label();
+        let fail = |operation: &'static str, message: String| DeviceError::Driver {
+            device: label.clone(),
+            operation,
+            message,
+        };
+        let Locator::Vulkan { adapter } = info.locator else {
+            return Err(fail("open", "not a Vulkan device".into()));
+        };
+        let instance = instance();
+        let adapter = adapters(&instance)
+            .into_iter()
+            .nth(adapter)
+            .ok_or_else(|| fail("open", "adapter gone".into()))?;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("hashrig"),
+            required_limits: wgpu::Limits {
+                max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+                max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+                max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
+                ..wgpu::Limits::downlevel_defaults()
+            },
+            ..wgpu::DeviceDescriptor::default()
+        }))
+        .map_err(|e| fail("request_device", e.to_string()))?;
+        // Errors are caught by error scopes and launch checks below; an
+        // uncaptured one must not take the process down.
+        let device_label = label.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            tracing::error!("{device_label}: {e}");
+        }));
+
+        let default_size = if info.kind == DeviceKind::Gpu { 256 } else { 64 };
+        let shape = ShaderShape {
+            workgroup_size: (options.worksize.unwrap_or(default_size) as u32)
+                .clamp(1, limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x)),
+            nonces_per_invocation: options.vulkan_nonces.unwrap_or(1).clamp(1, 1024),
+        };
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("sha256d.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(SHADER_SOURCE.into()),
+        });
+        let constants = [
+            ("WORKGROUP_SIZE", f64::from(shape.workgroup_size)),
+            ("NONCES_PER_INVOCATION", f64::from(shape.nonces_per_invocation)),
+        ];
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("sha256d_scan"),
+            layout: None,
+            module: &module,
+            entry_point: Some("sha256d_scan"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
+            cache: None,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(DeviceError::Build {
+                device: label,
+                log: error.to_string(),
+            });
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let slot = |n: usize| {
+            let params = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("params {n}")),
+                size: (PARAM_WORDS * 4) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let found = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("found {n}")),
+                size: FOUND_BYTES,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("staging {n}")),
+                size: FOUND_BYTES,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&format!("bind group {n}")),
+                layout: &layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: found.as_entire_binding(),
+                    },
+                ],
+            });
+            Slot {
+                params,
+                found,
+                staging,
+                bind_group,
+            }
+        };
+        let slots = [slot(0), slot(1)];
+        tracing::debug!(
+            "{label}: work-group {}, {} nonces per invocation",
+            shape.workgroup_size,
+            shape.nonces_per_invocation
+        );
+        Ok(VulkanDevice {
+            info,
+            shape,
+            device,
+            queue,
+            pipeline,
+            slots,
+            max_groups_per_dimension: limits.max_compute_workgroups_per_dimension.max(1),
+            work: KernelWork::new(&[0; 80], &bitcoin::Target::MAX),
+        })
+    }
+
+    pub fn shape(&self) -> ShaderShape {
+        self.shape
+    }
+
+    fn fail(&self, operation: &'static str, message: String) -> DeviceError {
+        DeviceError::Driver {
+            device: self.info.label(),
+            operation,
+            message,
+        }
+    }
+
+    /// Records and submits one launch in `slot`; the results are collected
+    /// by [`Self::collect`].
+    fn submit(&self, slot: usize, start: u32, count: u64) -> wgpu::SubmissionIndex {
+        let slot = &self.slots[slot];
+        let mut params = [0u32; PARAM_WORDS];
+        params[..KernelWork::WORDS].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&self.work)));
+        params[28] = start;
+        params[29] = (count - 1) as u32;
+        self.queue.write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
+
+        let invocations = count.div_ceil(u64::from(self.shape.nonces_per_invocation));
+        let groups = invocations.div_ceil(u64::from(self.shape.workgroup_size));
+        let max = u64::from(self.max_groups_per_dimension);
+        let rows = groups.div_ceil(max);
+        let columns = groups.div_ceil(rows);
+
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scan") });
+        encoder.clear_buffer(&slot.found, 0, Some(4));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("sha256d"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline);
+            pass.set_bind_group(0, &slot.bind_group, &[]);
+            pass.dispatch_workgroups(columns as u32, rows as u32, 1);
+        }
+        encoder.copy_buffer_to_buffer(&slot.found, 0, &slot.staging, 0, FOUND_BYTES);
+        self.queue.submit([encoder.finish()])
+    }
+
+    /// Waits for a launch and reads its found-buffer: the candidate count the
+    /// shader saw (possibly above capacity) and the candidates stored.
+    fn collect(&self, slot: usize, submission: wgpu::SubmissionIndex) -> Result<(usize, Vec<u32>), DeviceError> {
+        let staging = &self.slots[slot].staging;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: Some(LAUNCH_TIMEOUT),
+            })
+            .map_err(|e| self.fail("queue wait", e.to_string()))?;
+        receiver
+            .recv_timeout(LAUNCH_TIMEOUT)
+            .map_err(|_| self.fail("map found-buffer", "no answer from the driver".into()))?
+            .map_err(|e| self.fail("map found-buffer", e.to_string()))?;
+        let result = {
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| self.fail("map found-buffer", e.to_string()))?;
+            let words: &[u32] = bytemuck::cast_slice(&view);
+            let seen = words[0] as usize;
+            (seen, words[1..1 + seen.min(FOUND_CAPACITY)].to_vec())
+        };
+        staging.unmap();
+        Ok(result)
+    }
+
+    /// Scans a range in launches of at most `chunk` nonces, two in flight.
+    fn scan_pipelined(&mut self, start: u32, count: u64, chunk: u64) -> Result<(bool, Vec<u32>), DeviceError> {
+        let mut pending: Option<(usize, wgpu::SubmissionIndex)> = None;
+        let mut overflowed = false;
+        let mut nonces = Vec::new();
+        let mut offset = 0u64;
+        let mut slot = 0usize;
+        while offset < count || pending.is_some() {
+            let next = if offset < count {
+                let n = chunk.min(count - offset);
+                let submission = self.submit(slot, (u64::from(start) + offset) as u32, n);
+                offset += n;
+                Some((slot, submission))
+            } else {
+                None
+            };
+            if let Some((done_slot, submission)) = pending.take() {
+                let (seen, found) = self.collect(done_slot, submission)?;
+                overflowed |= seen > FOUND_CAPACITY;
+                nonces.extend(found);
+            }
+            pending = next;
+            slot ^= 1;
+        }
+        // An overflow in any launch re-scans the whole range in halves.
+        Ok((overflowed, nonces))
+    }
+}
+
+impl Device for VulkanDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn granularity(&self) -> u64 {
+        u64::from(self.shape.workgroup_size) * u64::from(self.shape.nonces_per_invocation)
+    }
+
+    fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
+        check_range(start, count)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        self.work = *work;
+        // Two launches per batch once it is big enough to be worth it.
+        let chunk = if count >= 1 << 20 { count.div_ceil(2) } else { count };
+        super::scan_complete(start, count, &mut |s, c| self.scan_pipelined(s, c, chunk.min(c)))
+    }
+}

@@ -1,0 +1,316 @@
+//! Command-line definitions (clap), and their conversion into validated
+//! settings in one place.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
+
+#[derive(Debug, Parser)]
+#[command(name = "hashrig", version, about = "SHA-256d proof-of-work miner for GPU rigs")]
+pub struct Cli {
+    /// Only warnings and errors on standard error; no status line.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `debug` or `hashrig=trace`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every device hashrig can drive.
+    Devices {
+        /// One JSON object per line, per device.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mine a synthetic job and report each device's hashrate.
+    Bench(BenchArgs),
+    /// Scan a nonce range of one header and print every nonce meeting a target.
+    Scan(ScanArgs),
+}
+
+/// Which backends to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Cpu,
+    #[value(name = "opencl")]
+    OpenCl,
+    Vulkan,
+    /// Every GPU, through OpenCL and Vulkan; the CPU only when no GPU is found.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    pub backend: BackendChoice,
+    /// Comma-separated device indexes, as `hashrig devices` numbers them.
+    #[arg(long, value_name = "SEL")]
+    pub device: Option<String>,
+    /// CPU hashing threads (default: all cores when the CPU is the only
+    /// device; none when GPUs are mining).
+    #[arg(long, value_name = "N")]
+    pub cpu_threads: Option<usize>,
+    /// Use CPU-type OpenCL devices (PoCL, …) with `--backend all`.
+    #[arg(long)]
+    pub opencl_cpu: bool,
+    /// Use software Vulkan adapters (lavapipe, …) with `--backend all`.
+    #[arg(long)]
+    pub vulkan_cpu: bool,
+    /// Work-group size for GPU kernels (default per device).
+    #[arg(long, value_name = "N")]
+    pub worksize: Option<usize>,
+    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
+    #[arg(long, value_name = "N")]
+    pub vectors: Option<u32>,
+    /// Vulkan nonces per shader invocation.
+    #[arg(long, value_name = "N")]
+    pub vulkan_nonces: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// How long to mine.
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub seconds: f64,
+    /// Target duration of one batch in milliseconds: bounds job-switch lag.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub batch_ms: u64,
+    /// One JSON object per line, per device.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The 80-byte header as 160 hex digits; its nonce field is ignored.
+    #[arg(long, value_name = "HEX160")]
+    pub header: String,
+    /// First nonce.
+    #[arg(long, value_name = "N")]
+    pub start: String,
+    /// How many nonces.
+    #[arg(long, value_name = "M")]
+    pub count: String,
+    /// 64 hex digits, most significant first (default: the header's nBits).
+    #[arg(long, value_name = "HEX64")]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// Device index, as `hashrig devices` numbers them (default: the first
+    /// device of the backend).
+    #[arg(long, value_name = "SEL")]
+    pub device: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub cpu_threads: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub worksize: Option<usize>,
+    #[arg(long, value_name = "N")]
+    pub vectors: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub vulkan_nonces: Option<u32>,
+    /// One JSON object per line, per nonce found.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+impl BackendChoice {
+    pub fn backends(self) -> Vec<Backend> {
+        match self {
+            BackendChoice::Cpu => vec![Backend::Cpu],
+            BackendChoice::OpenCl => vec![Backend::OpenCl],
+            BackendChoice::Vulkan => vec![Backend::Vulkan],
+            BackendChoice::All => vec![Backend::Cpu, Backend::OpenCl, Backend::Vulkan],
+        }
+    }
+}
+
+/// Validated device choices.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    pub devices: Vec<DeviceInfo>,
+    pub options: DeviceOptions,
+}
+
+/// Parses `--device 0,2,5`.
+fn parse_indexes(text: &str) -> anyhow::Result<Vec<usize>> {
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--device {text:?}: {part:?} is not a device index"))
+        })
+        .collect()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Chooses the devices to run from what is installed.
+pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Result<DeviceSettings> {
+    if let Some(v) = args.vectors {
+        if ![1, 2, 4, 8, 16].contains(&v) {
+            bail!("--vectors {v}: must be 1, 2, 4, 8 or 16");
+        }
+    }
+    if args.worksize == Some(0) {
+        bail!("--worksize 0: must be at least 1");
+    }
+    if args.vulkan_nonces == Some(0) {
+        bail!("--vulkan-nonces 0: must be at least 1");
+    }
+    let wanted = args.backend.backends();
+    let mut chosen: Vec<DeviceInfo> = inventory
+        .devices
+        .iter()
+        .filter(|d| wanted.contains(&d.backend))
+        .cloned()
+        .collect();
+    if let Some(sel) = &args.device {
+        let indexes = parse_indexes(sel)?;
+        for i in &indexes {
+            if !inventory.devices.iter().any(|d| d.index == *i) {
+                bail!("--device {i}: no such device (see `hashrig devices`)");
+            }
+        }
+        chosen.retain(|d| indexes.contains(&d.index));
+    } else if args.backend == BackendChoice::All {
+        // Software devices would fight the CPU backend for cores.
+        chosen.retain(|d| match (d.backend, d.kind) {
+            (Backend::OpenCl, DeviceKind::Cpu) => args.opencl_cpu,
+            (Backend::Vulkan, DeviceKind::Cpu) => args.vulkan_cpu,
+            _ => true,
+        });
+        // One card, one API: a GPU seen through OpenCL is not mined again
+        // through Vulkan.
+        let opencl_gpus: Vec<String> = chosen
+            .iter()
+            .filter(|d| d.backend == Backend::OpenCl && d.kind == DeviceKind::Gpu)
+            .map(|d| d.name.to_lowercase())
+            .collect();
+        chosen.retain(|d| {
+            !(d.backend == Backend::Vulkan
+                && d.kind == DeviceKind::Gpu
+                && opencl_gpus.iter().any(|n| n == &d.name.to_lowercase()))
+        });
+    }
+    let others = chosen.iter().any(|d| d.backend != Backend::Cpu);
+    let cpu_threads = match args.cpu_threads {
+        Some(0) => 0,
+        Some(n) if n > 4 * cores() => bail!("--cpu-threads {n}: more than 4× the {} cores here", cores()),
+        Some(n) => n,
+        None if others => 0,
+        None => cores(),
+    };
+    if cpu_threads == 0 {
+        chosen.retain(|d| d.backend != Backend::Cpu);
+    }
+    if chosen.is_empty() {
+        let notes = if inventory.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", inventory.notes.join("; "))
+        };
+        bail!("no device selected{notes}; `hashrig devices` lists what was found");
+    }
+    Ok(DeviceSettings {
+        devices: chosen,
+        options: DeviceOptions {
+            cpu_threads,
+            worksize: args.worksize,
+            vectors: args.vectors,
+            vulkan_nonces: args.vulkan_nonces,
+        },
+    })
+}
+
+/// Validated `bench` settings.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub duration: Duration,
+    pub batch_time: Duration,
+}
+
+impl BenchArgs {
+    pub fn settings(&self) -> anyhow::Result<BenchSettings> {
+        if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0 * 365.0) {
+            bail!("--seconds {}: must be a positive number of seconds", self.seconds);
+        }
+        if !(1..=60_000).contains(&self.batch_ms) {
+            bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);
+        }
+        Ok(BenchSettings {
+            duration: Duration::from_secs_f64(self.seconds),
+            batch_time: Duration::from_millis(self.batch_ms),
+        })
+    }
+}
+
+/// Validated `scan` settings.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    pub header: bitcoin::block::Header,
+    pub start: u32,
+    pub count: u64,
+    pub target: bitcoin::Target,
+}
+
+/// A decimal or 0x-prefixed hexadecimal integer.
+fn parse_number(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse::<u64>(),
+    };
+    parsed.with_context(|| format!("{flag} {text:?}: not a non-negative integer"))
+}
+
+impl ScanArgs {
+    pub fn settings(&self) -> anyhow::Result<ScanSettings> {
+        let header = hashrig::pow::header::parse_header_hex(&self.header)?;
+        let start = parse_number("--start", &self.start)?;
+        let count = parse_number("--count", &self.count)?;
+        if start > u64::from(u32::MAX) {
+            bail!("--start {start}: a nonce is at most {}", u32::MAX);
+        }
+        if count == 0 || start + count > 1 << 32 {
+            bail!("--start {start} --count {count}: the range must be non-empty and end at or below 2^32");
+        }
+        let target = match &self.target {
+            Some(t) => hashrig::pow::target::parse_target(t)?,
+            None => header.target(),
+        };
+        Ok(ScanSettings {
+            header,
+            start: start as u32,
+            count,
+            target,
+        })
+    }
+
+    pub fn device_args(&self) -> DeviceArgs {
+        DeviceArgs {
+            backend: self.backend,
+            device: self.device.clone(),
+            cpu_threads: self.cpu_threads,
+            opencl_cpu: true,
+            vulkan_cpu: true,
+            worksize: self.worksize,
+            vectors: self.vectors,
+            vulkan_nonces: self.vulkan_nonces,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Meters and counters, per device and in total: read by the status line,
+//! the `bench` report and (later) the HTTP API.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The longest window a meter keeps: 15 minutes.
+const LONGEST_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// How a job source's peer answered a submitted share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareResult {
+    Accepted,
+    Rejected,
+    /// The job was gone (a new block, a dropped job) by the time it arrived.
+    Stale,
+}
+
+/// Hashes done over time, as (time, nonces) samples of whole batches.
+#[derive(Debug, Default)]
+struct Meter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Meter {
+    fn record(&mut self, at: Instant, nonces: u64) {
+        self.samples.push_back((at, nonces));
+        while let Some((t, _)) = self.samples.front() {
+            if at.duration_since(*t) > LONGEST_WINDOW {
+                self.samples.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Hashes per second over the last `window`, or over the time since
+    /// `started` while that is shorter.
+    fn rate(&self, now: Instant, window: Duration, started: Instant) -> f64 {
+        let span = window.min(now.duration_since(started));
+        if span.is_zero() {
+            return 0.0;
+        }
+        let sum: u64 = self
+            .samples
+            .iter()
+            .rev()
+            .take_while(|(t, _)| now.duration_since(*t) <= window)
+            .map(|(_, n)| n)
+            .sum();
+        sum as f64 / span.as_secs_f64()
+    }
+}
+
+/// Counters of one device.
+#[derive(Debug)]
+pub struct DeviceStats {
+    pub name: String,
+    meter: Mutex<Meter>,
+    nonces: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    stale: AtomicU64,
+    hw_errors: AtomicU64,
+    blocks: AtomicU64,
+}
+
+impl DeviceStats {
+    fn new(name: String) -> Self {
+        DeviceStats {
+            name,
+            meter: Mutex::default(),
+            nonces: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            hw_errors: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A point-in-time copy of one device's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceSnapshot {
+    pub name: String,
+    pub hashrate_5s: f64,
+    pub hashrate_1m: f64,
+    pub hashrate_15m: f64,
+    /// Over the whole run.
+    pub hashrate_avg: f64,
+    pub nonces: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub hw_errors: u64,
+    pub blocks: u64,
+}
+
+/// A point-in-time copy of every figure.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub devices: Vec<DeviceSnapshot>,
+    pub best_share: f64,
+}
+
+impl Snapshot {
+    pub fn total(&self, field: impl Fn(&DeviceSnapshot) -> f64) -> f64 {
+        self.devices.iter().map(field).sum()
+    }
+}
+
+/// Every meter and counter of a run.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    devices: Vec<DeviceStats>,
+    best_share: Mutex<f64>,
+}
+
+impl Stats {
+    /// One set of counters per device, in the scheduler's device order.
+    pub fn new(device_names: Vec<String>) -> Self {
+        Stats {
+            started: Instant::now(),
+            devices: device_names.into_iter().map(DeviceStats::new).collect(),
+            best_share: Mutex::new(0.0),
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    fn device(&self, index: usize) -> Option<&DeviceStats> {
+        self.devices.get(index)
+    }
+
+    pub fn record_hashes(&self, device: usize, nonces: u64, at: Instant) {
+        if let Some(d) = self.device(device) {
+            d.nonces.fetch_add(nonces, Ordering::Relaxed);
+            d.meter.lock().unwrap_or_else(|e| e.into_inner()).record(at, nonces);
+        }
+    }
+
+    pub fn record_result(&self, device: usize, result: ShareResult) {
+        if let Some(d) = self.device(device) {
+            let counter = match result {
+                ShareResult::Accepted => &d.accepted,
+                ShareResult::Rejected => &d.rejected,
+                ShareResult::Stale => &d.stale,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_hw_error(&self, device: usize) {
+        if let Some(d) = self.device(device) {
+            d.hw_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_block(&self, device: usize) {
+        if let Some(d) = self.device(device) {
+            d.blocks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps the highest share difficulty seen.
+    pub fn record_share_difficulty(&self, difficulty: f64) {
+        let mut best = self.best_share.lock().unwrap_or_else(|e| e.into_inner());
+        if difficulty > *best {
+            *best = difficulty;
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let uptime = now.duration_since(self.started);
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| {
+                let meter = d.meter.lock().unwrap_or_else(|e| e.into_inner());
+                let nonces = d.nonces.load(Ordering::Relaxed);
+                DeviceSnapshot {
+                    name: d.name.clone(),
+                    hashrate_5s: meter.rate(now, Duration::from_secs(5), self.started),
+                    hashrate_1m: meter.rate(now, Duration::from_secs(60), self.started),
+                    hashrate_15m: meter.rate(now, LONGEST_WINDOW, self.started),
+                    hashrate_avg: if uptime.is_zero() {
+                        0.0
+                    } else {
+                        nonces as f64 / uptime.as_secs_f64()
+                    },
+                    nonces,
+                    accepted: d.accepted.load(Ordering::Relaxed),
+                    rejected: d.rejected.load(Ordering::Relaxed),
+                    stale: d.stale.load(Ordering::Relaxed),
+                    hw_errors: d.hw_errors.load(Ordering::Relaxed),
+                    blocks: d.blocks.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        Snapshot {
+            uptime_s: uptime.as_secs_f64(),
+            devices,
+            best_share: *self.best_share.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+}
+
+/// Hashrate with an SI prefix: `12.34 MH/s`.
+pub fn format_hashrate(rate: f64) -> String {
+    const UNITS: [&str; 6] = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"];
+    let mut value = rate;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_windows() {
+        let start = Instant::now();
+        let mut m = Meter::default();
+        let t = start + Duration::from_secs(100);
+        m.record(t - Duration::from_secs(50), 1000);
+        m.record(t - Duration::from_secs(2), 500);
+        assert_eq!(m.rate(t, Duration::from_secs(5), start), 100.0);
+        assert_eq!(m.rate(t, Duration::from_secs(60), start), 1500.0 / 60.0);
+        // Shorter uptime than the window: divide by the uptime.
+        assert_eq!(m.rate(t, LONGEST_WINDOW, start), 1500.0 / 100.0);
+    }
+
+    #[test]
+    fn counters_and_best_share() {
+        let s = Stats::new(vec!["a".into(), "b".into()]);
+        s.record_result(1, ShareResult::Rejected);
+        s.record_result(0, ShareResult::Accepted);
+        s.record_result(7, ShareResult::Accepted); // out of range: ignored
+        s.record_hw_error(0);
+        s.record_share_difficulty(3.0);
+        s.record_share_difficulty(2.0);
+        let snap = s.snapshot();
+        assert_eq!(snap.devices[0].accepted, 1);
+        assert_eq!(snap.devices[1].rejected, 1);
+        assert_eq!(snap.devices[0].hw_errors, 1);
+        assert_eq!(snap.best_share, 3.0);
+    }
+
+    #[test]
+    fn hashrate_units() {
+        assert_eq!(format_hashrate(12_340_000.0), "12.34 MH/s");
+        assert_eq!(format_hashrate(5.0), "5.00 H/s");
+    }
+}

@@ -1,0 +1,265 @@
+//! WorkSource: turns the current [`Job`] into disjoint [`Work`] units.
+//!
+//! Every call to [`WorkSource::next_work`] hands out a header no one else
+//! has: extranonce2 is rolled first, then the BIP 310 version bits the job
+//! allows, then ntime up to the job's limit. A device owns the whole 2^32
+//! nonce range of its work unit, so two devices never hash the same header
+//! and nonce.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bitcoin::block::{Header, Version};
+use bitcoin::Target;
+
+use crate::job::Job;
+use crate::pow::header::header_bytes;
+use crate::pow::merkle::merkle_root_from_branch;
+use crate::pow::KernelWork;
+use crate::shutdown::Shutdown;
+
+/// One concrete header with the nonce left open, and what built it.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub job: Arc<Job>,
+    pub extranonce2: Vec<u8>,
+    pub time: u32,
+    pub version: i32,
+    /// The header with nonce 0.
+    pub header: Header,
+    /// What the kernels need. Its target is the easier of the share and the
+    /// block target, so a hash that solves a block but misses the share
+    /// target is still found.
+    pub kernel: KernelWork,
+}
+
+impl Work {
+    /// Builds the header for one extranonce2 / version / ntime choice.
+    pub fn new(job: Arc<Job>, extranonce2: Vec<u8>, version: i32, time: u32) -> Self {
+        let mut coinbase = Vec::with_capacity(
+            job.coinbase1.len() + job.extranonce1.len() + extranonce2.len() + job.coinbase2.len(),
+        );
+        coinbase.extend_from_slice(&job.coinbase1);
+        coinbase.extend_from_slice(&job.extranonce1);
+        coinbase.extend_from_slice(&extranonce2);
+        coinbase.extend_from_slice(&job.coinbase2);
+        let header = Header {
+            version: Version::from_consensus(version),
+            prev_blockhash: job.prev_hash,
+            merkle_root: merkle_root_from_branch(&coinbase, &job.merkle_branch),
+            time,
+            bits: job.bits,
+            nonce: 0,
+        };
+        let kernel = KernelWork::new(&header_bytes(&header), &candidate_target(&job));
+        Work {
+            job,
+            extranonce2,
+            time,
+            version,
+            header,
+            kernel,
+        }
+    }
+}
+
+/// The easier of the share target and the block target.
+fn candidate_target(job: &Job) -> Target {
+    job.share_target.max(job.block_target())
+}
+
+/// Scatters the low bits of `index` into the set bits of `mask` (the bit
+/// positions a BIP 310 version mask lets the miner change).
+fn deposit_bits(mut index: u64, mask: u32) -> u32 {
+    let mut out = 0u32;
+    for bit in 0..32 {
+        if mask & (1 << bit) != 0 {
+            out |= ((index & 1) as u32) << bit;
+            index >>= 1;
+        }
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+struct Current {
+    job: Option<Arc<Job>>,
+    /// Work units handed out for this job.
+    handed_out: u64,
+    next_generation: u64,
+}
+
+/// The shared source of work for every device worker.
+#[derive(Debug, Default)]
+pub struct WorkSource {
+    current: Mutex<Current>,
+    /// Generation of the current job; 0 while there is none. Read by
+    /// workers before each batch, without the lock.
+    generation: AtomicU64,
+    /// Generation of the newest clean job.
+    clean_generation: AtomicU64,
+    published: Condvar,
+}
+
+impl WorkSource {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `job` the current job and returns it as published, with its
+    /// generation set. Devices switch to it before their next batch.
+    pub fn publish(&self, mut job: Job) -> Arc<Job> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.next_generation += 1;
+        job.generation = current.next_generation;
+        let job = Arc::new(job);
+        current.job = Some(job.clone());
+        current.handed_out = 0;
+        if job.clean {
+            self.clean_generation.store(job.generation, Ordering::SeqCst);
+        }
+        self.generation.store(job.generation, Ordering::SeqCst);
+        self.published.notify_all();
+        job
+    }
+
+    /// Withdraws the current job (a pool connection lost, a block found on
+    /// this template): devices stop after their current batch and wait.
+    pub fn withdraw(&self) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.job = None;
+        current.next_generation += 1;
+        self.clean_generation
+            .store(current.next_generation, Ordering::SeqCst);
+        self.generation.store(0, Ordering::SeqCst);
+    }
+
+    /// Generation of the current job, 0 if none.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Whether work of `generation` must be dropped now rather than finished.
+    pub fn is_stale(&self, generation: u64) -> bool {
+        generation < self.clean_generation.load(Ordering::SeqCst)
+    }
+
+    /// The current job, if any.
+    pub fn current_job(&self) -> Option<Arc<Job>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .job
+            .clone()
+    }
+
+    /// A work unit no one else has, or `None` when there is no job or its
+    /// search space is used up.
+    pub fn next_work(&self) -> Option<Arc<Work>> {
+        let (job, index) = {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            let job = current.job.clone()?;
+            let index = current.handed_out;
+            current.handed_out += 1;
+            (job, index)
+        };
+        // extranonce2 first, then version bits, then ntime.
+        let en2_bits = 8 * job.extranonce2_size.min(8) as u32;
+        let en2_space = 1u128 << en2_bits;
+        let version_space = 1u128 << job.version_mask.count_ones();
+        let index = u128::from(index);
+        let en2 = (index % en2_space) as u64;
+        let rest = index / en2_space;
+        let version_index = (rest % version_space) as u64;
+        let time_offset = rest / version_space;
+        if time_offset > u128::from(job.max_time_roll) {
+            return None;
+        }
+        let extranonce2 = en2.to_be_bytes()[8 - job.extranonce2_size.min(8)..].to_vec();
+        let version = ((job.version as u32 & !job.version_mask)
+            | deposit_bits(version_index, job.version_mask)) as i32;
+        let time = job.time.wrapping_add(time_offset as u32);
+        Some(Arc::new(Work::new(job, extranonce2, version, time)))
+    }
+
+    /// Like [`Self::next_work`], but waits for a job to be published. Returns
+    /// `None` if `shutdown` fires first or `timeout` passes.
+    pub fn wait_for_work(&self, shutdown: &Shutdown, timeout: Duration) -> Option<Arc<Work>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(work) = self.next_work() {
+                return Some(work);
+            }
+            if shutdown.is_triggered() {
+                return None;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            // Short waits: the shutdown signal has its own condvar.
+            let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            let wait = (deadline - now).min(Duration::from_millis(50));
+            let _ = self
+                .published
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::bench::bench_job;
+    use std::collections::HashSet;
+
+    #[test]
+    fn work_units_are_distinct_headers() {
+        let ws = WorkSource::new();
+        ws.publish(bench_job());
+        let mut seen = HashSet::new();
+        for _ in 0..500 {
+            let w = ws.next_work().unwrap();
+            assert!(seen.insert(w.header.merkle_root), "repeated header");
+        }
+    }
+
+    #[test]
+    fn rolls_version_then_time_when_extranonce2_is_exhausted() {
+        let ws = WorkSource::new();
+        let mut job = bench_job();
+        job.extranonce2_size = 1;
+        job.version_mask = 0x0000_6000; // two bits: four versions
+        job.max_time_roll = 2;
+        ws.publish(job);
+        let mut headers = HashSet::new();
+        let mut count = 0;
+        while let Some(w) = ws.next_work() {
+            assert_eq!(w.version as u32 & !0x6000, 0x2000_0000);
+            assert!(headers.insert(crate::pow::header::header_bytes(&w.header)));
+            count += 1;
+        }
+        assert_eq!(count, 256 * 4 * 3);
+    }
+
+    #[test]
+    fn clean_jobs_make_old_work_stale() {
+        let ws = WorkSource::new();
+        let first = ws.publish(bench_job());
+        let mut not_clean = bench_job();
+        not_clean.clean = false;
+        ws.publish(not_clean);
+        assert!(!ws.is_stale(first.generation));
+        ws.publish(bench_job());
+        assert!(ws.is_stale(first.generation));
+        assert_eq!(ws.generation(), 3);
+    }
+
+    #[test]
+    fn deposit_bits_fills_mask_positions() {
+        assert_eq!(deposit_bits(0b11, 0x1fffe000), 0x6000);
+        assert_eq!(deposit_bits(0, 0x1fffe000), 0);
+    }
+}
