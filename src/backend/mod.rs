@@ -210,7 +210,7 @@ mod tests {
         let capacity = 4;
         let truth: Vec<u32> = (100..200).filter(|n| n % 3 == 0).collect();
         let mut launches = 0;
-        let mut launch = |s: u32, c: u64| -> Result<(usize, Vec<u32>), ()> {
+        let mut launch = |s: u32, c: u64| -> Result<(bool, Vec<u32>), ()> {
             launches += 1;
             let hits: Vec<u32> = truth
                 .iter()

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use opencl3::command_queue::CommandQueue;
+use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
 use opencl3::device::{Device as ClDevice, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
 use opencl3::kernel::{ExecuteKernel, Kernel};
@@ -74,12 +74,13 @@ pub struct KernelShape {
 }
 
 impl KernelShape {
-    /// Defaults: scalar work-items in groups of 256 on GPUs; 8-lane vectors
+    /// Defaults: scalar work-items in groups of 256 on GPUs; 16-lane vectors
     /// on CPU devices, whose OpenCL compilers vectorise explicit vectors
-    /// far better than work-items.
+    /// far better than work-items (PoCL on AVX-512: 16 lanes 1.4x 8 lanes,
+    /// see BENCHMARKS.md).
     pub fn for_device(kind: DeviceKind, max_worksize: usize, options: &DeviceOptions) -> Self {
         let (vectors, worksize) = match kind {
-            DeviceKind::Cpu => (8, 64),
+            DeviceKind::Cpu => (16, 64),
             _ => (1, 256),
         };
         KernelShape {
@@ -159,8 +160,12 @@ impl OpenClDevice {
             });
         }
         let context = Context::from_device(&cl_device).map_err(driver("clCreateContext"))?;
+        // Profiling gives each launch's true run time, which the sleep
+        // before waiting is based on (a time that included the sleep would
+        // feed on itself).
         #[allow(deprecated)] // clCreateCommandQueue: the 1.2 call every runtime has
-        let queue = CommandQueue::create_default(&context, 0).map_err(driver("clCreateCommandQueue"))?;
+        let queue = CommandQueue::create_default(&context, CL_QUEUE_PROFILING_ENABLE)
+            .map_err(driver("clCreateCommandQueue"))?;
         let program = build_program(&context, &info, &shape)?;
         let kernel = Kernel::create(&program, "sha256d_scan").map_err(driver("clCreateKernel"))?;
         // SAFETY: no host pointer; sizes are in elements of cl_uint.
@@ -213,7 +218,6 @@ impl OpenClDevice {
                 .enqueue_write_buffer(&mut self.found_buffer, CL_NON_BLOCKING, 0, &zero, &[])
         }
         .map_err(self.driver_error("clEnqueueWriteBuffer"))?;
-        let started = Instant::now();
         // SAFETY: argument types match the kernel signature
         // (constant uint*, uint, uint, global uint*).
         let event = unsafe {
@@ -227,6 +231,9 @@ impl OpenClDevice {
                 .enqueue_nd_range(&self.queue)
         }
         .map_err(self.driver_error("clEnqueueNDRangeKernel"))?;
+        // Without a flush some runtimes start the kernel only when waited
+        // on, and the sleep below would leave the device idle.
+        self.queue.flush().map_err(self.driver_error("clFlush"))?;
         // Some drivers (NVIDIA's) spin a CPU core in clFinish and event
         // waits: sleep through most of the expected run time first.
         if self.rate > 0.0 {
@@ -236,10 +243,15 @@ impl OpenClDevice {
             }
         }
         event.wait().map_err(self.driver_error("kernel execution"))?;
-        let elapsed = started.elapsed().as_secs_f64();
-        if elapsed > 0.0 && count >= 1 << 16 {
-            self.rate = count as f64 / elapsed;
-        }
+        let run_ns = event
+            .profiling_command_end()
+            .and_then(|end| Ok(end.saturating_sub(event.profiling_command_start()?)));
+        self.rate = match run_ns {
+            Ok(ns) if ns > 0 && count >= 1 << 16 => count as f64 * 1e9 / ns as f64,
+            Ok(_) => self.rate,
+            // No profiling: no sleeping either.
+            Err(_) => 0.0,
+        };
         let mut found = [0 as cl_uint; 1 + FOUND_CAPACITY];
         // SAFETY: reading exactly the buffer's size.
         unsafe {

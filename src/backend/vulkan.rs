@@ -128,11 +128,15 @@ impl VulkanDevice {
             tracing::error!("{device_label}: {e}");
         }));
 
-        let default_size = if info.kind == DeviceKind::Gpu { 256 } else { 64 };
+        let default_size = 256;
         let shape = ShaderShape {
             workgroup_size: (options.worksize.unwrap_or(default_size) as u32)
                 .clamp(1, limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x)),
-            nonces_per_invocation: options.vulkan_nonces.unwrap_or(1).clamp(1, 1024),
+            // Software rasterisers pay a large fixed cost per invocation.
+            nonces_per_invocation: options
+                .vulkan_nonces
+                .unwrap_or(if info.kind == DeviceKind::Gpu { 1 } else { 64 })
+                .clamp(1, 1024),
         };
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);

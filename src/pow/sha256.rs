@@ -109,7 +109,7 @@ pub fn block_words(block: &[u8]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bitcoin::hashes::{sha256, Hash, HashEngine};
+    use bitcoin::hashes::{sha256, HashEngine};
 
     /// The scalar rounds here agree with an independent SHA-256 on a full block.
     #[test]
@@ -130,7 +130,7 @@ mod tests {
         // And sha2's compression agrees with bitcoin_hashes' midstate.
         let mut engine = sha256::HashEngine::default();
         engine.input(&block);
-        let midstate = engine.midstate();
-        assert_eq!(midstate(&block).to_vec(), block_words(&midstate.to_byte_array()));
+        let theirs = engine.midstate();
+        assert_eq!(midstate(&block).to_vec(), block_words(&theirs.to_byte_array()));
     }
 }
