@@ -19,7 +19,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging(quiet: bool, filter: Option<&str>) {
-    let default = if quiet { "warn" } else { "info" };
+    // wgpu and naga narrate adapter setup at info level: keep them to warnings.
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,wgpu=warn,wgpu_core=warn,wgpu_hal=warn,naga=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

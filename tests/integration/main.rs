@@ -1,1 +1,10 @@
+//! Integration tests: one binary, a module per area. Every backend is held
+//! against an independent implementation (rust-bitcoin's block hash, and
+//! through it `KernelWork`'s reference algorithm) on real and random headers.
+//! A missing OpenCL or Vulkan runtime fails its tests: `scripts/test.sh`
+//! installs PoCL and lavapipe.
 
+mod cli;
+mod common;
+mod gpu;
+mod scheduler;

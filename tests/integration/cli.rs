@@ -1,0 +1,151 @@
+//! The `hashrig` binary as scripts drive it: `scan`, `bench`, `devices`,
+//! and clear errors on bad input.
+
+use std::process::{Command, Output};
+
+use crate::common::mainnet;
+
+fn hashrig(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hashrig"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run hashrig")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every real mainnet header's nonce is found by `scan` in a window around
+/// it, on every backend, with the block hash rust-bitcoin computes.
+#[test]
+fn scan_finds_mainnet_nonces_on_every_backend() {
+    for backend in ["cpu", "opencl", "vulkan"] {
+        for known in mainnet() {
+            let header = hex::encode(bitcoin::consensus::serialize(&known.header));
+            let start = (known.nonce - 50_000).to_string();
+            let out = hashrig(&[
+                "--quiet", "scan", "--backend", backend, "--header", &header, "--start", &start, "--count", "100000",
+                "--json",
+            ]);
+            assert!(out.status.success(), "{backend}: {}", stderr(&out));
+            let lines: Vec<serde_json::Value> = stdout(&out)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON line"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{backend} block {}: {lines:?}", known.height);
+            assert_eq!(lines[0]["nonce"], known.nonce);
+            assert_eq!(lines[0]["hash"], known.hash);
+        }
+    }
+}
+
+/// A custom target: every nonce printed meets it, none is missing.
+#[test]
+fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
+    let known = &mainnet()[0];
+    let header = hex::encode(bitcoin::consensus::serialize(&known.header));
+    let target = format!("0000ffff{}", "0".repeat(56));
+    let out = hashrig(&[
+        "--quiet", "scan", "--header", &header, "--start", "0", "--count", "300000", "--target", &target,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Vec<u32> = stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    let target = hashrig::pow::target::parse_target(&target).unwrap();
+    let expected: Vec<u32> = (0u32..300_000)
+        .filter(|n| target.is_met_by(bitcoin::block::Header { nonce: *n, ..known.header }.block_hash()))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(printed, expected);
+}
+
+#[test]
+fn scan_rejects_bad_input_naming_the_value() {
+    let good = hex::encode(bitcoin::consensus::serialize(&mainnet()[0].header));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--header".into(), "zz".repeat(80), "--start".into(), "0".into(), "--count".into(), "1".into()], "zzzz"),
+        (vec!["--header".into(), "00".repeat(79), "--start".into(), "0".into(), "--count".into(), "1".into()], "79 bytes"),
+        (vec!["--header".into(), good.clone(), "--start".into(), "-5".into(), "--count".into(), "1".into()], "-5"),
+        (vec!["--header".into(), good.clone(), "--start".into(), "4294967295".into(), "--count".into(), "2".into()], "2^32"),
+        (vec!["--header".into(), good.clone(), "--start".into(), "0".into(), "--count".into(), "0".into()], "--count 0"),
+        (
+            vec![
+                "--header".into(),
+                good.clone(),
+                "--start".into(),
+                "0".into(),
+                "--count".into(),
+                "1".into(),
+                "--target".into(),
+                "123".into(),
+            ],
+            "\"123\"",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut full = vec!["scan".to_string()];
+        full.extend(args);
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = hashrig(&refs);
+        assert!(!out.status.success(), "{refs:?} succeeded");
+        let message = stderr(&out);
+        assert!(message.contains(needle), "{refs:?}: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+}
+
+#[test]
+fn bench_json_reports_each_device() {
+    let out = hashrig(&["--quiet", "bench", "--backend", "cpu", "--cpu-threads", "1", "--seconds", "1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    let line = &lines[0];
+    assert_eq!(line["backend"], "cpu");
+    assert!(line["hashrate"].as_f64().unwrap() > 0.0);
+    assert!(line["nonces"].as_u64().unwrap() > 0);
+    assert!(line["seconds"].as_f64().unwrap() >= 1.0);
+    assert_eq!(line["hw_errors"], 0);
+    assert!(line["device"].is_string());
+}
+
+#[test]
+fn bench_rejects_bad_settings() {
+    for (args, needle) in [
+        (vec!["bench", "--seconds", "0"], "--seconds"),
+        (vec!["bench", "--batch-ms", "0"], "--batch-ms"),
+        (vec!["bench", "--device", "x"], "\"x\""),
+        (vec!["bench", "--device", "999"], "999"),
+        (vec!["bench", "--vectors", "3"], "--vectors 3"),
+    ] {
+        let out = hashrig(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// PoCL and lavapipe are installed by scripts/test.sh: both must be listed.
+#[test]
+fn devices_lists_every_backend() {
+    let out = hashrig(&["--quiet", "devices", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let devices: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for backend in ["cpu", "opencl", "vulkan"] {
+        assert!(
+            devices.iter().any(|d| d["backend"] == backend),
+            "no {backend} device listed: {devices:?}"
+        );
+    }
+    for (i, d) in devices.iter().enumerate() {
+        assert_eq!(d["index"], i);
+        assert!(d["kind"] == "cpu" || d["kind"] == "gpu" || d["kind"] == "other");
+    }
+}

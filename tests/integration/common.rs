@@ -1,0 +1,50 @@
+//! Shared test helpers.
+
+use bitcoin::block::{Header, Version};
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, CompactTarget, Target, TxMerkleNode};
+use hashrig::backend::selftest::{known_headers, KnownHeader};
+use hashrig::pow::target::parse_target;
+use hashrig::pow::KernelWork;
+use rand::{Rng, SeedableRng};
+
+pub fn mainnet() -> Vec<KnownHeader> {
+    let headers = known_headers();
+    assert_eq!(headers.len(), 4, "tests/data/mainnet_headers.txt");
+    headers
+}
+
+/// Deterministic random headers.
+pub fn random_headers(seed: u64, n: usize) -> Vec<Header> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| Header {
+            version: Version::from_consensus(rng.random()),
+            prev_blockhash: BlockHash::from_byte_array(rng.random()),
+            merkle_root: TxMerkleNode::from_byte_array(rng.random()),
+            time: rng.random(),
+            bits: CompactTarget::from_consensus(rng.random()),
+            nonce: 0,
+        })
+        .collect()
+}
+
+/// A target whose top word is `top` and the rest all ones.
+pub fn loose_target(top: u32) -> Target {
+    parse_target(&format!("{top:08x}{}", "f".repeat(56))).expect("valid target")
+}
+
+/// The candidates of a range by the reference algorithm, cross-checked
+/// against rust-bitcoin for every one it reports.
+pub fn reference_candidates(header: &Header, work: &KernelWork, start: u32, count: u64) -> Vec<u32> {
+    let found: Vec<u32> = (u64::from(start)..u64::from(start) + count)
+        .map(|n| n as u32)
+        .filter(|n| work.is_candidate(*n))
+        .collect();
+    for n in &found {
+        let hash = Header { nonce: *n, ..*header }.block_hash().to_byte_array();
+        let top = u32::from_le_bytes([hash[28], hash[29], hash[30], hash[31]]);
+        assert!(top <= work.target_top, "reference disagrees with rust-bitcoin at nonce {n}");
+    }
+    found
+}
