@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
 
 #[derive(Debug, Parser)]
-#[command(name = "hashrig", version, about = "SHA-256d proof-of-work miner for GPU rigs")]
+#[command(
+    name = "hashrig",
+    version,
+    about = "SHA-256d proof-of-work miner for GPU rigs"
+)]
 pub struct Cli {
     /// Only warnings and errors on standard error; no status line.
     #[arg(long, global = true)]
@@ -210,7 +214,9 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
     let others = chosen.iter().any(|d| d.backend != Backend::Cpu);
     let cpu_threads = match args.cpu_threads {
         Some(0) => 0,
-        Some(n) if n > 4 * cores() => bail!("--cpu-threads {n}: more than 4× the {} cores here", cores()),
+        Some(n) if n > 4 * cores() => {
+            bail!("--cpu-threads {n}: more than 4× the {} cores here", cores())
+        }
         Some(n) => n,
         None if others => 0,
         None => cores(),
@@ -247,7 +253,10 @@ pub struct BenchSettings {
 impl BenchArgs {
     pub fn settings(&self) -> anyhow::Result<BenchSettings> {
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0 * 365.0) {
-            bail!("--seconds {}: must be a positive number of seconds", self.seconds);
+            bail!(
+                "--seconds {}: must be a positive number of seconds",
+                self.seconds
+            );
         }
         if !(1..=60_000).contains(&self.batch_ms) {
             bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);

@@ -146,15 +146,19 @@ impl Worker {
         let mut current: Option<Arc<Work>> = None;
         let mut next_nonce: u64 = 0;
         while !self.shutdown.is_triggered() {
-            let stale = current
-                .as_ref()
-                .is_none_or(|w| w.job.generation != self.work.generation() || next_nonce >= NONCE_SPACE);
+            let stale = current.as_ref().is_none_or(|w| {
+                w.job.generation != self.work.generation() || next_nonce >= NONCE_SPACE
+            });
             if stale {
-                current = self.work.wait_for_work(&self.shutdown, Duration::from_millis(500));
+                current = self
+                    .work
+                    .wait_for_work(&self.shutdown, Duration::from_millis(500));
                 next_nonce = 0;
                 continue;
             }
-            let Some(work) = current.clone() else { continue };
+            let Some(work) = current.clone() else {
+                continue;
+            };
             let count = batch.min(NONCE_SPACE - next_nonce);
             let started = Instant::now();
             let candidates = match self.device.scan(&work.kernel, next_nonce as u32, count) {
@@ -207,7 +211,9 @@ pub fn tune_batch(batch: u64, elapsed: Duration, target: Duration, granularity: 
     };
     let wanted = (batch as f64 * ratio) as u64;
     let rounded = (wanted / granularity).max(1) * granularity;
-    rounded.min(NONCE_SPACE / granularity * granularity).max(granularity)
+    rounded
+        .min(NONCE_SPACE / granularity * granularity)
+        .max(granularity)
 }
 
 #[cfg(test)]
@@ -219,8 +225,14 @@ mod tests {
         let g = 256;
         let target = Duration::from_millis(100);
         assert_eq!(tune_batch(1024, Duration::from_millis(10), target, g), 2048);
-        assert_eq!(tune_batch(1024, Duration::from_millis(1000), target, g), 512);
-        assert_eq!(tune_batch(1024, Duration::from_millis(100), target, g), 1024);
+        assert_eq!(
+            tune_batch(1024, Duration::from_millis(1000), target, g),
+            512
+        );
+        assert_eq!(
+            tune_batch(1024, Duration::from_millis(100), target, g),
+            1024
+        );
         assert_eq!(tune_batch(256, Duration::from_secs(10), target, g), 256);
         assert_eq!(tune_batch(1 << 32, Duration::ZERO, target, g), 1 << 32);
     }

@@ -146,7 +146,10 @@ impl Stats {
     pub fn record_hashes(&self, device: usize, nonces: u64, at: Instant) {
         if let Some(d) = self.device(device) {
             d.nonces.fetch_add(nonces, Ordering::Relaxed);
-            d.meter.lock().unwrap_or_else(|e| e.into_inner()).record(at, nonces);
+            d.meter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(at, nonces);
         }
     }
 

@@ -117,7 +117,8 @@ impl WorkSource {
         current.job = Some(job.clone());
         current.handed_out = 0;
         if job.clean {
-            self.clean_generation.store(job.generation, Ordering::SeqCst);
+            self.clean_generation
+                .store(job.generation, Ordering::SeqCst);
         }
         self.generation.store(job.generation, Ordering::SeqCst);
         self.published.notify_all();

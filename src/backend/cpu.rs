@@ -1,7 +1,7 @@
 //! The CPU backend: sha2's block function (SHA-NI where the CPU has it) on
 //! the header's midstate, the range split across threads.
 
-use super::{check_range, Device, DeviceError, DeviceInfo, DeviceKind, Backend, Locator};
+use super::{check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, Locator};
 use crate::pow::sha256::{State, IV};
 use crate::pow::KernelWork;
 use sha2::digest::generic_array::GenericArray;
@@ -20,7 +20,11 @@ pub fn info() -> DeviceInfo {
         vendor: None,
         driver: Some(format!(
             "sha2 compress256{}",
-            if has_sha_extensions() { " (SHA-NI)" } else { "" }
+            if has_sha_extensions() {
+                " (SHA-NI)"
+            } else {
+                ""
+            }
         )),
         locator: Locator::Cpu,
     }
@@ -149,8 +153,10 @@ mod tests {
 
     #[test]
     fn cpu_scan_matches_reference_with_frequent_candidates() {
-        let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
-        let target = crate::pow::target::parse_target(&format!("00ffffff{}", "f".repeat(56))).unwrap();
+        let genesis =
+            bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
+        let target =
+            crate::pow::target::parse_target(&format!("00ffffff{}", "f".repeat(56))).unwrap();
         let work = KernelWork::new(&header_bytes(&genesis), &target);
         let mut device = CpuDevice::new(info(), 2);
         let mut got = device.scan(&work, 1000, 20_000).unwrap();
@@ -162,10 +168,14 @@ mod tests {
 
     #[test]
     fn cpu_scan_finds_genesis_nonce() {
-        let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
+        let genesis =
+            bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
         let work = KernelWork::new(&header_bytes(&genesis), &genesis.target());
         let mut device = CpuDevice::new(info(), 1);
-        assert_eq!(device.scan(&work, 2_083_236_893 - 100, 200).unwrap(), vec![2_083_236_893]);
+        assert_eq!(
+            device.scan(&work, 2_083_236_893 - 100, 200).unwrap(),
+            vec![2_083_236_893]
+        );
         let _ = Target::MAX;
     }
 

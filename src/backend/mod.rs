@@ -169,8 +169,7 @@ pub struct Inventory {
 /// Vulkan, numbered in that order.
 pub fn enumerate(backends: &[Backend]) -> Inventory {
     let mut inventory = Inventory::default();
-    let push = |found: Result<Vec<DeviceInfo>, String>, inventory: &mut Inventory| match found
-    {
+    let push = |found: Result<Vec<DeviceInfo>, String>, inventory: &mut Inventory| match found {
         Ok(list) => inventory.devices.extend(list),
         Err(note) => inventory.notes.push(note),
     };
@@ -194,7 +193,10 @@ pub fn enumerate(backends: &[Backend]) -> Inventory {
 /// Opens a listed device for hashing.
 pub fn open(info: &DeviceInfo, options: &DeviceOptions) -> Result<Box<dyn Device>, DeviceError> {
     Ok(match info.locator {
-        Locator::Cpu => Box::new(cpu::CpuDevice::new(info.clone(), options.cpu_threads.max(1))),
+        Locator::Cpu => Box::new(cpu::CpuDevice::new(
+            info.clone(),
+            options.cpu_threads.max(1),
+        )),
         Locator::OpenCl { .. } => Box::new(opencl::OpenClDevice::open(info.clone(), options)?),
         Locator::Vulkan { .. } => Box::new(vulkan::VulkanDevice::open(info.clone(), options)?),
     })

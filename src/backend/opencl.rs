@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use opencl3::command_queue::{CommandQueue, CL_QUEUE_PROFILING_ENABLE};
 use opencl3::context::Context;
-use opencl3::device::{Device as ClDevice, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU};
+use opencl3::device::{
+    Device as ClDevice, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_CPU, CL_DEVICE_TYPE_GPU,
+};
 use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_READ_ONLY, CL_MEM_READ_WRITE};
 use opencl3::platform::get_platforms;
@@ -27,10 +29,13 @@ const FOUND_CAPACITY: usize = 255;
 
 /// Lists every device of every OpenCL platform, or says why there are none.
 pub fn list() -> Result<Vec<DeviceInfo>, String> {
-    let platforms = get_platforms().map_err(|e| format!("OpenCL: no runtime or no platform ({e})"))?;
+    let platforms =
+        get_platforms().map_err(|e| format!("OpenCL: no runtime or no platform ({e})"))?;
     let mut out = Vec::new();
     for (p, platform) in platforms.iter().enumerate() {
-        let platform_name = platform.name().unwrap_or_else(|_| "unknown platform".into());
+        let platform_name = platform
+            .name()
+            .unwrap_or_else(|_| "unknown platform".into());
         let ids = match platform.get_devices(CL_DEVICE_TYPE_ALL) {
             Ok(ids) => ids,
             Err(e) => {
@@ -44,7 +49,11 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
             out.push(DeviceInfo {
                 index: 0,
                 backend: Backend::OpenCl,
-                name: device.name().unwrap_or_else(|_| "unknown device".into()).trim().to_owned(),
+                name: device
+                    .name()
+                    .unwrap_or_else(|_| "unknown device".into())
+                    .trim()
+                    .to_owned(),
                 kind: if dev_type & CL_DEVICE_TYPE_GPU != 0 {
                     DeviceKind::Gpu
                 } else if dev_type & CL_DEVICE_TYPE_CPU != 0 {
@@ -57,7 +66,10 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                 platform: Some(platform_name.trim().to_owned()),
                 vendor: device.vendor().ok().map(|v| v.trim().to_owned()),
                 driver: device.driver_version().ok().map(|v| v.trim().to_owned()),
-                locator: Locator::OpenCl { platform: p, device: d },
+                locator: Locator::OpenCl {
+                    platform: p,
+                    device: d,
+                },
             });
         }
     }
@@ -85,12 +97,18 @@ impl KernelShape {
         };
         KernelShape {
             vectors: options.vectors.unwrap_or(vectors),
-            worksize: options.worksize.unwrap_or(worksize).min(max_worksize.max(1)),
+            worksize: options
+                .worksize
+                .unwrap_or(worksize)
+                .min(max_worksize.max(1)),
         }
     }
 
     fn build_options(&self) -> String {
-        format!("-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}", self.vectors)
+        format!(
+            "-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}",
+            self.vectors
+        )
     }
 }
 
@@ -170,15 +188,29 @@ impl OpenClDevice {
         let kernel = Kernel::create(&program, "sha256d_scan").map_err(driver("clCreateKernel"))?;
         // SAFETY: no host pointer; sizes are in elements of cl_uint.
         let work_buffer = unsafe {
-            Buffer::<cl_uint>::create(&context, CL_MEM_READ_ONLY, KernelWork::WORDS, ptr::null_mut())
+            Buffer::<cl_uint>::create(
+                &context,
+                CL_MEM_READ_ONLY,
+                KernelWork::WORDS,
+                ptr::null_mut(),
+            )
         }
         .map_err(driver("clCreateBuffer"))?;
         // SAFETY: as above.
         let found_buffer = unsafe {
-            Buffer::<cl_uint>::create(&context, CL_MEM_READ_WRITE, 1 + FOUND_CAPACITY, ptr::null_mut())
+            Buffer::<cl_uint>::create(
+                &context,
+                CL_MEM_READ_WRITE,
+                1 + FOUND_CAPACITY,
+                ptr::null_mut(),
+            )
         }
         .map_err(driver("clCreateBuffer"))?;
-        tracing::debug!("{label}: {} nonces per work-item, work-group {}", shape.vectors, shape.worksize);
+        tracing::debug!(
+            "{label}: {} nonces per work-item, work-group {}",
+            shape.vectors,
+            shape.worksize
+        );
         Ok(OpenClDevice {
             info,
             shape,
@@ -196,7 +228,10 @@ impl OpenClDevice {
         self.shape
     }
 
-    fn driver_error(&self, operation: &'static str) -> impl Fn(opencl3::error_codes::ClError) -> DeviceError + '_ {
+    fn driver_error(
+        &self,
+        operation: &'static str,
+    ) -> impl Fn(opencl3::error_codes::ClError) -> DeviceError + '_ {
         move |e| DeviceError::Driver {
             device: self.info.label(),
             operation,
@@ -242,7 +277,9 @@ impl OpenClDevice {
                 std::thread::sleep(expected.mul_f64(0.9));
             }
         }
-        event.wait().map_err(self.driver_error("kernel execution"))?;
+        event
+            .wait()
+            .map_err(self.driver_error("kernel execution"))?;
         let run_ns = event
             .profiling_command_end()
             .and_then(|end| Ok(end.saturating_sub(event.profiling_command_start()?)));
@@ -260,7 +297,10 @@ impl OpenClDevice {
         }
         .map_err(self.driver_error("clEnqueueReadBuffer"))?;
         let seen = found[0] as usize;
-        Ok((seen > FOUND_CAPACITY, found[1..1 + seen.min(FOUND_CAPACITY)].to_vec()))
+        Ok((
+            seen > FOUND_CAPACITY,
+            found[1..1 + seen.min(FOUND_CAPACITY)].to_vec(),
+        ))
     }
 }
 
@@ -293,21 +333,29 @@ impl Device for OpenClDevice {
 }
 
 /// Builds the kernel for a device, through the on-disk program cache.
-fn build_program(context: &Context, info: &DeviceInfo, shape: &KernelShape) -> Result<Program, DeviceError> {
+fn build_program(
+    context: &Context,
+    info: &DeviceInfo,
+    shape: &KernelShape,
+) -> Result<Program, DeviceError> {
     let options = shape.build_options();
     let cache = ProgramCache::for_device(info, &options);
     if let Some(binary) = cache.as_ref().and_then(|c| c.load()) {
         match Program::create_and_build_from_binary(context, &[&binary], &options) {
             Ok(program) => return Ok(program),
-            Err(e) => tracing::info!("{}: cached kernel binary rejected ({e}); rebuilding", info.label()),
+            Err(e) => tracing::info!(
+                "{}: cached kernel binary rejected ({e}); rebuilding",
+                info.label()
+            ),
         }
     }
-    let program = Program::create_and_build_from_source(context, KERNEL_SOURCE, &options).map_err(|log| {
-        DeviceError::Build {
-            device: info.label(),
-            log,
-        }
-    })?;
+    let program =
+        Program::create_and_build_from_source(context, KERNEL_SOURCE, &options).map_err(|log| {
+            DeviceError::Build {
+                device: info.label(),
+                log,
+            }
+        })?;
     if let (Some(cache), Ok(binaries)) = (cache, program.get_binaries()) {
         if let Some(binary) = binaries.first().filter(|b| !b.is_empty()) {
             cache.store(binary);
@@ -360,7 +408,10 @@ impl ProgramCache {
             && checksum == sha256::Hash::hash(binary).to_byte_array()
             && !binary.is_empty();
         if !valid {
-            tracing::info!("kernel cache entry {} is stale or corrupt; rebuilding", self.path.display());
+            tracing::info!(
+                "kernel cache entry {} is stale or corrupt; rebuilding",
+                self.path.display()
+            );
             return None;
         }
         Some(binary.to_vec())
@@ -373,14 +424,21 @@ impl ProgramCache {
         data.extend_from_slice(&self.key);
         data.extend_from_slice(&sha256::Hash::hash(binary).to_byte_array());
         data.extend_from_slice(binary);
-        let Some(dir) = self.path.parent() else { return };
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
         // Write then rename, so a crash never leaves half a file under the real name.
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         let result = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(&tmp, &data))
             .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = result {
-            tracing::debug!("could not cache kernel binary at {}: {e}", self.path.display());
+            tracing::debug!(
+                "could not cache kernel binary at {}: {e}",
+                self.path.display()
+            );
         }
     }
 }

@@ -72,12 +72,15 @@ pub fn run(device: &mut dyn Device) -> Result<(), DeviceError> {
             )));
         }
         if let Some(bad) = got.iter().find(|n| !work.is_candidate(**n)) {
-            return Err(fail(format!("block {}: reported nonce {bad}, which is no candidate", known.height)));
+            return Err(fail(format!(
+                "block {}: reported nonce {bad}, which is no candidate",
+                known.height
+            )));
         }
     }
     // One candidate in 256: the found-buffer fills, and every one must come back.
-    let loose: Target = parse_target(&format!("00ffffff{}", "f".repeat(56)))
-        .map_err(|e| fail(e.to_string()))?;
+    let loose: Target =
+        parse_target(&format!("00ffffff{}", "f".repeat(56))).map_err(|e| fail(e.to_string()))?;
     let work = KernelWork::new(&header_bytes(&headers[0].header), &loose);
     let start = 0xfff0_0000u32 + 7;
     let mut got = device.scan(&work, start, LOOSE_WINDOW)?;

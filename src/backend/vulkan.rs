@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator};
+use super::{
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator,
+};
 use crate::pow::KernelWork;
 
 /// The shader source, compiled per adapter at start.
@@ -48,9 +50,9 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                 backend: Backend::Vulkan,
                 name: info.name.clone(),
                 kind: match info.device_type {
-                    wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu => {
-                        DeviceKind::Gpu
-                    }
+                    wgpu::DeviceType::DiscreteGpu
+                    | wgpu::DeviceType::IntegratedGpu
+                    | wgpu::DeviceType::VirtualGpu => DeviceKind::Gpu,
                     wgpu::DeviceType::Cpu => DeviceKind::Cpu,
                     wgpu::DeviceType::Other => DeviceKind::Other,
                 },
@@ -58,7 +60,11 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                 memory_bytes: 0,
                 platform: Some("Vulkan".into()),
                 vendor: Some(format!("{:#06x}", info.vendor)),
-                driver: Some(format!("{} {}", info.driver, info.driver_info).trim().to_owned()),
+                driver: Some(
+                    format!("{} {}", info.driver, info.driver_info)
+                        .trim()
+                        .to_owned(),
+                ),
                 locator: Locator::Vulkan { adapter: i },
             }
         })
@@ -130,8 +136,12 @@ impl VulkanDevice {
 
         let default_size = 256;
         let shape = ShaderShape {
-            workgroup_size: (options.worksize.unwrap_or(default_size) as u32)
-                .clamp(1, limits.max_compute_invocations_per_workgroup.min(limits.max_compute_workgroup_size_x)),
+            workgroup_size: (options.worksize.unwrap_or(default_size) as u32).clamp(
+                1,
+                limits
+                    .max_compute_invocations_per_workgroup
+                    .min(limits.max_compute_workgroup_size_x),
+            ),
             // Software rasterisers pay a large fixed cost per invocation.
             nonces_per_invocation: options
                 .vulkan_nonces
@@ -146,7 +156,10 @@ impl VulkanDevice {
         });
         let constants = [
             ("WORKGROUP_SIZE", f64::from(shape.workgroup_size)),
-            ("NONCES_PER_INVOCATION", f64::from(shape.nonces_per_invocation)),
+            (
+                "NONCES_PER_INVOCATION",
+                f64::from(shape.nonces_per_invocation),
+            ),
         ];
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some("sha256d_scan"),
@@ -176,7 +189,9 @@ impl VulkanDevice {
             let found = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("found {n}")),
                 size: FOUND_BYTES,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
             let staging = device.create_buffer(&wgpu::BufferDescriptor {
@@ -241,10 +256,12 @@ impl VulkanDevice {
     fn submit(&self, slot: usize, start: u32, count: u64) -> wgpu::SubmissionIndex {
         let slot = &self.slots[slot];
         let mut params = [0u32; PARAM_WORDS];
-        params[..KernelWork::WORDS].copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&self.work)));
+        params[..KernelWork::WORDS]
+            .copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&self.work)));
         params[28] = start;
         params[29] = (count - 1) as u32;
-        self.queue.write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
+        self.queue
+            .write_buffer(&slot.params, 0, bytemuck::cast_slice(&params));
 
         let invocations = count.div_ceil(u64::from(self.shape.nonces_per_invocation));
         let groups = invocations.div_ceil(u64::from(self.shape.workgroup_size));
@@ -254,7 +271,9 @@ impl VulkanDevice {
 
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("scan") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("scan"),
+            });
         encoder.clear_buffer(&slot.found, 0, Some(4));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -271,7 +290,11 @@ impl VulkanDevice {
 
     /// Waits for a launch and reads its found-buffer: the candidate count the
     /// shader saw (possibly above capacity) and the candidates stored.
-    fn collect(&self, slot: usize, submission: wgpu::SubmissionIndex) -> Result<(usize, Vec<u32>), DeviceError> {
+    fn collect(
+        &self,
+        slot: usize,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<(usize, Vec<u32>), DeviceError> {
         let staging = &self.slots[slot].staging;
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -300,7 +323,12 @@ impl VulkanDevice {
     }
 
     /// Scans a range in launches of at most `chunk` nonces, two in flight.
-    fn scan_pipelined(&mut self, start: u32, count: u64, chunk: u64) -> Result<(bool, Vec<u32>), DeviceError> {
+    fn scan_pipelined(
+        &mut self,
+        start: u32,
+        count: u64,
+        chunk: u64,
+    ) -> Result<(bool, Vec<u32>), DeviceError> {
         let mut pending: Option<(usize, wgpu::SubmissionIndex)> = None;
         let mut overflowed = false;
         let mut nonces = Vec::new();
@@ -344,7 +372,13 @@ impl Device for VulkanDevice {
         }
         self.work = *work;
         // Two launches per batch once it is big enough to be worth it.
-        let chunk = if count >= 1 << 20 { count.div_ceil(2) } else { count };
-        super::scan_complete(start, count, &mut |s, c| self.scan_pipelined(s, c, chunk.min(c)))
+        let chunk = if count >= 1 << 20 {
+            count.div_ceil(2)
+        } else {
+            count
+        };
+        super::scan_complete(start, count, &mut |s, c| {
+            self.scan_pipelined(s, c, chunk.min(c))
+        })
     }
 }

@@ -35,7 +35,9 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|d| (d.info().backend.to_string(), d.info().name.clone()))
         .collect();
-    let stats = Arc::new(Stats::new(devices.iter().map(|d| d.info().label()).collect()));
+    let stats = Arc::new(Stats::new(
+        devices.iter().map(|d| d.info().label()).collect(),
+    ));
     let work = Arc::new(WorkSource::new());
     let shutdown = Shutdown::new();
     let (found_tx, found_rx) = mpsc::channel();

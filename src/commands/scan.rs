@@ -50,7 +50,11 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 continue;
             }
             if args.json {
-                writeln!(out, "{}", serde_json::json!({ "nonce": nonce, "hash": hash.to_string() }))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "nonce": nonce, "hash": hash.to_string() })
+                )?;
             } else {
                 writeln!(out, "{nonce} {hash}")?;
             }

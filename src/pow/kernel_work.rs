@@ -69,7 +69,8 @@ impl KernelWork {
         let mut first = [0u8; 64];
         first.copy_from_slice(&header[..64]);
         let midstate = midstate(&first);
-        let word = |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let word =
+            |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         let tail = [word(64), word(68), word(72)];
 
         let mut s: State = midstate;
@@ -140,7 +141,16 @@ impl KernelWork {
         // Round 3 from its precomputed parts, then rounds 4..63.
         let [a, b, c, d, e, f, g] = self.round3;
         let t1 = self.round3_t1.wrapping_add(w3);
-        let mut s: State = [t1.wrapping_add(self.round3_t2), a, b, c, d.wrapping_add(t1), e, f, g];
+        let mut s: State = [
+            t1.wrapping_add(self.round3_t2),
+            a,
+            b,
+            c,
+            d.wrapping_add(t1),
+            e,
+            f,
+            g,
+        ];
         for (t, word) in w.iter().enumerate().skip(4) {
             round(&mut s, t, *word);
         }
@@ -219,7 +229,8 @@ mod tests {
 
     #[test]
     fn genesis_nonce_is_a_candidate_and_neighbours_are_not() {
-        let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
+        let genesis =
+            bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
         let work = KernelWork::new(&header_bytes(&genesis), &genesis.target());
         assert_eq!(work.target_top, 0);
         assert!(work.is_candidate(2_083_236_893));

@@ -28,7 +28,10 @@ mod tests {
     fn single_coinbase_root_is_txid() {
         let genesis = bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin);
         let coinbase = serialize(&genesis.txdata[0]);
-        assert_eq!(merkle_root_from_branch(&coinbase, &[]), genesis.header.merkle_root);
+        assert_eq!(
+            merkle_root_from_branch(&coinbase, &[]),
+            genesis.header.merkle_root
+        );
     }
 
     /// A branch of one sibling equals rust-bitcoin's root of two transactions.

@@ -131,6 +131,9 @@ mod tests {
         let mut engine = sha256::HashEngine::default();
         engine.input(&block);
         let theirs = engine.midstate();
-        assert_eq!(midstate(&block).to_vec(), block_words(&theirs.to_byte_array()));
+        assert_eq!(
+            midstate(&block).to_vec(),
+            block_words(&theirs.to_byte_array())
+        );
     }
 }

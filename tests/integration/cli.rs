@@ -30,7 +30,16 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
             let header = hex::encode(bitcoin::consensus::serialize(&known.header));
             let start = (known.nonce - 50_000).to_string();
             let out = hashrig(&[
-                "--quiet", "scan", "--backend", backend, "--header", &header, "--start", &start, "--count", "100000",
+                "--quiet",
+                "scan",
+                "--backend",
+                backend,
+                "--header",
+                &header,
+                "--start",
+                &start,
+                "--count",
+                "100000",
                 "--json",
             ]);
             assert!(out.status.success(), "{backend}: {}", stderr(&out));
@@ -38,7 +47,12 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("JSON line"))
                 .collect();
-            assert_eq!(lines.len(), 1, "{backend} block {}: {lines:?}", known.height);
+            assert_eq!(
+                lines.len(),
+                1,
+                "{backend} block {}: {lines:?}",
+                known.height
+            );
             assert_eq!(lines[0]["nonce"], known.nonce);
             assert_eq!(lines[0]["hash"], known.hash);
         }
@@ -52,7 +66,8 @@ fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
     let header = hex::encode(bitcoin::consensus::serialize(&known.header));
     let target = format!("0000ffff{}", "0".repeat(56));
     let out = hashrig(&[
-        "--quiet", "scan", "--header", &header, "--start", "0", "--count", "300000", "--target", &target,
+        "--quiet", "scan", "--header", &header, "--start", "0", "--count", "300000", "--target",
+        &target,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed: Vec<u32> = stdout(&out)
@@ -61,7 +76,15 @@ fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
         .collect();
     let target = hashrig::pow::target::parse_target(&target).unwrap();
     let expected: Vec<u32> = (0u32..300_000)
-        .filter(|n| target.is_met_by(bitcoin::block::Header { nonce: *n, ..known.header }.block_hash()))
+        .filter(|n| {
+            target.is_met_by(
+                bitcoin::block::Header {
+                    nonce: *n,
+                    ..known.header
+                }
+                .block_hash(),
+            )
+        })
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(printed, expected);
@@ -71,11 +94,61 @@ fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
 fn scan_rejects_bad_input_naming_the_value() {
     let good = hex::encode(bitcoin::consensus::serialize(&mainnet()[0].header));
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--header".into(), "zz".repeat(80), "--start".into(), "0".into(), "--count".into(), "1".into()], "zzzz"),
-        (vec!["--header".into(), "00".repeat(79), "--start".into(), "0".into(), "--count".into(), "1".into()], "79 bytes"),
-        (vec!["--header".into(), good.clone(), "--start".into(), "-5".into(), "--count".into(), "1".into()], "-5"),
-        (vec!["--header".into(), good.clone(), "--start".into(), "4294967295".into(), "--count".into(), "2".into()], "2^32"),
-        (vec!["--header".into(), good.clone(), "--start".into(), "0".into(), "--count".into(), "0".into()], "--count 0"),
+        (
+            vec![
+                "--header".into(),
+                "zz".repeat(80),
+                "--start".into(),
+                "0".into(),
+                "--count".into(),
+                "1".into(),
+            ],
+            "zzzz",
+        ),
+        (
+            vec![
+                "--header".into(),
+                "00".repeat(79),
+                "--start".into(),
+                "0".into(),
+                "--count".into(),
+                "1".into(),
+            ],
+            "79 bytes",
+        ),
+        (
+            vec![
+                "--header".into(),
+                good.clone(),
+                "--start".into(),
+                "-5".into(),
+                "--count".into(),
+                "1".into(),
+            ],
+            "-5",
+        ),
+        (
+            vec![
+                "--header".into(),
+                good.clone(),
+                "--start".into(),
+                "4294967295".into(),
+                "--count".into(),
+                "2".into(),
+            ],
+            "2^32",
+        ),
+        (
+            vec![
+                "--header".into(),
+                good.clone(),
+                "--start".into(),
+                "0".into(),
+                "--count".into(),
+                "0".into(),
+            ],
+            "--count 0",
+        ),
         (
             vec![
                 "--header".into(),
@@ -104,9 +177,22 @@ fn scan_rejects_bad_input_naming_the_value() {
 
 #[test]
 fn bench_json_reports_each_device() {
-    let out = hashrig(&["--quiet", "bench", "--backend", "cpu", "--cpu-threads", "1", "--seconds", "1", "--json"]);
+    let out = hashrig(&[
+        "--quiet",
+        "bench",
+        "--backend",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--seconds",
+        "1",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     let line = &lines[0];
     assert_eq!(line["backend"], "cpu");
@@ -137,7 +223,10 @@ fn bench_rejects_bad_settings() {
 fn devices_lists_every_backend() {
     let out = hashrig(&["--quiet", "devices", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let devices: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let devices: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for backend in ["cpu", "opencl", "vulkan"] {
         assert!(
             devices.iter().any(|d| d["backend"] == backend),

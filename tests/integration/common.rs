@@ -36,15 +36,28 @@ pub fn loose_target(top: u32) -> Target {
 
 /// The candidates of a range by the reference algorithm, cross-checked
 /// against rust-bitcoin for every one it reports.
-pub fn reference_candidates(header: &Header, work: &KernelWork, start: u32, count: u64) -> Vec<u32> {
+pub fn reference_candidates(
+    header: &Header,
+    work: &KernelWork,
+    start: u32,
+    count: u64,
+) -> Vec<u32> {
     let found: Vec<u32> = (u64::from(start)..u64::from(start) + count)
         .map(|n| n as u32)
         .filter(|n| work.is_candidate(*n))
         .collect();
     for n in &found {
-        let hash = Header { nonce: *n, ..*header }.block_hash().to_byte_array();
+        let hash = Header {
+            nonce: *n,
+            ..*header
+        }
+        .block_hash()
+        .to_byte_array();
         let top = u32::from_le_bytes([hash[28], hash[29], hash[30], hash[31]]);
-        assert!(top <= work.target_top, "reference disagrees with rust-bitcoin at nonce {n}");
+        assert!(
+            top <= work.target_top,
+            "reference disagrees with rust-bitcoin at nonce {n}"
+        );
     }
     found
 }

@@ -46,7 +46,11 @@ fn check_random_windows(backend: Backend, options: &DeviceOptions) {
         let start = u32::MAX - 4000;
         let mut got = device.scan(&work, start, 4001).expect("scan");
         got.sort_unstable();
-        assert_eq!(got, reference_candidates(&header, &work, start, 4001), "{label}: top of range");
+        assert_eq!(
+            got,
+            reference_candidates(&header, &work, start, 4001),
+            "{label}: top of range"
+        );
     }
 }
 
@@ -57,7 +61,11 @@ fn check_mainnet(backend: Backend, options: &DeviceOptions) {
             let work = KernelWork::new(&header_bytes(&known.header), &known.header.target());
             let start = known.nonce - 100_003;
             let got = device.scan(&work, start, 200_000).expect("scan");
-            assert!(got.contains(&known.nonce), "{label}: block {} nonce not found", known.height);
+            assert!(
+                got.contains(&known.nonce),
+                "{label}: block {} nonce not found",
+                known.height
+            );
         }
         selftest::run(device.as_mut()).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -74,7 +74,9 @@ struct Rig {
 
 impl Rig {
     fn start(devices: usize, lie: bool, batch: Duration) -> Rig {
-        let logs: Vec<_> = (0..devices).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let logs: Vec<_> = (0..devices)
+            .map(|_| Arc::new(Mutex::new(Vec::new())))
+            .collect();
         let list: Vec<Box<dyn Device>> = logs
             .iter()
             .map(|log| {
@@ -85,7 +87,9 @@ impl Rig {
                 }) as Box<dyn Device>
             })
             .collect();
-        let stats = Arc::new(Stats::new((0..devices).map(|i| format!("cpu{i}")).collect()));
+        let stats = Arc::new(Stats::new(
+            (0..devices).map(|i| format!("cpu{i}")).collect(),
+        ));
         let work = Arc::new(WorkSource::new());
         let shutdown = Shutdown::new();
         let (tx, rx) = mpsc::channel();
@@ -175,7 +179,10 @@ fn blocks_are_recognised_on_an_easy_network() {
         bits: CompactTarget::from_consensus(0x207f_ffff),
         ..bench_job()
     });
-    let found = rig.found.recv_timeout(Duration::from_secs(30)).expect("a block");
+    let found = rig
+        .found
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a block");
     rig.stop();
     assert!(found.is_block);
     // A block below the (difficulty 1) share target is still reported.
@@ -192,7 +199,10 @@ fn wrong_answers_are_hardware_errors() {
     rig.stop();
     let snapshot = rig.stats.snapshot();
     assert!(snapshot.devices[0].hw_errors > 0);
-    assert!(rig.found.try_recv().is_err(), "a wrong answer was passed on as a share");
+    assert!(
+        rig.found.try_recv().is_err(),
+        "a wrong answer was passed on as a share"
+    );
 }
 
 #[test]
@@ -214,10 +224,17 @@ fn a_clean_job_reaches_every_device_within_one_batch() {
             .iter()
             .filter(|r| r.started > switched_at && r.work.tail[1] != new_time_word)
             .collect();
-        let new_scans = log.iter().filter(|r| r.work.tail[1] == new_time_word).count();
+        let new_scans = log
+            .iter()
+            .filter(|r| r.work.tail[1] == new_time_word)
+            .count();
         assert!(new_scans > 0, "device never switched");
         // At most the batch that was already being set up may start late.
-        assert!(old_after.len() <= 1, "{} old batches after the switch", old_after.len());
+        assert!(
+            old_after.len() <= 1,
+            "{} old batches after the switch",
+            old_after.len()
+        );
     }
 }
 
@@ -234,9 +251,18 @@ fn devices_never_hash_the_same_header_and_nonce() {
     let mut seen = HashSet::new();
     for log in &rig.logs {
         for r in log.lock().unwrap().iter() {
-            let header = r.work.midstate.iter().chain(&r.work.tail).copied().collect::<Vec<u32>>();
+            let header = r
+                .work
+                .midstate
+                .iter()
+                .chain(&r.work.tail)
+                .copied()
+                .collect::<Vec<u32>>();
             for chunk_start in (u64::from(r.start)..u64::from(r.start) + r.count).step_by(1024) {
-                assert!(seen.insert((header.clone(), chunk_start)), "range hashed twice");
+                assert!(
+                    seen.insert((header.clone(), chunk_start)),
+                    "range hashed twice"
+                );
             }
         }
     }

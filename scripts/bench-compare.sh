@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The side-by-side measurements behind BENCHMARKS.md, in one run on one
+# machine (this kind of machine is shared and noisy: compare ratios taken
+# in the same run, never figures from different runs).
+#
+#   bash scripts/bench-compare.sh [SECONDS]
+#
+# Prints, for each pair, both figures and the ratio the issues ask for:
+#   cpu     hashrig bench --backend cpu --cpu-threads 1   vs  half of
+#           openssl's single-thread SHA-256 compression rate
+#   opencl  hashrig bench --backend opencl  vs  hashcat -b -m 1400 (×1.78)
+#   vulkan  hashrig bench --backend vulkan  vs  hashrig bench --backend opencl
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+secs=${1:-20}
+cargo build --release --quiet
+bin=target/release/hashrig
+rate() { "$bin" --quiet bench "$@" --seconds "$secs" --json | python3 -c 'import json,sys; print(sum(json.loads(l)["hashrate"] for l in sys.stdin))'; }
+ratio() { python3 -c "print(f'{$1:.3f}')"; }
+
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u +%F)"
+
+ossl=$(openssl speed -seconds "$secs" -bytes 16384 -evp sha256 2>/dev/null | awk '/^sha256/{print $2}' | tr -d k)
+cpu=$(rate --backend cpu --cpu-threads 1)
+compress=$(python3 -c "print($ossl*1000/64)")
+echo "cpu:    hashrig $cpu H/s; openssl sha256 ${ossl}k B/s = $compress compressions/s; ratio to half: $(ratio "$cpu/($compress/2)")"
+
+opencl=$(rate --backend opencl)
+if command -v hashcat >/dev/null; then
+  hc=$(HOME=$(mktemp -d) hashcat -b -m 1400 --force 2>/dev/null | awk '/^Speed/{v=$2; u=$3; m=(u=="kH/s")?1e3:(u=="MH/s")?1e6:(u=="GH/s")?1e9:1; print v*m; exit}')
+  echo "opencl: hashrig $opencl H/s; hashcat -m 1400 $hc H/s; parity ratio (x1.78): $(ratio "$opencl*1.78/$hc")"
+else
+  echo "opencl: hashrig $opencl H/s; hashcat not installed (apt-get install hashcat)"
+fi
+
+vulkan=$(rate --backend vulkan)
+opencl2=$(rate --backend opencl)
+echo "vulkan: hashrig $vulkan H/s; opencl (again) $opencl2 H/s; ratio: $(ratio "$vulkan/$opencl2")"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need when it is missing (PoCL
+# for OpenCL, Mesa's lavapipe for Vulkan: software drivers that run the real
+# kernels on the CPU), then checks formatting, lints and runs every test.
+# Run from anywhere: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(pocl-opencl-icd ocl-icd-libopencl1 clinfo mesa-vulkan-drivers libvulkan1)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Mesa's window-system code complains without a runtime dir; give it one.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR
+fi
+
+echo "== drivers"
+clinfo -l
+
+echo "== generated kernels are current"
+python3 scripts/gen_kernels.py --check
+
+echo "== format"
+cargo fmt --check
+
+echo "== lints"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== tests"
+cargo test --all-targets --locked
