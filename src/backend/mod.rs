@@ -4,6 +4,8 @@
 pub mod cpu;
 pub mod opencl;
 pub mod selftest;
+#[cfg(target_arch = "x86_64")]
+mod shani;
 pub mod vulkan;
 
 use std::fmt;
