@@ -169,6 +169,7 @@ impl Worker {
                 }
             };
             let elapsed = started.elapsed();
+            tracing::trace!("{label}: {count} nonces in {elapsed:?}");
             self.stats.record_hashes(self.index, count, Instant::now());
             next_nonce += count;
             for nonce in candidates {
