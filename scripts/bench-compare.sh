@@ -27,12 +27,17 @@ cpu=$(rate --backend cpu --cpu-threads 1)
 compress=$(python3 -c "print($ossl*1000/64)")
 echo "cpu:    hashrig $cpu H/s; openssl sha256 ${ossl}k B/s = $compress compressions/s; ratio to half: $(ratio "$cpu/($compress/2)")"
 
-opencl=$(rate --backend opencl)
 if command -v hashcat >/dev/null; then
-  hc=$(HOME=$(mktemp -d) hashcat -b -m 1400 --force 2>/dev/null | awk '/^Speed/{v=$2; u=$3; m=(u=="kH/s")?1e3:(u=="MH/s")?1e6:(u=="GH/s")?1e9:1; print v*m; exit}')
-  echo "opencl: hashrig $opencl H/s; hashcat -m 1400 $hc H/s; parity ratio (x1.78): $(ratio "$opencl*1.78/$hc")"
+  hashcat_rate() { HOME=$(mktemp -d) hashcat -b -m 1400 --force 2>/dev/null | awk '/^Speed/{v=$2; u=$3; m=(u=="kH/s")?1e3:(u=="MH/s")?1e6:(u=="GH/s")?1e9:1; print v*m; exit}'; }
+  # Alternated twice, like the Vulkan pair below.
+  hc=0; cl=0
+  for _ in 1 2; do
+    hc=$(python3 -c "print($hc + $(hashcat_rate))")
+    cl=$(python3 -c "print($cl + $(rate --backend opencl))")
+  done
+  echo "opencl: hashrig $(python3 -c "print($cl/2)") H/s; hashcat -m 1400 $(python3 -c "print($hc/2)") H/s; parity ratio (x1.78): $(ratio "$cl*1.78/$hc")"
 else
-  echo "opencl: hashrig $opencl H/s; hashcat not installed (apt-get install hashcat)"
+  echo "opencl: hashrig $(rate --backend opencl) H/s; hashcat not installed (apt-get install hashcat)"
 fi
 
 # Alternated three times: this machine's load drifts within a minute.

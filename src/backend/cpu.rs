@@ -18,14 +18,11 @@ pub fn info() -> DeviceInfo {
         memory_bytes: 0,
         platform: None,
         vendor: None,
-        driver: Some(format!(
-            "sha2 compress256{}",
-            if has_sha_extensions() {
-                " (SHA-NI)"
-            } else {
-                ""
-            }
-        )),
+        driver: Some(if has_sha_extensions() {
+            "SHA extensions, 2 nonces interleaved".into()
+        } else {
+            "sha2 compress256".into()
+        }),
         locator: Locator::Cpu,
     }
 }

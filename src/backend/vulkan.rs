@@ -235,7 +235,7 @@ impl VulkanDevice {
             pipeline,
             slots,
             max_groups_per_dimension: limits.max_compute_workgroups_per_dimension.max(1),
-            work: KernelWork::new(&[0; 80], &bitcoin::Target::MAX),
+            work: bytemuck::Zeroable::zeroed(),
         })
     }
 
