@@ -21,6 +21,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Standard output as one JSON value per line; panics on anything else.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// Every real mainnet header's nonce is found by `scan` in a window around
 /// it, on every backend, with the block hash rust-bitcoin computes.
 #[test]
@@ -43,10 +51,7 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
                 "--json",
             ]);
             assert!(out.status.success(), "{backend}: {}", stderr(&out));
-            let lines: Vec<serde_json::Value> = stdout(&out)
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("JSON line"))
-                .collect();
+            let lines = json_lines(&out);
             assert_eq!(
                 lines.len(),
                 1,
@@ -189,10 +194,7 @@ fn bench_json_reports_each_device() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 1);
     let line = &lines[0];
     assert_eq!(line["backend"], "cpu");
@@ -223,10 +225,7 @@ fn bench_rejects_bad_settings() {
 fn devices_lists_every_backend() {
     let out = hashrig(&["--quiet", "devices", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let devices: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let devices = json_lines(&out);
     for backend in ["cpu", "opencl", "vulkan"] {
         assert!(
             devices.iter().any(|d| d["backend"] == backend),
