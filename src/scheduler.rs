@@ -169,7 +169,14 @@ impl Worker {
                 }
             };
             let elapsed = started.elapsed();
-            tracing::trace!("{label}: {count} nonces in {elapsed:?}");
+            // Batches are sized on wall time, which is what bounds the lag
+            // of a job switch; the device's own measure of its busy time
+            // shows how much of that wall time is host overhead.
+            let busy = self.device.busy_time();
+            if let Some(busy) = busy {
+                self.stats.record_busy(self.index, busy, elapsed);
+            }
+            tracing::trace!("{label}: {count} nonces in {elapsed:?} (device busy {busy:?})");
             self.stats.record_hashes(self.index, count, Instant::now());
             next_nonce += count;
             for nonce in candidates {

@@ -65,6 +65,9 @@ pub struct DeviceStats {
     stale: AtomicU64,
     hw_errors: AtomicU64,
     blocks: AtomicU64,
+    /// Device-measured busy time and the wall time of the same scans.
+    busy_ns: AtomicU64,
+    timed_scan_ns: AtomicU64,
 }
 
 impl DeviceStats {
@@ -78,6 +81,8 @@ impl DeviceStats {
             stale: AtomicU64::new(0),
             hw_errors: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            timed_scan_ns: AtomicU64::new(0),
         }
     }
 }
@@ -97,6 +102,9 @@ pub struct DeviceSnapshot {
     pub stale: u64,
     pub hw_errors: u64,
     pub blocks: u64,
+    /// Fraction of scan time the device itself computed (GPU timestamps or
+    /// OpenCL profiling), where the backend measures it.
+    pub device_busy: Option<f64>,
 }
 
 /// A point-in-time copy of every figure.
@@ -150,6 +158,16 @@ impl Stats {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .record(at, nonces);
+        }
+    }
+
+    /// Records a scan's device-measured busy time against its wall time.
+    pub fn record_busy(&self, device: usize, busy: Duration, wall: Duration) {
+        if let Some(d) = self.device(device) {
+            d.busy_ns
+                .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+            d.timed_scan_ns
+                .fetch_add(wall.as_nanos() as u64, Ordering::Relaxed);
         }
     }
 
@@ -209,6 +227,10 @@ impl Stats {
                     stale: d.stale.load(Ordering::Relaxed),
                     hw_errors: d.hw_errors.load(Ordering::Relaxed),
                     blocks: d.blocks.load(Ordering::Relaxed),
+                    device_busy: match d.timed_scan_ns.load(Ordering::Relaxed) {
+                        0 => None,
+                        wall => Some(d.busy_ns.load(Ordering::Relaxed) as f64 / wall as f64),
+                    },
                 }
             })
             .collect();
@@ -258,7 +280,10 @@ mod tests {
         s.record_hw_error(0);
         s.record_share_difficulty(3.0);
         s.record_share_difficulty(2.0);
+        s.record_busy(1, Duration::from_millis(90), Duration::from_millis(100));
         let snap = s.snapshot();
+        assert_eq!(snap.devices[0].device_busy, None);
+        assert!((snap.devices[1].device_busy.unwrap() - 0.9).abs() < 1e-9);
         assert_eq!(snap.devices[0].accepted, 1);
         assert_eq!(snap.devices[1].rejected, 1);
         assert_eq!(snap.devices[0].hw_errors, 1);

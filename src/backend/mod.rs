@@ -111,6 +111,12 @@ pub trait Device: Send {
     /// whose hash passes the kernel's top-word test, none dropped. `count`
     /// may reach 2^32 − `start`, no further. Candidates are unverified.
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError>;
+
+    /// How long the last `scan` kept the device itself busy, measured on
+    /// the device (GPU timestamps), where the backend can tell.
+    fn busy_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Checks a range before a backend touches it.

@@ -125,6 +125,8 @@ pub struct OpenClDevice {
     uploaded: Option<KernelWork>,
     /// Measured nonces per second: how long to sleep before waiting.
     rate: f64,
+    /// Kernel run time of the current scan's launches, from profiling.
+    busy: Option<Duration>,
     // Dropped last: everything above lives in it.
     _context: Context,
 }
@@ -220,6 +222,7 @@ impl OpenClDevice {
             found_buffer,
             uploaded: None,
             rate: 0.0,
+            busy: None,
             _context: context,
         })
     }
@@ -283,6 +286,9 @@ impl OpenClDevice {
         let run_ns = event
             .profiling_command_end()
             .and_then(|end| Ok(end.saturating_sub(event.profiling_command_start()?)));
+        if let Ok(ns) = run_ns {
+            *self.busy.get_or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+        }
         self.rate = match run_ns {
             Ok(ns) if ns > 0 && count >= 1 << 16 => count as f64 * 1e9 / ns as f64,
             Ok(_) => self.rate,
@@ -313,11 +319,16 @@ impl Device for OpenClDevice {
         u64::from(self.shape.vectors) * self.shape.worksize as u64
     }
 
+    fn busy_time(&self) -> Option<Duration> {
+        self.busy
+    }
+
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
         check_range(start, count)?;
         if count == 0 {
             return Ok(Vec::new());
         }
+        self.busy = None;
         if self.uploaded.as_ref() != Some(work) {
             let words: &[cl_uint] = bytemuck::cast_slice(std::slice::from_ref(work));
             // SAFETY: the buffer holds exactly KernelWork::WORDS words.

@@ -20,6 +20,8 @@ const FOUND_CAPACITY: usize = 255;
 /// Uniform words: KernelWork, first nonce, last offset, two spare.
 const PARAM_WORDS: usize = 32;
 const FOUND_BYTES: u64 = (4 * (1 + FOUND_CAPACITY)) as u64;
+/// Staging bytes per slot: the found-buffer, then two resolved timestamps.
+const STAGING_BYTES: u64 = FOUND_BYTES + 16;
 /// How long a launch may take before the device is declared hung.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -78,6 +80,15 @@ pub struct ShaderShape {
     pub nonces_per_invocation: u32,
 }
 
+/// GPU timestamps around each dispatch, where the adapter has them.
+struct Timestamps {
+    queries: wgpu::QuerySet,
+    /// Resolved query values, one 256-byte-aligned pair per slot.
+    resolved: wgpu::Buffer,
+    /// Nanoseconds per tick.
+    period: f64,
+}
+
 /// One launch's buffers: while one slot's results are read back, the other
 /// slot's dispatch runs.
 struct Slot {
@@ -97,6 +108,9 @@ pub struct VulkanDevice {
     slots: [Slot; 2],
     max_groups_per_dimension: u32,
     work: KernelWork,
+    timestamps: Option<Timestamps>,
+    /// GPU time of the last scan's dispatches, from timestamps.
+    busy: Option<Duration>,
 }
 
 impl VulkanDevice {
@@ -116,8 +130,14 @@ impl VulkanDevice {
             .nth(adapter)
             .ok_or_else(|| fail("open", "adapter gone".into()))?;
         let limits = adapter.limits();
+        let has_timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hashrig"),
+            required_features: if has_timestamps {
+                wgpu::Features::TIMESTAMP_QUERY
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: wgpu::Limits {
                 max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
                 max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
@@ -196,7 +216,7 @@ impl VulkanDevice {
             });
             let staging = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("staging {n}")),
-                size: FOUND_BYTES,
+                size: STAGING_BYTES,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
@@ -222,6 +242,20 @@ impl VulkanDevice {
             }
         };
         let slots = [slot(0), slot(1)];
+        let timestamps = has_timestamps.then(|| Timestamps {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("dispatch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 4,
+            }),
+            resolved: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolved timestamps"),
+                size: 2 * wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            period: f64::from(queue.get_timestamp_period()),
+        });
         tracing::debug!(
             "{label}: work-group {}, {} nonces per invocation",
             shape.workgroup_size,
@@ -236,6 +270,8 @@ impl VulkanDevice {
             slots,
             max_groups_per_dimension: limits.max_compute_workgroups_per_dimension.max(1),
             work: bytemuck::Zeroable::zeroed(),
+            timestamps,
+            busy: None,
         })
     }
 
@@ -253,8 +289,9 @@ impl VulkanDevice {
 
     /// Records and submits one launch in `slot`; the results are collected
     /// by [`Self::collect`].
-    fn submit(&self, slot: usize, start: u32, count: u64) -> wgpu::SubmissionIndex {
-        let slot = &self.slots[slot];
+    fn submit(&self, slot_index: usize, start: u32, count: u64) -> wgpu::SubmissionIndex {
+        let slot = &self.slots[slot_index];
+        let first_query = 2 * slot_index as u32;
         let mut params = [0u32; PARAM_WORDS];
         params[..KernelWork::WORDS]
             .copy_from_slice(bytemuck::cast_slice(std::slice::from_ref(&self.work)));
@@ -278,13 +315,29 @@ impl VulkanDevice {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("sha256d"),
-                timestamp_writes: None,
+                timestamp_writes: self.timestamps.as_ref().map(|t| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: &t.queries,
+                        beginning_of_pass_write_index: Some(first_query),
+                        end_of_pass_write_index: Some(first_query + 1),
+                    }
+                }),
             });
             pass.set_pipeline(&self.pipeline);
             pass.set_bind_group(0, &slot.bind_group, &[]);
             pass.dispatch_workgroups(columns as u32, rows as u32, 1);
         }
         encoder.copy_buffer_to_buffer(&slot.found, 0, &slot.staging, 0, FOUND_BYTES);
+        if let Some(t) = &self.timestamps {
+            let offset = u64::from(first_query / 2) * wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT;
+            encoder.resolve_query_set(
+                &t.queries,
+                first_query..first_query + 2,
+                &t.resolved,
+                offset,
+            );
+            encoder.copy_buffer_to_buffer(&t.resolved, offset, &slot.staging, FOUND_BYTES, 16);
+        }
         self.queue.submit([encoder.finish()])
     }
 
@@ -294,7 +347,7 @@ impl VulkanDevice {
         &self,
         slot: usize,
         submission: wgpu::SubmissionIndex,
-    ) -> Result<(usize, Vec<u32>), DeviceError> {
+    ) -> Result<(usize, Vec<u32>, Option<Duration>), DeviceError> {
         let staging = &self.slots[slot].staging;
         let (sender, receiver) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -316,7 +369,13 @@ impl VulkanDevice {
                 .map_err(|e| self.fail("map found-buffer", e.to_string()))?;
             let words: &[u32] = bytemuck::cast_slice(&view);
             let seen = words[0] as usize;
-            (seen, words[1..1 + seen.min(FOUND_CAPACITY)].to_vec())
+            let busy = self.timestamps.as_ref().map(|t| {
+                let tick = |i: usize| u64::from(words[i]) | (u64::from(words[i + 1]) << 32);
+                let first = 1 + FOUND_CAPACITY;
+                let ticks = tick(first + 2).saturating_sub(tick(first));
+                Duration::from_nanos((ticks as f64 * t.period) as u64)
+            });
+            (seen, words[1..1 + seen.min(FOUND_CAPACITY)].to_vec(), busy)
         };
         staging.unmap();
         Ok(result)
@@ -344,7 +403,10 @@ impl VulkanDevice {
                 None
             };
             if let Some((done_slot, submission)) = pending.take() {
-                let (seen, found) = self.collect(done_slot, submission)?;
+                let (seen, found, busy) = self.collect(done_slot, submission)?;
+                if let Some(busy) = busy {
+                    *self.busy.get_or_insert(Duration::ZERO) += busy;
+                }
                 overflowed |= seen > FOUND_CAPACITY;
                 nonces.extend(found);
             }
@@ -365,12 +427,17 @@ impl Device for VulkanDevice {
         u64::from(self.shape.workgroup_size) * u64::from(self.shape.nonces_per_invocation)
     }
 
+    fn busy_time(&self) -> Option<Duration> {
+        self.busy
+    }
+
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
         check_range(start, count)?;
         if count == 0 {
             return Ok(Vec::new());
         }
         self.work = *work;
+        self.busy = None;
         // Two launches per batch once it is big enough to be worth it.
         let chunk = if count >= 1 << 20 {
             count.div_ceil(2)

@@ -101,11 +101,16 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                     "seconds": seconds,
                     "hw_errors": device.hw_errors,
                     "shares": device.accepted,
+                    "device_busy": device.device_busy,
                 })
             );
         } else {
+            let busy = device
+                .device_busy
+                .map(|b| format!(", device busy {:.0}%", 100.0 * b))
+                .unwrap_or_default();
             println!(
-                "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors",
+                "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors{busy}",
                 backend,
                 name,
                 format_hashrate(hashrate),
