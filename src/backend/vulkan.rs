@@ -156,12 +156,14 @@ impl VulkanDevice {
 
         let default_size = 256;
         let shape = ShaderShape {
-            workgroup_size: (options.worksize.unwrap_or(default_size) as u32).clamp(
-                1,
-                limits
-                    .max_compute_invocations_per_workgroup
-                    .min(limits.max_compute_workgroup_size_x),
-            ),
+            workgroup_size: u32::try_from(options.worksize.unwrap_or(default_size))
+                .unwrap_or(u32::MAX)
+                .clamp(
+                    1,
+                    limits
+                        .max_compute_invocations_per_workgroup
+                        .min(limits.max_compute_workgroup_size_x),
+                ),
             // Software rasterisers pay a large fixed cost per invocation.
             nonces_per_invocation: options
                 .vulkan_nonces

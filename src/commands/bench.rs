@@ -31,10 +31,9 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         bail!("every selected device failed to open or failed its self-test");
     }
 
-    let labels: Vec<(String, String)> = devices
-        .iter()
-        .map(|d| (d.info().backend.to_string(), d.info().name.clone()))
-        .collect();
+    // The devices that passed their self-test, in scheduler order.
+    let proven: Vec<hashrig::backend::DeviceInfo> =
+        devices.iter().map(|d| d.info().clone()).collect();
     let stats = Arc::new(Stats::new(
         devices.iter().map(|d| d.info().label()).collect(),
     ));
@@ -88,14 +87,15 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     for (i, device) in snapshot.devices.iter().enumerate() {
         let hashrate = device.nonces as f64 / seconds;
         total += hashrate;
-        let (backend, name) = &labels[i];
+        let info = &proven[i];
+        let (backend, name) = (info.backend.to_string(), &info.name);
         if args.json {
             println!(
                 "{}",
                 serde_json::json!({
                     "backend": backend,
                     "device": name,
-                    "index": selected.devices.get(i).map(|d| d.index),
+                    "index": info.index,
                     "hashrate": hashrate,
                     "nonces": device.nonces,
                     "seconds": seconds,
