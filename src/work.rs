@@ -146,15 +146,6 @@ impl WorkSource {
         generation < self.clean_generation.load(Ordering::SeqCst)
     }
 
-    /// The current job, if any.
-    pub fn current_job(&self) -> Option<Arc<Job>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .job
-            .clone()
-    }
-
     /// A work unit no one else has, or `None` when there is no job or its
     /// search space is used up.
     pub fn next_work(&self) -> Option<Arc<Work>> {

@@ -227,10 +227,6 @@ impl OpenClDevice {
         })
     }
 
-    pub fn shape(&self) -> KernelShape {
-        self.shape
-    }
-
     fn driver_error(
         &self,
         operation: &'static str,

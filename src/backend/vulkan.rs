@@ -277,10 +277,6 @@ impl VulkanDevice {
         })
     }
 
-    pub fn shape(&self) -> ShaderShape {
-        self.shape
-    }
-
     fn fail(&self, operation: &'static str, message: String) -> DeviceError {
         DeviceError::Driver {
             device: self.info.label(),
