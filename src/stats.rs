@@ -2,7 +2,7 @@
 //! the `bench` report and (later) the HTTP API.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -107,11 +107,43 @@ pub struct DeviceSnapshot {
     pub device_busy: Option<f64>,
 }
 
+/// Counters of one pool (or node) of the failover list.
+#[derive(Debug)]
+struct PoolStats {
+    name: String,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    stale: AtomicU64,
+    /// Sum of the share difficulty of accepted shares: what the pool pays.
+    accepted_difficulty: Mutex<f64>,
+    connected: AtomicBool,
+    /// Round trip of the last answered submission, in microseconds; 0 if none.
+    latency_us: AtomicU64,
+    last_reject: Mutex<Option<String>>,
+}
+
+/// A point-in-time copy of one pool's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PoolSnapshot {
+    pub name: String,
+    pub active: bool,
+    pub connected: bool,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub accepted_difficulty: f64,
+    /// The hashrate the pool credits: accepted difficulty × 2^32 per second.
+    pub effective_hashrate: f64,
+    pub latency_ms: Option<f64>,
+    pub last_reject: Option<String>,
+}
+
 /// A point-in-time copy of every figure.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
     pub uptime_s: f64,
     pub devices: Vec<DeviceSnapshot>,
+    pub pools: Vec<PoolSnapshot>,
     pub best_share: f64,
 }
 
@@ -126,6 +158,9 @@ impl Snapshot {
 pub struct Stats {
     started: Instant,
     devices: Vec<DeviceStats>,
+    pools: Vec<PoolStats>,
+    /// Index of the pool being mined, `usize::MAX` when none.
+    active_pool: AtomicUsize,
     best_share: Mutex<f64>,
 }
 
@@ -135,8 +170,80 @@ impl Stats {
         Stats {
             started: Instant::now(),
             devices: device_names.into_iter().map(DeviceStats::new).collect(),
+            pools: Vec::new(),
+            active_pool: AtomicUsize::new(usize::MAX),
             best_share: Mutex::new(0.0),
         }
+    }
+
+    /// Adds one set of pool counters per entry of the failover list.
+    pub fn with_pools(mut self, pool_names: Vec<String>) -> Self {
+        self.pools = pool_names
+            .into_iter()
+            .map(|name| PoolStats {
+                name,
+                accepted: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                stale: AtomicU64::new(0),
+                accepted_difficulty: Mutex::new(0.0),
+                connected: AtomicBool::new(false),
+                latency_us: AtomicU64::new(0),
+                last_reject: Mutex::new(None),
+            })
+            .collect();
+        self
+    }
+
+    /// Counts a pool's answer to a share against the pool and the device.
+    /// `difficulty` is the share difficulty the job was issued with.
+    pub fn record_pool_result(
+        &self,
+        pool: usize,
+        device: usize,
+        result: ShareResult,
+        difficulty: f64,
+        reason: Option<&str>,
+    ) {
+        self.record_result(device, result);
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
+        match result {
+            ShareResult::Accepted => {
+                p.accepted.fetch_add(1, Ordering::Relaxed);
+                *p.accepted_difficulty
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) += difficulty;
+            }
+            ShareResult::Rejected => {
+                p.rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            ShareResult::Stale => {
+                p.stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(reason) = reason {
+            *p.last_reject.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        }
+    }
+
+    pub fn set_pool_connected(&self, pool: usize, connected: bool) {
+        if let Some(p) = self.pools.get(pool) {
+            p.connected.store(connected, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_pool_latency(&self, pool: usize, latency: Duration) {
+        if let Some(p) = self.pools.get(pool) {
+            p.latency_us
+                .store(latency.as_micros().max(1) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The pool now being mined, if any.
+    pub fn set_active_pool(&self, pool: Option<usize>) {
+        self.active_pool
+            .store(pool.unwrap_or(usize::MAX), Ordering::Relaxed);
     }
 
     pub fn started(&self) -> Instant {
@@ -234,9 +341,45 @@ impl Stats {
                 }
             })
             .collect();
+        let active = self.active_pool.load(Ordering::Relaxed);
+        let pools = self
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let accepted_difficulty = *p
+                    .accepted_difficulty
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                PoolSnapshot {
+                    name: p.name.clone(),
+                    active: i == active,
+                    connected: p.connected.load(Ordering::Relaxed),
+                    accepted: p.accepted.load(Ordering::Relaxed),
+                    rejected: p.rejected.load(Ordering::Relaxed),
+                    stale: p.stale.load(Ordering::Relaxed),
+                    accepted_difficulty,
+                    effective_hashrate: if uptime.is_zero() {
+                        0.0
+                    } else {
+                        accepted_difficulty * 4_294_967_296.0 / uptime.as_secs_f64()
+                    },
+                    latency_ms: match p.latency_us.load(Ordering::Relaxed) {
+                        0 => None,
+                        us => Some(us as f64 / 1000.0),
+                    },
+                    last_reject: p
+                        .last_reject
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                }
+            })
+            .collect();
         Snapshot {
             uptime_s: uptime.as_secs_f64(),
             devices,
+            pools,
             best_share: *self.best_share.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
@@ -288,6 +431,22 @@ mod tests {
         assert_eq!(snap.devices[1].rejected, 1);
         assert_eq!(snap.devices[0].hw_errors, 1);
         assert_eq!(snap.best_share, 3.0);
+    }
+
+    #[test]
+    fn pool_counters_and_effective_hashrate() {
+        let s = Stats::new(vec!["a".into()]).with_pools(vec!["p0".into(), "p1".into()]);
+        s.record_pool_result(1, 0, ShareResult::Accepted, 2.0, None);
+        s.record_pool_result(1, 0, ShareResult::Rejected, 2.0, Some("low difficulty"));
+        s.record_pool_result(9, 0, ShareResult::Stale, 2.0, None);
+        s.set_active_pool(Some(1));
+        let snap = s.snapshot();
+        assert_eq!(snap.devices[0].accepted, 1);
+        assert_eq!(snap.devices[0].stale, 1);
+        assert!(snap.pools[1].active && !snap.pools[0].active);
+        assert_eq!(snap.pools[1].accepted_difficulty, 2.0);
+        assert_eq!(snap.pools[1].last_reject.as_deref(), Some("low difficulty"));
+        assert!(snap.pools[1].effective_hashrate > 0.0);
     }
 
     #[test]

@@ -87,6 +87,12 @@ struct Current {
     job: Option<Arc<Job>>,
     /// Work units handed out for this job.
     handed_out: u64,
+    /// Where this job's extranonce2 count starts: the running total of work
+    /// units over every job. A pool that resumes a session re-sends the same
+    /// job, and a failover can come back to it; starting each job where the
+    /// last left off keeps those from being mined (and submitted) twice.
+    extranonce2_base: u64,
+    total_handed_out: u64,
     next_generation: u64,
 }
 
@@ -116,6 +122,7 @@ impl WorkSource {
         let job = Arc::new(job);
         current.job = Some(job.clone());
         current.handed_out = 0;
+        current.extranonce2_base = current.total_handed_out;
         if job.clean {
             self.clean_generation
                 .store(job.generation, Ordering::SeqCst);
@@ -149,19 +156,20 @@ impl WorkSource {
     /// A work unit no one else has, or `None` when there is no job or its
     /// search space is used up.
     pub fn next_work(&self) -> Option<Arc<Work>> {
-        let (job, index) = {
+        let (job, index, base) = {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             let job = current.job.clone()?;
             let index = current.handed_out;
             current.handed_out += 1;
-            (job, index)
+            current.total_handed_out += 1;
+            (job, index, current.extranonce2_base)
         };
         // extranonce2 first, then version bits, then ntime.
         let en2_bits = 8 * job.extranonce2_size.min(8) as u32;
         let en2_space = 1u128 << en2_bits;
         let version_space = 1u128 << job.version_mask.count_ones();
         let index = u128::from(index);
-        let en2 = (index % en2_space) as u64;
+        let en2 = ((index + u128::from(base)) % en2_space) as u64;
         let rest = index / en2_space;
         let version_index = (rest % version_space) as u64;
         let time_offset = rest / version_space;
@@ -247,6 +255,16 @@ mod tests {
         ws.publish(bench_job());
         assert!(ws.is_stale(first.generation));
         assert_eq!(ws.generation(), 3);
+    }
+
+    #[test]
+    fn a_job_published_again_continues_the_extranonce2_count() {
+        let ws = WorkSource::new();
+        ws.publish(bench_job());
+        let first: Vec<_> = (0..10).map(|_| ws.next_work().unwrap()).collect();
+        ws.publish(bench_job());
+        let again = ws.next_work().unwrap();
+        assert!(first.iter().all(|w| w.header != again.header));
     }
 
     #[test]

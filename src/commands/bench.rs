@@ -2,22 +2,15 @@
 //! report each one's hashrate.
 
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use anyhow::bail;
 use hashrig::backend::{enumerate, open, selftest, Device};
 use hashrig::job::bench::BenchSource;
-use hashrig::job::{JobSource, SourceContext};
-use hashrig::scheduler::{Scheduler, SchedulerConfig};
-use hashrig::shutdown::Shutdown;
 use hashrig::stats::{format_hashrate, Stats};
-use hashrig::work::WorkSource;
 
+use super::miner::{self, Run};
 use crate::cli::{select_devices, BenchArgs};
-
-/// How often the status line is printed.
-const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
@@ -37,52 +30,17 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::new(
         devices.iter().map(|d| d.info().label()).collect(),
     ));
-    let work = Arc::new(WorkSource::new());
-    let shutdown = Shutdown::new();
-    let (found_tx, found_rx) = mpsc::channel();
-
-    let mut source = BenchSource;
-    let source_ctx = SourceContext {
-        work: work.clone(),
-        found: found_rx,
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-    };
-    let source_thread = std::thread::spawn(move || source.run(source_ctx));
-    let started = Instant::now();
-    let scheduler = Scheduler::start(
+    let outcome = miner::run(Run {
         devices,
-        work,
-        stats.clone(),
-        found_tx,
-        shutdown.clone(),
-        SchedulerConfig {
-            batch_time: settings.batch_time,
-        },
-    );
-
-    let deadline = started + settings.duration;
-    let mut next_status = started + STATUS_EVERY;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let wake = deadline.min(next_status);
-        std::thread::sleep(wake - now);
-        if !quiet && Instant::now() >= next_status && Instant::now() < deadline {
-            print_status(&stats);
-            next_status += STATUS_EVERY;
-        }
-    }
-    shutdown.trigger();
-    scheduler.join();
-    let seconds = started.elapsed().as_secs_f64();
-    if let Ok(Err(e)) = source_thread.join() {
-        tracing::warn!("{e}");
-    }
-
-    let snapshot = stats.snapshot();
+        source: Box::new(BenchSource),
+        stats,
+        duration: Some(settings.duration),
+        batch_time: settings.batch_time,
+        quiet,
+        goal: None,
+    });
+    let seconds = outcome.seconds;
+    let snapshot = outcome.snapshot;
     let mut total = 0.0;
     for (i, device) in snapshot.devices.iter().enumerate() {
         let hashrate = device.nonces as f64 / seconds;
@@ -151,30 +109,4 @@ pub fn open_and_prove(
         }
     }
     out
-}
-
-fn print_status(stats: &Stats) {
-    let snap = stats.snapshot();
-    let parts: Vec<String> = snap
-        .devices
-        .iter()
-        .map(|d| {
-            format!(
-                "{}: {} (avg {}) A{} R{} S{} HW{}",
-                d.name,
-                format_hashrate(d.hashrate_5s),
-                format_hashrate(d.hashrate_avg),
-                d.accepted,
-                d.rejected,
-                d.stale,
-                d.hw_errors
-            )
-        })
-        .collect();
-    eprintln!(
-        "[{:>6.0}s] total {} | {}",
-        snap.uptime_s,
-        format_hashrate(snap.total(|d| d.hashrate_5s)),
-        parts.join(" | ")
-    );
 }

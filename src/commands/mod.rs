@@ -2,6 +2,8 @@
 
 mod bench;
 mod devices;
+mod mine;
+mod miner;
 mod scan;
 
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices { json } => devices::run(json),
         Command::Bench(args) => bench::run(&args, cli.quiet),
         Command::Scan(args) => scan::run(&args, cli.quiet),
+        Command::Mine(args) => mine::run(&args, cli.quiet),
     }
 }
 

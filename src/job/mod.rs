@@ -3,6 +3,7 @@
 //! to mine into [`Job`]s, and submits the [`Found`] nonces that come back.
 
 pub mod bench;
+pub mod found_blocks;
 pub mod stratum;
 
 use std::sync::mpsc::Receiver;

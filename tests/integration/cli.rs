@@ -237,3 +237,65 @@ fn devices_lists_every_backend() {
         assert!(d["kind"] == "cpu" || d["kind"] == "gpu" || d["kind"] == "other");
     }
 }
+
+/// `hashrig mine` against the loopback pool: a clean stop after
+/// `--duration`, and a JSON summary that agrees with what the pool counted.
+#[test]
+fn mine_against_a_pool_prints_a_json_summary() {
+    let pool = crate::testpool::TestPool::start(0.0003);
+    let dir = std::env::temp_dir().join(format!("hashrig-cli-mine-{}", std::process::id()));
+    let found = dir.join("found.jsonl");
+    let url = pool.url();
+    let out = hashrig(&[
+        "mine",
+        "--pool",
+        &url,
+        "--user",
+        "wallet.cli",
+        "--pass",
+        "x",
+        "--backend",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--duration",
+        "6",
+        "--json",
+        "--quiet",
+        "--found-blocks",
+        found.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = &json_lines(&out)[0];
+    for key in [
+        "accepted",
+        "rejected",
+        "stale",
+        "hw_errors",
+        "blocks",
+        "hashrate",
+    ] {
+        assert!(summary.get(key).is_some(), "summary lacks {key}: {summary}");
+    }
+    let accepted = pool.accepted() as u64;
+    assert!(accepted > 0, "no share in 6 s");
+    assert_eq!(summary["accepted"], accepted);
+    assert_eq!(summary["hw_errors"], 0);
+    assert!(summary["hashrate"].as_f64().unwrap() > 0.0);
+    assert!(pool.tally(|t| t.invalid.is_empty()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn mine_rejects_bad_pool_addresses_clearly() {
+    for (url, expected) in [
+        ("stratum+tcp://pool.example.com", "no port"),
+        ("http://pool.example.com:3333", "unknown scheme"),
+        ("stratum+tcp://pool.example.com:70000", "not a port number"),
+    ] {
+        let out = hashrig(&["mine", "--pool", url, "--user", "w", "--backend", "cpu"]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = stderr(&out);
+        assert!(err.contains(expected) && err.contains(url), "{url}: {err}");
+    }
+}

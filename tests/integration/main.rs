@@ -8,3 +8,5 @@ mod cli;
 mod common;
 mod gpu;
 mod scheduler;
+mod stratum;
+mod testpool;

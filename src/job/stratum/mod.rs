@@ -1,7 +1,15 @@
-//! Stratum V1 (pool mining). This first part is the protocol edge: typed
-//! messages parsed once from untrusted JSON, and jobs built from them. The
-//! client (connection, subscribe/authorize, submit, reconnects) builds on it.
+//! Stratum V1 (pool mining): typed messages parsed once from untrusted JSON
+//! at the edge (`messages`, `replies`), the wire (`transport`: TCP or TLS,
+//! bounded lines), one connection's session (`session`), and the client
+//! that keeps a connection alive across a failover list (`client`).
 
+pub mod client;
 pub mod messages;
+pub mod replies;
+mod session;
+pub mod transport;
+pub mod url;
 
+pub use client::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
 pub use messages::{submit_params, Notify, ServerMessage, Session, StratumError, SubscribeResult};
+pub use url::{PoolUrl, PoolUrlError};

@@ -8,6 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
 
+mod mine;
+
+pub use mine::MineArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hashrig",
@@ -37,6 +41,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Scan a nonce range of one header and print every nonce meeting a target.
     Scan(ScanArgs),
+    /// Mine on a Stratum V1 pool (with failover to further pools).
+    Mine(MineArgs),
 }
 
 /// Which backends to use.

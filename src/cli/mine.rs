@@ -1,0 +1,183 @@
+//! `hashrig mine` flags, and their validation into [`MineSettings`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use hashrig::job::found_blocks::FoundBlockLog;
+use hashrig::job::stratum::transport::parse_fingerprint;
+use hashrig::job::stratum::{PoolConfig, PoolUrl, StratumOptions, StratumTimeouts};
+
+use super::DeviceArgs;
+
+/// Flags shared by the long-running mining modes.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stop cleanly after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Target duration of one batch in milliseconds: bounds job-switch lag.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub batch_ms: u64,
+    /// Print a final summary as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Where found blocks are appended before submission (default:
+    /// $XDG_DATA_HOME/hashrig/found-blocks.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub found_blocks: Option<PathBuf>,
+}
+
+/// Validated [`RunArgs`].
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub duration: Option<Duration>,
+    pub batch_time: Duration,
+    pub json: bool,
+    pub found_blocks: Arc<FoundBlockLog>,
+}
+
+impl RunArgs {
+    pub fn settings(&self) -> anyhow::Result<RunSettings> {
+        let duration = match self.duration {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 * 3650.0 => {
+                Some(Duration::from_secs_f64(s))
+            }
+            Some(s) => bail!("--duration {s}: must be a positive number of seconds"),
+        };
+        if !(1..=60_000).contains(&self.batch_ms) {
+            bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);
+        }
+        let path = match &self.found_blocks {
+            Some(p) => p.clone(),
+            None => FoundBlockLog::default_path()
+                .context("no data directory for the found-blocks file; give --found-blocks FILE")?,
+        };
+        let found_blocks = FoundBlockLog::open(&path).with_context(|| {
+            format!(
+                "--found-blocks {}: cannot open for appending",
+                path.display()
+            )
+        })?;
+        Ok(RunSettings {
+            duration,
+            batch_time: Duration::from_millis(self.batch_ms),
+            json: self.json,
+            found_blocks: Arc::new(found_blocks),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MineArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Pool address, stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT.
+    /// Repeat for a failover list, most preferred first.
+    #[arg(long = "pool", value_name = "URL", required = true)]
+    pub pools: Vec<String>,
+    /// Worker name (usually WALLET.WORKER). Repeat to give each pool its own;
+    /// the last one given serves the remaining pools.
+    #[arg(long = "user", value_name = "USER", required = true)]
+    pub users: Vec<String>,
+    /// Worker password, paired with pools like --user.
+    #[arg(long = "pass", value_name = "PASS")]
+    pub passwords: Vec<String>,
+    /// SHA-256 fingerprint of a TLS pool's certificate, paired with pools
+    /// like --user (`-` for none); pins the certificate.
+    #[arg(long = "pool-cert-sha256", value_name = "HEX")]
+    pub fingerprints: Vec<String>,
+    /// Ask the pool for this share difficulty.
+    #[arg(long, value_name = "DIFF")]
+    pub suggest_diff: Option<f64>,
+    /// Follow `client.reconnect` to a different host (off: a spoofed
+    /// redirect is a known attack).
+    #[arg(long)]
+    pub allow_redirect: bool,
+    /// Do not ask for BIP 310 version rolling.
+    #[arg(long)]
+    pub no_version_rolling: bool,
+    /// Seconds to wait for a connection and the pool's first answers.
+    #[arg(long, default_value_t = 10.0, value_name = "S")]
+    pub connect_timeout: f64,
+    /// Reconnect when the pool sends no job for this many seconds.
+    #[arg(long, default_value_t = 180.0, value_name = "S")]
+    pub silence_timeout: f64,
+    /// Return to a better pool once it has been healthy this many seconds.
+    #[arg(long, default_value_t = 120.0, value_name = "S")]
+    pub failback_after: f64,
+}
+
+/// Validated `mine` settings.
+#[derive(Debug, Clone)]
+pub struct MineSettings {
+    pub run: RunSettings,
+    pub stratum: StratumOptions,
+}
+
+fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= max) {
+        bail!("{flag} {value}: must be a number of seconds above 0 and at most {max}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// The `index`-th of a paired list, the last one for the rest.
+fn paired(list: &[String], index: usize) -> Option<&str> {
+    list.get(index).or(list.last()).map(String::as_str)
+}
+
+impl MineArgs {
+    pub fn settings(&self) -> anyhow::Result<MineSettings> {
+        if self.pools.len() > 16 {
+            bail!("--pool: at most 16 pools, {} given", self.pools.len());
+        }
+        let mut pools = Vec::new();
+        for (i, text) in self.pools.iter().enumerate() {
+            let url: PoolUrl = text.parse()?;
+            let user = paired(&self.users, i).unwrap_or_default().to_owned();
+            if user.is_empty() || user.len() > 256 {
+                bail!("--user {user:?}: must be 1 to 256 characters");
+            }
+            let cert_fingerprint = match self.fingerprints.get(i).map(String::as_str) {
+                None | Some("-") => None,
+                Some(hex) => Some(parse_fingerprint(hex).with_context(|| {
+                    format!("--pool-cert-sha256 {hex:?}: not 64 hexadecimal digits")
+                })?),
+            };
+            if cert_fingerprint.is_some() && !url.tls {
+                bail!("--pool-cert-sha256 for {url}: only stratum+ssl/tls pools have certificates");
+            }
+            pools.push(PoolConfig {
+                url,
+                user,
+                password: paired(&self.passwords, i).unwrap_or("x").to_owned(),
+                cert_fingerprint,
+            });
+        }
+        if let Some(d) = self.suggest_diff {
+            if !(d.is_finite() && d > 0.0) {
+                bail!("--suggest-diff {d}: must be a positive number");
+            }
+        }
+        let mut stratum = StratumOptions::new(pools);
+        stratum.suggest_difficulty = self.suggest_diff;
+        stratum.allow_redirect = self.allow_redirect;
+        stratum.version_rolling = !self.no_version_rolling;
+        stratum.timeouts = StratumTimeouts {
+            connect: seconds("--connect-timeout", self.connect_timeout, 600.0)?,
+            silence: seconds("--silence-timeout", self.silence_timeout, 86_400.0)?,
+            failback_after: seconds("--failback-after", self.failback_after, 86_400.0)?,
+            ..StratumTimeouts::default()
+        };
+        let run = self.run.settings()?;
+        stratum.found_blocks = Some(run.found_blocks.clone());
+        Ok(MineSettings { run, stratum })
+    }
+}

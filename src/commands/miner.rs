@@ -1,0 +1,222 @@
+//! The long-running part shared by `bench`, `mine` and `solo`: devices,
+//! scheduler and job source started together, a status line every few
+//! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, when a
+//! goal is met, or when the job source gives up.
+
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use hashrig::backend::Device;
+use hashrig::job::JobSource;
+use hashrig::job::SourceContext;
+use hashrig::scheduler::{Scheduler, SchedulerConfig};
+use hashrig::shutdown::Shutdown;
+use hashrig::stats::{format_hashrate, Snapshot, Stats};
+use hashrig::work::WorkSource;
+
+/// How often the status line is printed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// A condition that ends a run early, checked between status updates.
+pub type Goal = Box<dyn Fn(&Snapshot) -> bool>;
+
+/// One mining run.
+pub struct Run {
+    pub devices: Vec<Box<dyn Device>>,
+    pub source: Box<dyn JobSource>,
+    pub stats: Arc<Stats>,
+    pub duration: Option<Duration>,
+    pub batch_time: Duration,
+    pub quiet: bool,
+    /// Stop once this says so (e.g. `--max-blocks`).
+    pub goal: Option<Goal>,
+}
+
+/// What a run leaves.
+pub struct Outcome {
+    pub snapshot: Snapshot,
+    pub seconds: f64,
+    /// Why the job source stopped on its own, if it did.
+    pub source_error: Option<String>,
+}
+
+/// Installs the Ctrl-C / SIGTERM handler once per process.
+fn stop_on_signal(shutdown: &Shutdown) {
+    let shutdown = shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        eprintln!("stopping…");
+        shutdown.trigger();
+    }) {
+        tracing::debug!("no signal handler: {e}");
+    }
+}
+
+pub fn run(run: Run) -> Outcome {
+    let Run {
+        devices,
+        mut source,
+        stats,
+        duration,
+        batch_time,
+        quiet,
+        goal,
+    } = run;
+    let work = Arc::new(WorkSource::new());
+    let shutdown = Shutdown::new();
+    stop_on_signal(&shutdown);
+    let (found_tx, found_rx) = mpsc::channel();
+    let source_ctx = SourceContext {
+        work: work.clone(),
+        found: found_rx,
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let source_thread = std::thread::spawn(move || source.run(source_ctx));
+    let started = Instant::now();
+    let scheduler = Scheduler::start(
+        devices,
+        work,
+        stats.clone(),
+        found_tx,
+        shutdown.clone(),
+        SchedulerConfig { batch_time },
+    );
+
+    let deadline = duration.map(|d| started + d);
+    let mut next_status = started + STATUS_EVERY;
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_triggered() {
+            break;
+        }
+        if source_thread.is_finished() {
+            break;
+        }
+        if goal.as_ref().is_some_and(|g| g(&stats.snapshot())) {
+            break;
+        }
+        let now = Instant::now();
+        let mut wake = (now + Duration::from_millis(100)).min(next_status);
+        if let Some(d) = deadline {
+            wake = wake.min(d);
+        }
+        shutdown.wait_timeout(wake.saturating_duration_since(now));
+        if !quiet && Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
+            print_status(&stats.snapshot());
+            next_status += STATUS_EVERY;
+        }
+    }
+    shutdown.trigger();
+    scheduler.join();
+    let seconds = started.elapsed().as_secs_f64();
+    let source_error = match source_thread.join() {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the job source crashed".into()),
+    };
+    Outcome {
+        snapshot: stats.snapshot(),
+        seconds,
+        source_error,
+    }
+}
+
+fn print_status(snap: &Snapshot) {
+    let parts: Vec<String> = snap
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} (avg {}) A{} R{} S{} HW{}",
+                d.name,
+                format_hashrate(d.hashrate_5s),
+                format_hashrate(d.hashrate_avg),
+                d.accepted,
+                d.rejected,
+                d.stale,
+                d.hw_errors
+            )
+        })
+        .collect();
+    let pool = snap
+        .pools
+        .iter()
+        .find(|p| p.active)
+        .map(|p| {
+            let latency = p
+                .latency_ms
+                .map(|ms| format!(", {ms:.0} ms"))
+                .unwrap_or_default();
+            format!(
+                " | {} {}{latency}, pool sees {}",
+                p.name,
+                if p.connected { "up" } else { "DOWN" },
+                format_hashrate(p.effective_hashrate)
+            )
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "[{:>6.0}s] total {}{pool} | {}",
+        snap.uptime_s,
+        format_hashrate(snap.total(|d| d.hashrate_5s)),
+        parts.join(" | ")
+    );
+}
+
+/// The final summary of a `mine` or `solo` run, as one JSON object.
+pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
+    let snap = &outcome.snapshot;
+    let sum =
+        |f: fn(&hashrig::stats::DeviceSnapshot) -> u64| -> u64 { snap.devices.iter().map(f).sum() };
+    serde_json::json!({
+        "seconds": outcome.seconds,
+        "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
+        "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).sum::<f64>(),
+        "accepted": sum(|d| d.accepted),
+        "rejected": sum(|d| d.rejected),
+        "stale": sum(|d| d.stale),
+        "hw_errors": sum(|d| d.hw_errors),
+        "blocks": sum(|d| d.blocks),
+        "best_share": snap.best_share,
+        "devices": snap.devices,
+        "pools": snap.pools,
+        "error": outcome.source_error,
+    })
+}
+
+/// The final summary for people.
+pub fn print_summary(outcome: &Outcome) {
+    let snap = &outcome.snapshot;
+    let total: f64 = snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9);
+    eprintln!(
+        "mined {:.0} s at {} on average; best share difficulty {:.4}",
+        outcome.seconds,
+        format_hashrate(total),
+        snap.best_share
+    );
+    for d in &snap.devices {
+        eprintln!(
+            "  {}: {} avg, accepted {}, rejected {}, stale {}, hardware errors {}, blocks {}",
+            d.name,
+            format_hashrate(d.hashrate_avg),
+            d.accepted,
+            d.rejected,
+            d.stale,
+            d.hw_errors,
+            d.blocks
+        );
+    }
+    for p in &snap.pools {
+        eprintln!(
+            "  {}: accepted {}, rejected {}, stale {}, pool-effective {}{}",
+            p.name,
+            p.accepted,
+            p.rejected,
+            p.stale,
+            format_hashrate(p.effective_hashrate),
+            p.last_reject
+                .as_ref()
+                .map(|r| format!(", last rejection: {r}"))
+                .unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The wire under Stratum: TCP or TLS, newline-framed, every line bounded.
+//! DNS is resolved afresh on every connect, so a pool that moves is found
+//! again after a reconnect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
+
+use super::url::PoolUrl;
+
+/// The longest line a pool may send. A notify carries two coinbase parts
+/// (at most 100 kB each, hex-encoded) and up to 32 branch hashes.
+pub const MAX_LINE: usize = 512 * 1024;
+
+/// A byte stream to a pool, plain or TLS.
+pub trait PoolStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PoolStream for T {}
+
+/// A connection to a pool, one JSON message per line.
+pub type PoolLines = Framed<Box<dyn PoolStream>, BoundedLines>;
+
+/// A line from a pool, or the news that one was too long and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// `LinesCodec::new_with_max_length`, with an oversized line reported as
+/// an item rather than an error: `Framed` ends the stream after any decode
+/// error, and one bad line from a pool is no reason to drop the connection.
+/// The inner codec discards the rest of the long line by itself.
+#[derive(Debug)]
+pub struct BoundedLines(LinesCodec);
+
+impl BoundedLines {
+    pub fn new() -> Self {
+        BoundedLines(LinesCodec::new_with_max_length(MAX_LINE))
+    }
+
+    fn map(
+        result: Result<Option<String>, LinesCodecError>,
+    ) -> Result<Option<Line>, LinesCodecError> {
+        match result {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Default for BoundedLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder for BoundedLines {
+    type Item = Line;
+    type Error = LinesCodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        Self::map(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        Self::map(self.0.decode_eof(buf))
+    }
+}
+
+impl Encoder<String> for BoundedLines {
+    type Error = LinesCodecError;
+
+    fn encode(&mut self, line: String, buf: &mut BytesMut) -> Result<(), LinesCodecError> {
+        self.0.encode(line, buf)
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error("connecting to {url}: timed out after {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("connecting to {url}: {source}")]
+    Io {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{url}: {host:?} is not a valid TLS server name")]
+    ServerName { url: String, host: String },
+    #[error(
+        "{url}: no TLS root certificates found on this system (pin the pool's certificate instead)"
+    )]
+    NoRoots { url: String },
+}
+
+/// Connects to `host:port` (`url` names the pool in errors), with TLS when
+/// the URL says so. With `pin`, the server's certificate must have that
+/// SHA-256 fingerprint; the usual chain checks are then replaced by the pin
+/// (pools often use self-signed certificates).
+pub async fn connect(
+    url: &PoolUrl,
+    host: &str,
+    port: u16,
+    pin: Option<[u8; 32]>,
+    timeout: Duration,
+) -> Result<PoolLines, ConnectError> {
+    let name = url.to_string();
+    let attempt = async {
+        let tcp = TcpStream::connect((host, port))
+            .await
+            .map_err(|source| ConnectError::Io {
+                url: name.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn PoolStream> = if url.tls {
+            let config = tls_config(&name, pin)?;
+            let server =
+                ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::ServerName {
+                    url: name.clone(),
+                    host: host.to_owned(),
+                })?;
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(server, tcp)
+                .await
+                .map_err(|source| ConnectError::Io {
+                    url: name.clone(),
+                    source,
+                })?;
+            Box::new(tls)
+        } else {
+            Box::new(tcp)
+        };
+        Ok(Framed::new(stream, BoundedLines::new()))
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout { url: name, timeout }),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(url: &str, pin: Option<[u8; 32]>) -> Result<rustls::ClientConfig, ConnectError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Io {
+            url: url.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+    let config = match pin {
+        Some(fingerprint) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                fingerprint,
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(ConnectError::NoRoots {
+                    url: url.to_owned(),
+                });
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+/// Accepts exactly one certificate, by the SHA-256 of its DER encoding; the
+/// handshake signatures are still verified against it.
+#[derive(Debug)]
+struct PinnedCertificate {
+    fingerprint: [u8; 32],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let seen: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "pool certificate fingerprint {} is not the pinned {}",
+                hex::encode(seen),
+                hex::encode(self.fingerprint)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Parses a certificate fingerprint: 64 hex digits, colons allowed.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    hex::decode(digits).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_line_is_skipped_and_the_next_one_read() {
+        let mut codec = BoundedLines::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'a'; MAX_LINE + 10]);
+        buf.extend_from_slice(b"\n{\"ok\":1}\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Line::TooLong));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Text("{\"ok\":1}".into()))
+        );
+    }
+
+    #[test]
+    fn fingerprints_with_or_without_colons() {
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&hex), Some([0xab; 32]));
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons), Some([0xab; 32]));
+        assert_eq!(parse_fingerprint("abcd"), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! Pool addresses: `stratum+tcp://HOST:PORT`, `stratum+ssl://HOST:PORT` or
+//! `stratum+tls://HOST:PORT`. The port is required: pools run several
+//! ports for different difficulties, and guessing one mines on the wrong.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How to reach a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUrl {
+    pub host: String,
+    pub port: u16,
+    /// TLS (rustls) rather than plain TCP.
+    pub tls: bool,
+}
+
+/// A pool address that cannot be used, with the text that was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolUrlError {
+    #[error("pool {url:?}: unknown scheme (use stratum+tcp://, stratum+ssl:// or stratum+tls://)")]
+    Scheme { url: String },
+    #[error("pool {url:?}: no port (write HOST:PORT)")]
+    NoPort { url: String },
+    #[error("pool {url:?}: {port:?} is not a port number")]
+    Port { url: String, port: String },
+    #[error("pool {url:?}: no host")]
+    NoHost { url: String },
+    #[error("pool {url:?}: unexpected path, user or query in a pool address")]
+    Extra { url: String },
+}
+
+impl FromStr for PoolUrl {
+    type Err = PoolUrlError;
+
+    fn from_str(url: &str) -> Result<Self, PoolUrlError> {
+        let owned = || url.to_owned();
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| PoolUrlError::Scheme { url: owned() })?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "stratum+tcp" | "stratum" => false,
+            "stratum+ssl" | "stratum+tls" => true,
+            _ => return Err(PoolUrlError::Scheme { url: owned() }),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '@', '?', '#']) {
+            return Err(PoolUrlError::Extra { url: owned() });
+        }
+        // [v6::addr]:port or host:port
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| PoolUrlError::NoHost { url: owned() })?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| PoolUrlError::NoPort { url: owned() })?;
+            (host, port)
+        } else {
+            rest.rsplit_once(':')
+                .ok_or_else(|| PoolUrlError::NoPort { url: owned() })?
+        };
+        if host.is_empty() || host.len() > 253 {
+            return Err(PoolUrlError::NoHost { url: owned() });
+        }
+        let port =
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| PoolUrlError::Port {
+                    url: owned(),
+                    port: port.to_owned(),
+                })?;
+        Ok(PoolUrl {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+impl fmt::Display for PoolUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls {
+            "stratum+ssl"
+        } else {
+            "stratum+tcp"
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_schemes_hosts_and_ports() {
+        let url: PoolUrl = "stratum+tcp://pool.example.com:3333".parse().unwrap();
+        assert_eq!(
+            url,
+            PoolUrl {
+                host: "pool.example.com".into(),
+                port: 3333,
+                tls: false
+            }
+        );
+        assert!("stratum+ssl://p:443".parse::<PoolUrl>().unwrap().tls);
+        assert!("STRATUM+TLS://p:443/".parse::<PoolUrl>().unwrap().tls);
+        let v6: PoolUrl = "stratum+tcp://[::1]:3333".parse().unwrap();
+        assert_eq!(v6.host, "::1");
+        assert_eq!(v6.to_string(), "stratum+tcp://[::1]:3333");
+    }
+
+    #[test]
+    fn bad_addresses_name_the_problem() {
+        let err = |s: &str| s.parse::<PoolUrl>().unwrap_err();
+        assert!(matches!(
+            err("http://pool:3333"),
+            PoolUrlError::Scheme { .. }
+        ));
+        assert!(matches!(err("pool:3333"), PoolUrlError::Scheme { .. }));
+        assert!(matches!(
+            err("stratum+tcp://pool"),
+            PoolUrlError::NoPort { .. }
+        ));
+        assert!(matches!(
+            err("stratum+tcp://pool:99999"),
+            PoolUrlError::Port { .. }
+        ));
+        assert!(matches!(
+            err("stratum+tcp://pool:0"),
+            PoolUrlError::Port { .. }
+        ));
+        assert!(matches!(
+            err("stratum+tcp://:3333"),
+            PoolUrlError::NoHost { .. }
+        ));
+        assert!(matches!(
+            err("stratum+tcp://u@pool:3333"),
+            PoolUrlError::Extra { .. }
+        ));
+        assert!(err("ftp://x:1").to_string().contains("ftp://x:1"));
+    }
+}
