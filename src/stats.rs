@@ -145,6 +145,15 @@ pub struct Snapshot {
     pub devices: Vec<DeviceSnapshot>,
     pub pools: Vec<PoolSnapshot>,
     pub best_share: f64,
+    pub network_difficulty: Option<f64>,
+}
+
+impl Snapshot {
+    /// Expected seconds to a hash of `difficulty` at the 1-minute hashrate.
+    pub fn expected_seconds(&self, difficulty: f64) -> Option<f64> {
+        let rate = self.total(|d| d.hashrate_1m);
+        (rate > 0.0).then(|| difficulty * 4_294_967_296.0 / rate)
+    }
 }
 
 impl Snapshot {
@@ -162,6 +171,8 @@ pub struct Stats {
     /// Index of the pool being mined, `usize::MAX` when none.
     active_pool: AtomicUsize,
     best_share: Mutex<f64>,
+    /// The block difficulty of the job being mined (solo).
+    network_difficulty: Mutex<Option<f64>>,
 }
 
 impl Stats {
@@ -173,6 +184,7 @@ impl Stats {
             pools: Vec::new(),
             active_pool: AtomicUsize::new(usize::MAX),
             best_share: Mutex::new(0.0),
+            network_difficulty: Mutex::new(None),
         }
     }
 
@@ -238,6 +250,13 @@ impl Stats {
             p.latency_us
                 .store(latency.as_micros().max(1) as u64, Ordering::Relaxed);
         }
+    }
+
+    pub fn set_network_difficulty(&self, difficulty: Option<f64>) {
+        *self
+            .network_difficulty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = difficulty;
     }
 
     /// The pool now being mined, if any.
@@ -381,8 +400,28 @@ impl Stats {
             devices,
             pools,
             best_share: *self.best_share.lock().unwrap_or_else(|e| e.into_inner()),
+            network_difficulty: *self
+                .network_difficulty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
         }
     }
+}
+
+/// A difficulty for people: `0.000488`-style small values in scientific
+/// notation, large ones with an SI prefix (`91.35 T`).
+pub fn format_difficulty(difficulty: f64) -> String {
+    const UNITS: [&str; 7] = ["", " k", " M", " G", " T", " P", " E"];
+    if difficulty < 0.01 {
+        return format!("{difficulty:.3e}");
+    }
+    let mut value = difficulty;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
 }
 
 /// Hashrate with an SI prefix: `12.34 MH/s`.
@@ -453,5 +492,8 @@ mod tests {
     fn hashrate_units() {
         assert_eq!(format_hashrate(12_340_000.0), "12.34 MH/s");
         assert_eq!(format_hashrate(5.0), "5.00 H/s");
+        assert_eq!(format_difficulty(91.35e12), "91.35 T");
+        assert_eq!(format_difficulty(4.656e-10), "4.656e-10");
+        assert_eq!(format_difficulty(1.0), "1.00");
     }
 }

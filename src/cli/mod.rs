@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
 
 mod mine;
+mod solo;
 
 pub use mine::MineArgs;
+pub use solo::SoloArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +45,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Mine on a Stratum V1 pool (with failover to further pools).
     Mine(MineArgs),
+    /// Mine blocks straight from a node (getblocktemplate / submitblock).
+    Solo(SoloArgs),
 }
 
 /// Which backends to use.

@@ -11,7 +11,7 @@ use hashrig::job::JobSource;
 use hashrig::job::SourceContext;
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
-use hashrig::stats::{format_hashrate, Snapshot, Stats};
+use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
 use hashrig::work::WorkSource;
 
 /// How often the status line is printed.
@@ -154,12 +154,36 @@ fn print_status(snap: &Snapshot) {
             )
         })
         .unwrap_or_default();
+    let network = snap
+        .network_difficulty
+        .map(|d| {
+            let eta = snap
+                .expected_seconds(d)
+                .map(format_duration)
+                .unwrap_or_else(|| "-".into());
+            format!(
+                " | network difficulty {}, a block every ~{eta}",
+                format_difficulty(d)
+            )
+        })
+        .unwrap_or_default();
     eprintln!(
-        "[{:>6.0}s] total {}{pool} | {}",
+        "[{:>6.0}s] total {}{pool}{network} | {}",
         snap.uptime_s,
         format_hashrate(snap.total(|d| d.hashrate_5s)),
         parts.join(" | ")
     );
+}
+
+/// Seconds as the largest sensible unit: `42 s`, `3.5 h`, `12.0 days`.
+fn format_duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.1} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
+        s if s < 63_072_000.0 => format!("{:.1} days", s / 86_400.0),
+        s => format!("{:.1} years", s / 31_557_600.0),
+    }
 }
 
 /// The final summary of a `mine` or `solo` run, as one JSON object.
@@ -188,10 +212,10 @@ pub fn print_summary(outcome: &Outcome) {
     let snap = &outcome.snapshot;
     let total: f64 = snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9);
     eprintln!(
-        "mined {:.0} s at {} on average; best share difficulty {:.4}",
+        "mined {:.0} s at {} on average; best share difficulty {}",
         outcome.seconds,
         format_hashrate(total),
-        snap.best_share
+        format_difficulty(snap.best_share)
     );
     for d in &snap.devices {
         eprintln!(

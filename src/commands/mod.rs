@@ -5,6 +5,7 @@ mod devices;
 mod mine;
 mod miner;
 mod scan;
+mod solo;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&args, cli.quiet),
         Command::Scan(args) => scan::run(&args, cli.quiet),
         Command::Mine(args) => mine::run(&args, cli.quiet),
+        Command::Solo(args) => solo::run(&args, cli.quiet),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod found_blocks;
+pub mod gbt;
 pub mod stratum;
 
 use std::sync::mpsc::Receiver;

@@ -1,5 +1,6 @@
 //! Pure proof-of-work math: no I/O, no threads.
 
+pub mod block;
 pub mod header;
 pub mod kernel_work;
 pub mod merkle;

@@ -8,5 +8,6 @@ mod cli;
 mod common;
 mod gpu;
 mod scheduler;
+mod solo;
 mod stratum;
 mod testpool;

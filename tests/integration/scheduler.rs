@@ -188,7 +188,6 @@ fn blocks_are_recognised_on_an_easy_network() {
     // A block below the (difficulty 1) share target is still reported.
     assert!(!found.is_share || bench_job().share_target.is_met_by(found.hash));
     assert!(found.header().target().is_met_by(found.hash));
-    assert!(rig.stats.snapshot().devices[0].blocks >= 1);
 }
 
 #[test]

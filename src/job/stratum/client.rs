@@ -142,8 +142,10 @@ impl Carry {
     }
 }
 
-/// Appends a found block to the found-blocks file before it is submitted.
-pub fn record_block(options: &StratumOptions, pool: &str, found: &Found) {
+/// Counts a found block and appends it to the found-blocks file before it
+/// is submitted.
+pub fn record_block(options: &StratumOptions, stats: &Stats, pool: &str, found: &Found) {
+    stats.record_block(found.device);
     let header = found.header();
     tracing::warn!(
         "BLOCK found by device {}: {} (job {})",
@@ -384,7 +386,7 @@ async fn idle(
             found = found_rx.recv() => match found {
                 Some(found) => {
                     if found.is_block {
-                        record_block(options, &options.pools[pool].url.to_string(), &found);
+                        record_block(options, &ctx.stats, &options.pools[pool].url.to_string(), &found);
                     }
                     carry.keep(pool, found, &ctx.stats);
                 }

@@ -545,7 +545,7 @@ impl<'a> Connection<'a> {
 
     async fn on_found(&mut self, found: Found) -> Result<(), End> {
         if found.is_block {
-            record_block(self.options, &self.url(), &found);
+            record_block(self.options, &self.ctx.stats, &self.url(), &found);
         }
         let generation = found.work.job.generation;
         let active = self.jobs.iter().any(|j| j.generation == generation);

@@ -1,0 +1,110 @@
+//! `hashrig solo` flags, and their validation into [`SoloSettings`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+
+use hashrig::job::gbt::rpc::{NodeRpc, RpcAuth};
+use hashrig::job::gbt::SoloOptions;
+
+use super::mine::{RunArgs, RunSettings};
+use super::DeviceArgs;
+
+#[derive(Debug, Args)]
+pub struct SoloArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The node's JSON-RPC address, e.g. http://127.0.0.1:8332.
+    #[arg(long, value_name = "URL")]
+    pub rpc_url: String,
+    #[arg(long, value_name = "USER")]
+    pub rpc_user: Option<String>,
+    #[arg(long, value_name = "PASS")]
+    pub rpc_pass: Option<String>,
+    /// The node's cookie file (instead of --rpc-user/--rpc-pass).
+    #[arg(long, value_name = "FILE")]
+    pub rpc_cookie: Option<PathBuf>,
+    /// Where block rewards go; must belong to the node's network.
+    #[arg(long, value_name = "ADDR")]
+    pub address: String,
+    /// A short text put into each coinbase.
+    #[arg(long, value_name = "TEXT")]
+    pub coinbase_sig: Option<String>,
+    /// Stop cleanly after this many blocks accepted by the node.
+    #[arg(long, value_name = "N")]
+    pub max_blocks: Option<u64>,
+}
+
+/// Validated `solo` settings.
+#[derive(Debug, Clone)]
+pub struct SoloSettings {
+    pub run: RunSettings,
+    pub solo: SoloOptions,
+}
+
+/// Longest `--coinbase-sig`: the scriptSig holds 100 bytes, of which the
+/// height and the extranonce take up to 14.
+const MAX_TAG: usize = 80;
+
+impl SoloArgs {
+    pub fn settings(&self) -> anyhow::Result<SoloSettings> {
+        let url = self.rpc_url.trim();
+        if url.starts_with("https://") {
+            bail!(
+                "--rpc-url {url}: https is not supported; reach the node over loopback or a tunnel"
+            );
+        }
+        let Some(rest) = url.strip_prefix("http://") else {
+            bail!("--rpc-url {url:?}: must start with http://");
+        };
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            bail!("--rpc-url {url:?}: no host");
+        }
+        let auth = match (&self.rpc_user, &self.rpc_pass, &self.rpc_cookie) {
+            (None, None, None) => RpcAuth::None,
+            (Some(user), Some(password), None) => RpcAuth::UserPass {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (None, None, Some(path)) => RpcAuth::Cookie(path.clone()),
+            (_, _, Some(_)) => {
+                bail!("--rpc-cookie: give either a cookie file or --rpc-user/--rpc-pass")
+            }
+            (Some(_), None, None) => bail!("--rpc-user: needs --rpc-pass"),
+            (None, Some(_), None) => bail!("--rpc-pass: needs --rpc-user"),
+        };
+        let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
+        if tag.len() > MAX_TAG {
+            bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());
+        }
+        if self.max_blocks == Some(0) {
+            bail!("--max-blocks 0: must be at least 1");
+        }
+        if self.address.trim().is_empty() {
+            bail!("--address: empty");
+        }
+        // Parse now for a quick error; the network is checked with the node.
+        if let Err(e) = self
+            .address
+            .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+        {
+            bail!("--address {:?}: not an address: {e}", self.address);
+        }
+        let run = self.run.settings()?;
+        Ok(SoloSettings {
+            solo: SoloOptions {
+                rpc: NodeRpc::new(url, auth, Duration::from_secs(30)),
+                address: self.address.clone(),
+                coinbase_tag: tag,
+                max_blocks: self.max_blocks,
+                found_blocks: Some(run.found_blocks.clone()),
+                poll_interval: Duration::from_secs(1),
+            },
+            run,
+        })
+    }
+}
