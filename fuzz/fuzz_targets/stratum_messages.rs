@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use hashrig::job::stratum::replies::{granted_version_mask, Incoming};
 use hashrig::job::stratum::{ServerMessage, Session, SubscribeResult};
 use hashrig::work::Work;
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +22,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = SubscribeResult::try_from(&value);
+    if let Ok(Incoming::Reply(reply)) = Incoming::try_from(&value) {
+        let _ = granted_version_mask(&reply);
+        let _ = reply.reason();
+    }
     if let Ok(ServerMessage::Notify(notify)) = ServerMessage::try_from(&value) {
         let session = Session {
             extranonce1: vec![1, 2, 3, 4],

@@ -1,0 +1,22 @@
+//! Fuzzes the solo-mining edge: any bytes a node could answer to
+//! `getblocktemplate`, parsed as a template and, when that succeeds,
+//! assembled into a job and its block parts.
+//!
+//!     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run node_templates \
+//!         corpus/node_templates seeds/node_templates -- -max_total_time=120
+
+#![no_main]
+
+use bitcoin::ScriptBuf;
+use hashrig::job::gbt::template::{assemble, BlockTemplate};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let Ok(template) = BlockTemplate::try_from(&value) {
+        let payout = ScriptBuf::from_bytes(vec![0x51]);
+        let _ = assemble(&template, &payout, b"/fuzz/");
+    }
+});
