@@ -6,10 +6,13 @@
 //! candidate on the CPU; verified shares and blocks go back to the job
 //! source; [`stats`] watches every stage. [`pow`] is the pure math under it.
 
+pub mod api;
 pub mod backend;
+pub mod control;
 pub mod job;
 pub mod pow;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stats;
+pub mod thermal;
 pub mod work;

@@ -6,7 +6,8 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match commands::run(cli::parse()) {
+    let (cli, matches) = cli::parse();
+    match commands::run(cli, &matches) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

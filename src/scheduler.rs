@@ -6,12 +6,15 @@
 //! A worker checks the job generation before every batch, so a new job
 //! reaches every device within one batch: `batch_time` bounds the lag.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::backend::Device;
+use crate::backend::{selftest, Device};
+use crate::control::{Health, RigControl};
 use crate::job::Found;
 use crate::pow::header::with_nonce;
 use crate::pow::target::{hash_difficulty, meets};
@@ -24,15 +27,52 @@ use crate::work::{Work, WorkSource};
 pub struct SchedulerConfig {
     /// Target duration of one batch: the bound on job-switch lag.
     pub batch_time: Duration,
+    /// Per device, by scheduler index: its own batch time, if configured.
+    pub device_batch_times: Vec<Option<Duration>>,
+    /// Enable/disable, thermal pauses and cutoffs, watchdog health.
+    pub control: Arc<RigControl>,
+    pub watchdog: WatchdogConfig,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             batch_time: Duration::from_millis(100),
+            device_batch_times: Vec::new(),
+            control: Arc::new(RigControl::default()),
+            watchdog: WatchdogConfig::default(),
         }
     }
 }
+
+/// When a device is sick: reset once, then taken out of rotation.
+#[derive(Debug, Clone)]
+pub struct WatchdogConfig {
+    /// A batch this many times longer than its tuned length is sick...
+    pub slow_factor: u32,
+    /// ...and at least this long (first batches and tiny batch times).
+    pub slow_floor: Duration,
+    /// Hardware errors within the last [`HW_WINDOW`] batches that make a
+    /// device sick.
+    pub hw_errors: u32,
+    /// Run with `sh -c` when a device turns sick or fails, with
+    /// `HASHRIG_DEVICE`, `HASHRIG_DEVICE_NAME` and `HASHRIG_HEALTH` set.
+    pub on_sick: Option<String>,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            slow_factor: 20,
+            slow_floor: Duration::from_secs(10),
+            hw_errors: 8,
+            on_sick: None,
+        }
+    }
+}
+
+/// Batches over which hardware errors are counted.
+pub const HW_WINDOW: usize = 64;
 
 /// What the CPU made of a device's candidate nonce.
 #[derive(Debug)]
@@ -75,6 +115,49 @@ pub fn verify(work: &Arc<Work>, nonce: u32, device: usize) -> Verdict {
 /// The running device workers.
 pub struct Scheduler {
     workers: Vec<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+/// What a worker shows the watchdog thread: when its current batch began
+/// (nanoseconds since the scheduler started, 0 when idle) and how long it
+/// should take.
+#[derive(Debug, Default)]
+struct Beat {
+    batch_started_ns: AtomicU64,
+    expected_ns: AtomicU64,
+}
+
+/// Runs the operator's hook for a device that turned sick or failed.
+fn run_hook(hook: &Option<String>, index: usize, name: &str, health: Health) {
+    let Some(command) = hook else {
+        return;
+    };
+    let health = format!("{health:?}").to_lowercase();
+    match std::process::Command::new("sh")
+        .args(["-c", command])
+        .env("HASHRIG_DEVICE", index.to_string())
+        .env("HASHRIG_DEVICE_NAME", name)
+        .env("HASHRIG_HEALTH", &health)
+        .spawn()
+    {
+        // Reaped on its own thread: a slow hook never blocks mining.
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => tracing::error!("--on-sick {command:?}: {e}"),
+    }
+}
+
+/// Marks a device sick and says so.
+fn mark_sick(control: &RigControl, hook: &Option<String>, index: usize, name: &str, why: &str) {
+    let health = control.mark_sick(index);
+    match health {
+        Health::Failed => {
+            tracing::error!("{name}: {why} again after a reset: taken out of rotation")
+        }
+        _ => tracing::warn!("{name}: {why}: sick, will be reset"),
+    }
+    run_hook(hook, index, name, health);
 }
 
 impl Scheduler {
@@ -88,6 +171,9 @@ impl Scheduler {
         shutdown: Shutdown,
         config: SchedulerConfig,
     ) -> Self {
+        let origin = Instant::now();
+        let beats: Arc<Vec<Beat>> = Arc::new((0..devices.len()).map(|_| Beat::default()).collect());
+        let names: Vec<String> = devices.iter().map(|d| d.info().label()).collect();
         let workers = devices
             .into_iter()
             .enumerate()
@@ -99,7 +185,16 @@ impl Scheduler {
                     stats: stats.clone(),
                     found: found.clone(),
                     shutdown: shutdown.clone(),
-                    batch_time: config.batch_time,
+                    batch_time: config
+                        .device_batch_times
+                        .get(index)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(config.batch_time),
+                    control: config.control.clone(),
+                    watchdog: config.watchdog.clone(),
+                    beats: beats.clone(),
+                    origin,
                 };
                 std::thread::Builder::new()
                     .name(format!("device-{index}"))
@@ -113,13 +208,64 @@ impl Scheduler {
                 }
             })
             .collect();
-        Scheduler { workers }
+        let watchdog = {
+            let (control, shutdown, dog) =
+                (config.control.clone(), shutdown.clone(), config.watchdog);
+            std::thread::Builder::new()
+                .name("watchdog".into())
+                .spawn(move || watch_batches(&beats, &names, &control, &dog, &shutdown, origin))
+                .ok()
+        };
+        Scheduler { workers, watchdog }
     }
 
-    /// Waits for every worker to finish (after the shutdown signal).
+    /// Waits for every worker to finish (after the shutdown signal). A
+    /// worker stuck in a hung device is given up on after a while, so the
+    /// miner still exits.
     pub fn join(self) {
         for worker in self.workers {
-            let _ = worker.join();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !worker.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if worker.is_finished() {
+                let _ = worker.join();
+            } else {
+                tracing::error!("a device did not finish its batch within 30 s; leaving it");
+            }
+        }
+        if let Some(dog) = self.watchdog {
+            let _ = dog.join();
+        }
+    }
+}
+
+/// The watchdog thread: a batch running far past its expected length makes
+/// its device sick while it is still stuck, without waiting for it.
+fn watch_batches(
+    beats: &[Beat],
+    names: &[String],
+    control: &RigControl,
+    dog: &WatchdogConfig,
+    shutdown: &Shutdown,
+    origin: Instant,
+) {
+    let mut flagged = vec![0u64; beats.len()];
+    while !shutdown.wait_timeout(Duration::from_millis(100)) {
+        let now = origin.elapsed().as_nanos() as u64;
+        for (index, beat) in beats.iter().enumerate() {
+            let started = beat.batch_started_ns.load(Ordering::SeqCst);
+            if started == 0 || flagged[index] == started {
+                continue;
+            }
+            let expected = Duration::from_nanos(beat.expected_ns.load(Ordering::SeqCst));
+            let limit = (expected * dog.slow_factor).max(dog.slow_floor);
+            let running = Duration::from_nanos(now.saturating_sub(started));
+            if running > limit {
+                flagged[index] = started;
+                let why = format!("a batch has run {running:.1?}, over its {limit:.1?} limit");
+                mark_sick(control, &dog.on_sick, index, &names[index], &why);
+            }
         }
     }
 }
@@ -132,6 +278,10 @@ struct Worker {
     found: Sender<Found>,
     shutdown: Shutdown,
     batch_time: Duration,
+    control: Arc<RigControl>,
+    watchdog: WatchdogConfig,
+    beats: Arc<Vec<Beat>>,
+    origin: Instant,
 }
 
 /// The nonce range is 2^32.
@@ -145,7 +295,13 @@ impl Worker {
         let mut batch = granularity.max(1 << 16).div_ceil(granularity) * granularity;
         let mut current: Option<Arc<Work>> = None;
         let mut next_nonce: u64 = 0;
+        let mut last_generation = 0;
+        let mut hw_window: VecDeque<u32> = VecDeque::with_capacity(HW_WINDOW);
         while !self.shutdown.is_triggered() {
+            if !self.control.may_run(self.index) {
+                self.shutdown.wait_timeout(Duration::from_millis(100));
+                continue;
+            }
             let stale = current.as_ref().is_none_or(|w| {
                 w.job.generation != self.work.generation() || next_nonce >= NONCE_SPACE
             });
@@ -153,6 +309,12 @@ impl Worker {
                 current = self
                     .work
                     .wait_for_work(&self.shutdown, Duration::from_millis(500));
+                if let Some(w) = &current {
+                    if w.job.generation != last_generation {
+                        last_generation = w.job.generation;
+                        self.stats.record_job_switch(w.published_at.elapsed());
+                    }
+                }
                 next_nonce = 0;
                 continue;
             }
@@ -161,7 +323,17 @@ impl Worker {
             };
             let count = batch.min(NONCE_SPACE - next_nonce);
             let started = Instant::now();
-            let candidates = match self.device.scan(&work.kernel, next_nonce as u32, count) {
+            let beat = &self.beats[self.index];
+            let expected = self.batch_time.mul_f64(count as f64 / batch as f64);
+            beat.expected_ns
+                .store(expected.as_nanos() as u64, Ordering::SeqCst);
+            beat.batch_started_ns.store(
+                (started.duration_since(self.origin).as_nanos() as u64).max(1),
+                Ordering::SeqCst,
+            );
+            let scanned = self.device.scan(&work.kernel, next_nonce as u32, count);
+            beat.batch_started_ns.store(0, Ordering::SeqCst);
+            let candidates = match scanned {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!("{label}: taken out of rotation: {e}");
@@ -179,6 +351,7 @@ impl Worker {
             tracing::trace!("{label}: {count} nonces in {elapsed:?} (device busy {busy:?})");
             self.stats.record_hashes(self.index, count, Instant::now());
             next_nonce += count;
+            let mut hw_errors = 0u32;
             for nonce in candidates {
                 match verify(&work, nonce, self.index) {
                     Verdict::Found(found) => {
@@ -193,6 +366,7 @@ impl Worker {
                     }
                     Verdict::Miss => {}
                     Verdict::HardwareError { top_word } => {
+                        hw_errors += 1;
                         self.stats.record_hw_error(self.index);
                         tracing::warn!(
                             "{label}: hardware error: nonce {nonce} reported, but its hash's top word is {top_word:#010x} > {:#010x}",
@@ -201,8 +375,58 @@ impl Worker {
                     }
                 }
             }
+            if hw_window.len() == HW_WINDOW {
+                hw_window.pop_front();
+            }
+            hw_window.push_back(hw_errors);
+            if hw_window.iter().sum::<u32>() >= self.watchdog.hw_errors {
+                hw_window.clear();
+                let why = format!(
+                    "{} hardware errors in {HW_WINDOW} batches",
+                    self.watchdog.hw_errors
+                );
+                mark_sick(
+                    &self.control,
+                    &self.watchdog.on_sick,
+                    self.index,
+                    &label,
+                    &why,
+                );
+            }
+            if self.control.health(self.index) == Health::Sick {
+                self.reset(&label);
+                current = None;
+                continue;
+            }
             if count == batch {
                 batch = tune_batch(batch, elapsed, self.batch_time, granularity);
+            }
+            let pause = self.control.pause(self.index);
+            if !pause.is_zero() {
+                self.shutdown.wait_timeout(pause);
+            }
+        }
+    }
+
+    /// The watchdog's one reset: the backend's own, then the self-test.
+    fn reset(&mut self, label: &str) {
+        let result = self
+            .device
+            .reset()
+            .map_err(|e| e.to_string())
+            .and_then(|()| selftest::run(self.device.as_mut()).map_err(|e| e.to_string()));
+        self.control.record_reset(self.index);
+        match result {
+            Ok(()) => tracing::info!("{label}: reset and passed its self-test"),
+            Err(e) => {
+                let why = format!("reset failed ({e})");
+                mark_sick(
+                    &self.control,
+                    &self.watchdog.on_sick,
+                    self.index,
+                    label,
+                    &why,
+                );
             }
         }
     }

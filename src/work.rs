@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bitcoin::block::{Header, Version};
 use bitcoin::Target;
@@ -28,6 +28,8 @@ pub struct Work {
     pub version: i32,
     /// The header with nonce 0.
     pub header: Header,
+    /// When the job was published: job-switch latency is measured from it.
+    pub published_at: Instant,
     /// What the kernels need. Its target is the easier of the share and the
     /// block target, so a hash that solves a block but misses the share
     /// target is still found.
@@ -59,6 +61,7 @@ impl Work {
             time,
             version,
             header,
+            published_at: Instant::now(),
             kernel,
         }
     }
@@ -93,6 +96,7 @@ struct Current {
     /// last left off keeps those from being mined (and submitted) twice.
     extranonce2_base: u64,
     total_handed_out: u64,
+    published_at: Option<Instant>,
     next_generation: u64,
 }
 
@@ -123,6 +127,7 @@ impl WorkSource {
         current.job = Some(job.clone());
         current.handed_out = 0;
         current.extranonce2_base = current.total_handed_out;
+        current.published_at = Some(Instant::now());
         if job.clean {
             self.clean_generation
                 .store(job.generation, Ordering::SeqCst);
@@ -156,13 +161,18 @@ impl WorkSource {
     /// A work unit no one else has, or `None` when there is no job or its
     /// search space is used up.
     pub fn next_work(&self) -> Option<Arc<Work>> {
-        let (job, index, base) = {
+        let (job, index, base, published_at) = {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
             let job = current.job.clone()?;
             let index = current.handed_out;
             current.handed_out += 1;
             current.total_handed_out += 1;
-            (job, index, current.extranonce2_base)
+            (
+                job,
+                index,
+                current.extranonce2_base,
+                current.published_at.unwrap_or_else(Instant::now),
+            )
         };
         // extranonce2 first, then version bits, then ntime.
         let en2_bits = 8 * job.extranonce2_size.min(8) as u32;
@@ -180,13 +190,15 @@ impl WorkSource {
         let version = ((job.version as u32 & !job.version_mask)
             | deposit_bits(version_index, job.version_mask)) as i32;
         let time = job.time.wrapping_add(time_offset as u32);
-        Some(Arc::new(Work::new(job, extranonce2, version, time)))
+        let mut work = Work::new(job, extranonce2, version, time);
+        work.published_at = published_at;
+        Some(Arc::new(work))
     }
 
     /// Like [`Self::next_work`], but waits for a job to be published. Returns
     /// `None` if `shutdown` fires first or `timeout` passes.
     pub fn wait_for_work(&self, shutdown: &Shutdown, timeout: Duration) -> Option<Arc<Work>> {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(work) = self.next_work() {
                 return Some(work);
@@ -194,7 +206,7 @@ impl WorkSource {
             if shutdown.is_triggered() {
                 return None;
             }
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             if now >= deadline {
                 return None;
             }

@@ -117,6 +117,13 @@ pub trait Device: Send {
     fn busy_time(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// Brings a misbehaving device back to a known state (the watchdog's
+    /// one reset). Backends that keep no state between scans need nothing;
+    /// the scheduler re-runs the self-test afterwards either way.
+    fn reset(&mut self) -> Result<(), DeviceError> {
+        Ok(())
+    }
 }
 
 /// Checks a range before a backend touches it.

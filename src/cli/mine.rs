@@ -78,13 +78,15 @@ pub struct MineArgs {
     pub devices: DeviceArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub rig: super::RigArgs,
     /// Pool address, stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT.
     /// Repeat for a failover list, most preferred first.
-    #[arg(long = "pool", value_name = "URL", required = true)]
+    #[arg(long = "pool", value_name = "URL")]
     pub pools: Vec<String>,
     /// Worker name (usually WALLET.WORKER). Repeat to give each pool its own;
     /// the last one given serves the remaining pools.
-    #[arg(long = "user", value_name = "USER", required = true)]
+    #[arg(long = "user", value_name = "USER")]
     pub users: Vec<String>,
     /// Worker password, paired with pools like --user.
     #[arg(long = "pass", value_name = "PASS")]
@@ -118,6 +120,7 @@ pub struct MineArgs {
 #[derive(Debug, Clone)]
 pub struct MineSettings {
     pub run: RunSettings,
+    pub rig: super::RigSettings,
     pub stratum: StratumOptions,
 }
 
@@ -135,6 +138,12 @@ fn paired(list: &[String], index: usize) -> Option<&str> {
 
 impl MineArgs {
     pub fn settings(&self) -> anyhow::Result<MineSettings> {
+        if self.pools.is_empty() {
+            bail!("no pool: give --pool URL --user WORKER, or [[pool]] entries in the config file");
+        }
+        if self.users.is_empty() {
+            bail!("--user: the worker name is needed (usually WALLET.WORKER)");
+        }
         if self.pools.len() > 16 {
             bail!("--pool: at most 16 pools, {} given", self.pools.len());
         }
@@ -178,6 +187,7 @@ impl MineArgs {
         };
         let run = self.run.settings()?;
         stratum.found_blocks = Some(run.found_blocks.clone());
-        Ok(MineSettings { run, stratum })
+        let rig = self.rig.settings()?;
+        Ok(MineSettings { run, rig, stratum })
     }
 }

@@ -8,10 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
 
+pub mod config;
 mod mine;
+mod rig;
 mod solo;
 
 pub use mine::MineArgs;
+pub use rig::{RigArgs, RigSettings};
 pub use solo::SoloArgs;
 
 #[derive(Debug, Parser)]
@@ -27,6 +30,13 @@ pub struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `debug` or `hashrig=trace`.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Also write the log to this file (appended).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<std::path::PathBuf>,
+    /// The config file (default: $XDG_CONFIG_HOME/hashrig/config.toml if it
+    /// exists). Flags override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +57,43 @@ pub enum Command {
     Mine(MineArgs),
     /// Mine blocks straight from a node (getblocktemplate / submitblock).
     Solo(SoloArgs),
+    /// Create or revoke HTTP API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Check a config file and print the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key, print it once, and add its hash to the keys file.
+    New {
+        #[arg(long, value_name = "FILE")]
+        keys_file: std::path::PathBuf,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// read: GET routes and /metrics; control: also switch pools and
+        /// enable or disable devices.
+        #[arg(long, value_name = "SCOPE")]
+        scope: String,
+        /// UTC expiry: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+    },
+    /// Remove a key from the keys file (running miners stop accepting it).
+    Revoke {
+        #[arg(long, value_name = "FILE")]
+        keys_file: std::path::PathBuf,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE and print it as hashrig reads it, secrets masked.
+    Check { file: std::path::PathBuf },
 }
 
 /// Which backends to use.
@@ -92,6 +139,8 @@ pub struct DeviceArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub devices: DeviceArgs,
+    #[command(flatten)]
+    pub rig: RigArgs,
     /// How long to mine.
     #[arg(long, default_value_t = 10.0, value_name = "S")]
     pub seconds: f64,
@@ -136,8 +185,15 @@ pub struct ScanArgs {
     pub json: bool,
 }
 
-pub fn parse() -> Cli {
-    Cli::parse()
+/// The parsed command line, with the matches that tell which flags were
+/// given (they override the config file).
+pub fn parse() -> (Cli, clap::ArgMatches) {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => (cli, matches),
+        Err(e) => e.exit(),
+    }
 }
 
 impl BackendChoice {
@@ -258,6 +314,7 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
 pub struct BenchSettings {
     pub duration: Duration,
     pub batch_time: Duration,
+    pub rig: RigSettings,
 }
 
 impl BenchArgs {
@@ -274,6 +331,7 @@ impl BenchArgs {
         Ok(BenchSettings {
             duration: Duration::from_secs_f64(self.seconds),
             batch_time: Duration::from_millis(self.batch_ms),
+            rig: self.rig.settings()?,
         })
     }
 }

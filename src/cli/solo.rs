@@ -18,9 +18,11 @@ pub struct SoloArgs {
     pub devices: DeviceArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub rig: super::RigArgs,
     /// The node's JSON-RPC address, e.g. http://127.0.0.1:8332.
     #[arg(long, value_name = "URL")]
-    pub rpc_url: String,
+    pub rpc_url: Option<String>,
     #[arg(long, value_name = "USER")]
     pub rpc_user: Option<String>,
     #[arg(long, value_name = "PASS")]
@@ -30,7 +32,7 @@ pub struct SoloArgs {
     pub rpc_cookie: Option<PathBuf>,
     /// Where block rewards go; must belong to the node's network.
     #[arg(long, value_name = "ADDR")]
-    pub address: String,
+    pub address: Option<String>,
     /// A short text put into each coinbase.
     #[arg(long, value_name = "TEXT")]
     pub coinbase_sig: Option<String>,
@@ -43,6 +45,7 @@ pub struct SoloArgs {
 #[derive(Debug, Clone)]
 pub struct SoloSettings {
     pub run: RunSettings,
+    pub rig: super::RigSettings,
     pub solo: SoloOptions,
 }
 
@@ -52,7 +55,12 @@ const MAX_TAG: usize = 80;
 
 impl SoloArgs {
     pub fn settings(&self) -> anyhow::Result<SoloSettings> {
-        let url = self.rpc_url.trim();
+        let Some(url) = self.rpc_url.as_deref().map(str::trim) else {
+            bail!("--rpc-url: the node's RPC address is needed (or [solo] rpc_url in the config file)");
+        };
+        let Some(address) = self.address.as_deref() else {
+            bail!("--address: the payout address is needed (or [solo] address in the config file)");
+        };
         if url.starts_with("https://") {
             bail!(
                 "--rpc-url {url}: https is not supported; reach the node over loopback or a tunnel"
@@ -84,27 +92,26 @@ impl SoloArgs {
         if self.max_blocks == Some(0) {
             bail!("--max-blocks 0: must be at least 1");
         }
-        if self.address.trim().is_empty() {
+        if address.trim().is_empty() {
             bail!("--address: empty");
         }
         // Parse now for a quick error; the network is checked with the node.
-        if let Err(e) = self
-            .address
-            .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-        {
-            bail!("--address {:?}: not an address: {e}", self.address);
+        if let Err(e) = address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>() {
+            bail!("--address {address:?}: not an address: {e}");
         }
         let run = self.run.settings()?;
+        let rig = self.rig.settings()?;
         Ok(SoloSettings {
             solo: SoloOptions {
                 rpc: NodeRpc::new(url, auth, Duration::from_secs(30)),
-                address: self.address.clone(),
+                address: address.to_owned(),
                 coinbase_tag: tag,
                 max_blocks: self.max_blocks,
                 found_blocks: Some(run.found_blocks.clone()),
                 poll_interval: Duration::from_secs(1),
             },
             run,
+            rig,
         })
     }
 }

@@ -36,9 +36,10 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         stats,
         duration: Some(settings.duration),
         batch_time: settings.batch_time,
+        rig: settings.rig.clone(),
         quiet,
         goal: None,
-    });
+    })?;
     let seconds = outcome.seconds;
     let snapshot = outcome.snapshot;
     let mut total = 0.0;

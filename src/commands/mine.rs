@@ -43,9 +43,10 @@ pub fn run(args: &MineArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         stats,
         duration: settings.run.duration,
         batch_time: settings.run.batch_time,
+        rig: settings.rig.clone(),
         quiet,
         goal: None,
-    });
+    })?;
     if settings.run.json {
         println!("{}", miner::summary_json(&outcome));
     }

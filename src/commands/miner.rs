@@ -6,10 +6,12 @@
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use hashrig::backend::Device;
+use anyhow::Context;
+use hashrig::backend::{Device, DeviceInfo};
+use hashrig::control::RigControl;
 use hashrig::job::JobSource;
 use hashrig::job::SourceContext;
-use hashrig::scheduler::{Scheduler, SchedulerConfig};
+use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
 use hashrig::work::WorkSource;
@@ -27,6 +29,8 @@ pub struct Run {
     pub stats: Arc<Stats>,
     pub duration: Option<Duration>,
     pub batch_time: Duration,
+    /// API, thermal limits, watchdog hook, per-device overrides.
+    pub rig: crate::cli::RigSettings,
     pub quiet: bool,
     /// Stop once this says so (e.g. `--max-blocks`).
     pub goal: Option<Goal>,
@@ -35,6 +39,8 @@ pub struct Run {
 /// What a run leaves.
 pub struct Outcome {
     pub snapshot: Snapshot,
+    /// Time to a share and to a block, energy and cost, at the end.
+    pub estimates: hashrig::stats::Estimates,
     pub seconds: f64,
     /// Why the job source stopped on its own, if it did.
     pub source_error: Option<String>,
@@ -51,25 +57,89 @@ fn stop_on_signal(shutdown: &Shutdown) {
     }
 }
 
-pub fn run(run: Run) -> Outcome {
+/// The scheduler's settings for these devices: controls (with the config
+/// file's per-device overrides applied), batch times, watchdog.
+fn scheduler_config(
+    infos: &[DeviceInfo],
+    pools: usize,
+    batch_time: Duration,
+    rig: &crate::cli::RigSettings,
+) -> SchedulerConfig {
+    let control = Arc::new(RigControl::new(infos.len(), pools));
+    let mut device_batch_times = vec![None; infos.len()];
+    for o in &rig.device_overrides {
+        for (i, info) in infos.iter().enumerate().filter(|(_, d)| d.index == o.index) {
+            if o.enabled == Some(false) {
+                tracing::info!("{}: disabled by the config file", info.label());
+                let _ = control.set_enabled(i, false);
+            }
+            device_batch_times[i] = o.batch_ms.map(Duration::from_millis);
+        }
+    }
+    SchedulerConfig {
+        batch_time,
+        device_batch_times,
+        control,
+        watchdog: WatchdogConfig {
+            on_sick: rig.on_sick.clone(),
+            ..WatchdogConfig::default()
+        },
+    }
+}
+
+pub fn run(run: Run) -> anyhow::Result<Outcome> {
     let Run {
         devices,
         mut source,
         stats,
         duration,
         batch_time,
+        rig,
         quiet,
         goal,
     } = run;
+    let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
+    let scheduler = scheduler_config(&infos, stats.snapshot().pools.len(), batch_time, &rig);
+    let control = scheduler.control.clone();
     let work = Arc::new(WorkSource::new());
     let shutdown = Shutdown::new();
     stop_on_signal(&shutdown);
+    let api = match rig.api.clone() {
+        Some(config) => {
+            let bind = config.bind;
+            Some(
+                hashrig::api::start(config, stats.clone(), control.clone(), shutdown.clone())
+                    .with_context(|| format!("--api-bind {bind}"))?,
+            )
+        }
+        None => None,
+    };
+    let limits = rig.thermal;
+    match hashrig::thermal::system_sensor(&infos) {
+        Some(sensor) => {
+            let names = infos.iter().map(DeviceInfo::label).collect();
+            let _ = hashrig::thermal::spawn(
+                control.clone(),
+                sensor,
+                limits,
+                names,
+                batch_time,
+                Duration::from_secs(2),
+                shutdown.clone(),
+            );
+        }
+        None if limits.target_c.is_some() || limits.cutoff_c.is_some() => {
+            tracing::warn!("no temperature sensors for these devices: --temp-target/--temp-cutoff have no effect");
+        }
+        None => {}
+    }
     let (found_tx, found_rx) = mpsc::channel();
     let source_ctx = SourceContext {
         work: work.clone(),
         found: found_rx,
         stats: stats.clone(),
         shutdown: shutdown.clone(),
+        control: control.clone(),
     };
     let source_thread = std::thread::spawn(move || source.run(source_ctx));
     let started = Instant::now();
@@ -79,7 +149,7 @@ pub fn run(run: Run) -> Outcome {
         stats.clone(),
         found_tx,
         shutdown.clone(),
-        SchedulerConfig { batch_time },
+        scheduler,
     );
 
     let deadline = duration.map(|d| started + d);
@@ -101,7 +171,7 @@ pub fn run(run: Run) -> Outcome {
         }
         shutdown.wait_timeout(wake.saturating_duration_since(now));
         if !quiet && Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
-            print_status(&stats.snapshot());
+            print_status(&stats.snapshot(), &control);
             next_status += STATUS_EVERY;
         }
     }
@@ -113,20 +183,44 @@ pub fn run(run: Run) -> Outcome {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("the job source crashed".into()),
     };
-    Outcome {
-        snapshot: stats.snapshot(),
+    if let Some(api) = api {
+        api.join();
+    }
+    let snapshot = stats.snapshot();
+    let measured: Vec<f64> = (0..infos.len())
+        .filter_map(|i| control.readings(i).power_w)
+        .collect();
+    let estimates = hashrig::stats::estimate(
+        &snapshot,
+        rig.power_watts,
+        (!measured.is_empty()).then(|| measured.iter().sum()),
+        rig.kwh_price,
+    );
+    Ok(Outcome {
+        snapshot,
+        estimates,
         seconds,
         source_error,
-    }
+    })
 }
 
-fn print_status(snap: &Snapshot) {
+fn print_status(snap: &Snapshot, control: &RigControl) {
     let parts: Vec<String> = snap
         .devices
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
+            let temperature = control
+                .readings(i)
+                .temperature_c
+                .map(|t| format!(" {t:.0}°C"))
+                .unwrap_or_default();
+            let state = match control.state(i) {
+                "mining" => String::new(),
+                other => format!(" [{other}]"),
+            };
             format!(
-                "{}: {} (avg {}) A{} R{} S{} HW{}",
+                "{}: {} (avg {}) A{} R{} S{} HW{}{temperature}{state}",
                 d.name,
                 format_hashrate(d.hashrate_5s),
                 format_hashrate(d.hashrate_avg),
@@ -157,8 +251,7 @@ fn print_status(snap: &Snapshot) {
     let network = snap
         .network_difficulty
         .map(|d| {
-            let eta = snap
-                .expected_seconds(d)
+            let eta = hashrig::stats::expected_seconds(d, snap.total(|d| d.hashrate_1m))
                 .map(format_duration)
                 .unwrap_or_else(|| "-".into());
             format!(
@@ -203,6 +296,7 @@ pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
         "best_share": snap.best_share,
         "devices": snap.devices,
         "pools": snap.pools,
+        "estimates": outcome.estimates,
         "error": outcome.source_error,
     })
 }
@@ -217,6 +311,22 @@ pub fn print_summary(outcome: &Outcome) {
         format_hashrate(total),
         format_difficulty(snap.best_share)
     );
+    let e = &outcome.estimates;
+    if let Some(s) = e.seconds_to_share {
+        eprintln!(
+            "  a share every ~{} at the last minute's hashrate",
+            format_duration(s)
+        );
+    }
+    if let Some(s) = e.seconds_to_block {
+        eprintln!(
+            "  a block every ~{} at the last minute's hashrate",
+            format_duration(s)
+        );
+    }
+    if let (Some(kwh), Some(cost)) = (e.kwh_per_day, e.cost_per_day) {
+        eprintln!("  energy {kwh:.1} kWh a day, costing {cost:.2} a day");
+    }
     for d in &snap.devices {
         eprintln!(
             "  {}: {} avg, accepted {}, rejected {}, stale {}, hardware errors {}, blocks {}",

@@ -7,34 +7,126 @@ mod miner;
 mod scan;
 mod solo;
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use anyhow::Context;
+use clap::ArgMatches;
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging(cli.quiet, cli.log.as_deref());
+use crate::cli::config::{self, Config};
+use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand};
+
+/// Runs a parsed command line; `matches` tells which flags were given, so
+/// that they override the config file.
+pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+    init_logging(cli.quiet, cli.log.as_deref(), cli.log_file.as_deref())?;
+    let config = match (&cli.config, config::default_path()) {
+        (Some(path), _) => Some(config::load(path)?),
+        (None, Some(path)) => {
+            tracing::info!("config: {}", path.display());
+            Some(config::load(&path)?)
+        }
+        (None, None) => None,
+    };
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
     match cli.command {
         Command::Devices { json } => devices::run(json),
-        Command::Bench(args) => bench::run(&args, cli.quiet),
+        Command::Bench(mut args) => {
+            if let Some(c) = &config {
+                c.apply_devices(&mut args.devices, sub);
+                c.apply_rig(&mut args.rig);
+                if let Some(ms) = c.batch_ms(sub) {
+                    args.batch_ms = ms;
+                }
+            }
+            bench::run(&args, cli.quiet)
+        }
         Command::Scan(args) => scan::run(&args, cli.quiet),
-        Command::Mine(args) => mine::run(&args, cli.quiet),
-        Command::Solo(args) => solo::run(&args, cli.quiet),
+        Command::Mine(mut args) => {
+            if let Some(c) = &config {
+                c.apply_mine(&mut args, sub);
+            }
+            mine::run(&args, cli.quiet)
+        }
+        Command::Solo(mut args) => {
+            if let Some(c) = &config {
+                c.apply_solo(&mut args, sub);
+            }
+            solo::run(&args, cli.quiet)
+        }
+        Command::ApiKey(command) => api_key(command),
+        Command::Config(ConfigCommand::Check { file }) => {
+            let checked: Config = config::load(&file)?;
+            print!("{}", checked.masked());
+            eprintln!("{}: valid", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn init_logging(quiet: bool, filter: Option<&str>) {
+fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    use hashrig::api::keys::{new_key, revoke_key, Scope};
+    match command {
+        ApiKeyCommand::New {
+            keys_file,
+            name,
+            scope,
+            expires,
+        } => {
+            let scope: Scope = scope.parse().context("--scope")?;
+            let token = new_key(&keys_file, &name, scope, expires.as_deref())?;
+            println!("{token}");
+            eprintln!(
+                "key {name:?} ({scope:?}) added to {}; this is the only time it is shown",
+                keys_file.display()
+            );
+        }
+        ApiKeyCommand::Revoke { keys_file, name } => {
+            revoke_key(&keys_file, &name)?;
+            eprintln!("key {name:?} removed from {}", keys_file.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(quiet: bool, filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     // wgpu and naga narrate adapter setup at info level: keep them to warnings.
     let default = if quiet {
         "warn"
     } else {
         "info,wgpu=warn,wgpu_core=warn,wgpu_hal=warn,naga=warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let make_filter = || {
+        tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(make_filter());
+    let file_layer = match file {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--log-file {}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(log))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(make_filter()),
+            )
+        }
+        None => None,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
         .try_init();
+    Ok(())
 }

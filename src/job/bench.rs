@@ -56,6 +56,7 @@ impl JobSource for BenchSource {
 
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError> {
         ctx.work.publish(bench_job());
+        ctx.stats.set_share_difficulty(Some(1.0));
         while !ctx.shutdown.is_triggered() {
             match ctx.found.recv_timeout(Duration::from_millis(100)) {
                 Ok(found) => ctx.stats.record_result(found.device, ShareResult::Accepted),

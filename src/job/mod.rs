@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bitcoin::block::Header;
 use bitcoin::{BlockHash, CompactTarget, Target};
 
+use crate::control::RigControl;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::work::{Work, WorkSource};
@@ -104,6 +105,8 @@ pub struct SourceContext {
     pub stats: Arc<Stats>,
     /// Fires when the miner is stopping.
     pub shutdown: Shutdown,
+    /// Operator requests (a pool switch from the API).
+    pub control: Arc<RigControl>,
 }
 
 /// A source of jobs and a sink for shares and blocks.

@@ -299,3 +299,115 @@ fn mine_rejects_bad_pool_addresses_clearly() {
         assert!(err.contains(expected) && err.contains(url), "{url}: {err}");
     }
 }
+
+#[test]
+fn config_check_masks_secrets_and_names_bad_keys() {
+    let dir = std::env::temp_dir().join(format!("hashrig-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[pool]]\nurl = \"stratum+tcp://pool.example.com:3333\"\nuser = \"w.rig\"\npass = \"hunter2\"\n[thermal]\ntemp_target = 80\n",
+    )
+    .unwrap();
+    let out = hashrig(&["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("pool.example.com") && !stdout(&out).contains("hunter2"));
+    for (text, expected) in [
+        ("[thermal]\ntemp_target = 80\ncolour = \"red\"\n", "colour"),
+        (
+            "[[pool]]\nurl = \"stratum+tcp://nohost\"\nuser = \"w\"\n",
+            "pool[0].url",
+        ),
+        ("[devices]\nbatch_ms = 0\n", "devices.batch_ms"),
+        ("[api\nbind = 1\n", "line 1"),
+    ] {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let out = hashrig(&["config", "check", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        assert!(stderr(&out).contains(expected), "{text}: {}", stderr(&out));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn api_keys_are_shown_once_and_stored_hashed() {
+    let dir = std::env::temp_dir().join(format!("hashrig-cli-keys-{}", std::process::id()));
+    let keys = dir.join("keys.toml");
+    let file = keys.to_str().unwrap();
+    let out = hashrig(&[
+        "api-key",
+        "new",
+        "--keys-file",
+        file,
+        "--name",
+        "ops",
+        "--scope",
+        "control",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = stdout(&out).trim().to_owned();
+    assert!(token.starts_with("hrk_") && token.len() == 68, "{token}");
+    let stored = std::fs::read_to_string(&keys).unwrap();
+    assert!(stored.contains("sha256:") && !stored.contains(&token[4..]));
+    let out = hashrig(&[
+        "api-key",
+        "new",
+        "--keys-file",
+        file,
+        "--name",
+        "x",
+        "--scope",
+        "admin",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("admin"));
+    let out = hashrig(&["api-key", "revoke", "--keys-file", file, "--name", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nobody"));
+    assert!(
+        hashrig(&["api-key", "revoke", "--keys-file", file, "--name", "ops"])
+            .status
+            .success()
+    );
+    // The API needs keys.
+    let out = hashrig(&["bench", "--backend", "cpu", "--api-bind", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--api-keys"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Pools from the config file; flags still override it.
+#[test]
+fn mine_takes_its_pools_from_the_config_file() {
+    let pool = crate::testpool::TestPool::start(0.0003);
+    let dir = std::env::temp_dir().join(format!("hashrig-cli-mine-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rig.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "found_blocks = {:?}\n[[pool]]\nurl = \"{}\"\nuser = \"wallet.fromfile\"\n[devices]\nbackend = \"cpu\"\ncpu_threads = 1\n",
+            dir.join("found.jsonl").to_str().unwrap(),
+            pool.url()
+        ),
+    )
+    .unwrap();
+    let out = hashrig(&[
+        "mine",
+        "--config",
+        config.to_str().unwrap(),
+        "--duration",
+        "4",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        pool.tally(|t| t.users.clone()),
+        vec!["wallet.fromfile".to_string()]
+    );
+    assert!(json_lines(&out)[0]["accepted"].as_u64().unwrap() > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -4,9 +4,11 @@
 //! A missing OpenCL or Vulkan runtime fails its tests: `scripts/test.sh`
 //! installs PoCL and lavapipe.
 
+mod api;
 mod cli;
 mod common;
 mod gpu;
+mod rig;
 mod scheduler;
 mod solo;
 mod stratum;

@@ -99,7 +99,10 @@ impl Rig {
             stats.clone(),
             tx,
             shutdown.clone(),
-            SchedulerConfig { batch_time: batch },
+            SchedulerConfig {
+                batch_time: batch,
+                ..SchedulerConfig::default()
+            },
         );
         Rig {
             work,

@@ -265,6 +265,7 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
         found: rx,
         stats: stats.clone(),
         shutdown: shutdown.clone(),
+        control: Default::default(),
     };
     let mut source = GbtSource::new(options);
     let source = std::thread::spawn(move || source.run(ctx));

@@ -50,6 +50,7 @@ impl Miner {
             found: rx,
             stats: stats.clone(),
             shutdown: shutdown.clone(),
+            control: Default::default(),
         };
         let mut source = StratumSource::new(options);
         let source = std::thread::spawn(move || source.run(ctx));
@@ -62,6 +63,7 @@ impl Miner {
             shutdown.clone(),
             SchedulerConfig {
                 batch_time: Duration::from_millis(50),
+                ..SchedulerConfig::default()
             },
         );
         Miner {

@@ -221,6 +221,7 @@ impl JobSource for StratumSource {
             found,
             stats,
             shutdown,
+            control,
         } = ctx;
         let bridge = std::thread::Builder::new()
             .name("stratum-found".into())
@@ -238,6 +239,7 @@ impl JobSource for StratumSource {
             found: dead_end,
             stats,
             shutdown,
+            control,
         };
         runtime.block_on(mine(&self.options, &ctx, &mut found_rx));
         let _ = bridge.join();
@@ -317,6 +319,13 @@ async fn mine(
                         redirect = Some((host, port));
                         pause = Some(wait);
                     }
+                    End::Switch(chosen) => {
+                        tracing::warn!("switching to {} as asked", pools[chosen].url);
+                        index = chosen;
+                        failures = 0;
+                        backoff = Duration::from_secs(1);
+                        continue;
+                    }
                     End::FailBack(better) => {
                         tracing::info!(
                             "{} has been healthy for {:?}: switching back to it",
@@ -347,7 +356,7 @@ async fn mine(
             backoff = (backoff * 2).min(options.timeouts.backoff_max);
             jittered
         });
-        idle(
+        let asked = idle(
             options,
             ctx,
             &mut carry,
@@ -357,6 +366,12 @@ async fn mine(
             disconnected_since,
         )
         .await;
+        if let Some(chosen) = asked {
+            tracing::warn!("switching to {} as asked", pools[chosen].url);
+            index = chosen;
+            failures = 0;
+            backoff = Duration::from_secs(1);
+        }
     }
     ctx.stats.set_active_pool(None);
     let unanswered = carry.take_backlog();
@@ -368,7 +383,8 @@ async fn mine(
     }
 }
 
-/// Waits between connections, keeping what the devices find.
+/// Waits between connections, keeping what the devices find; returns early
+/// with the pool the operator asked for, if they do.
 async fn idle(
     options: &StratumOptions,
     ctx: &SourceContext,
@@ -377,12 +393,12 @@ async fn idle(
     pool: usize,
     wait: Duration,
     disconnected_since: Instant,
-) {
+) -> Option<usize> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep_until(deadline) => return None,
             found = found_rx.recv() => match found {
                 Some(found) => {
                     if found.is_block {
@@ -390,11 +406,14 @@ async fn idle(
                     }
                     carry.keep(pool, found, &ctx.stats);
                 }
-                None => return,
+                None => return None,
             },
             _ = tick.tick() => {
                 if ctx.shutdown.is_triggered() {
-                    return;
+                    return None;
+                }
+                if let Some(chosen) = ctx.control.take_pool_request() {
+                    return Some(chosen);
                 }
                 if disconnected_since.elapsed() > WITHDRAW_AFTER && ctx.work.generation() != 0 {
                     tracing::warn!("no pool for {WITHDRAW_AFTER:?}: devices pause");

@@ -55,6 +55,8 @@ pub enum End {
     },
     /// A higher-priority pool has been healthy long enough: switch to it.
     FailBack(usize),
+    /// The operator asked for another pool (API).
+    Switch(usize),
 }
 
 /// What a request was, to interpret its reply.
@@ -194,6 +196,8 @@ impl<'a> Connection<'a> {
                 _ = tick.tick() => {
                     if self.ctx.shutdown.is_triggered() {
                         Err(End::Shutdown)
+                    } else if let Some(pool) = self.ctx.control.take_pool_request().filter(|p| *p != self.pool_index) {
+                        Err(End::Switch(pool))
                     } else if !self.authorized && self.connected_at.elapsed() > timeouts.connect {
                         Err(self.lost(format!("no answer to subscribe/authorize in {:?}", timeouts.connect)))
                     } else if self.last_notify.elapsed() > timeouts.silence {
@@ -511,6 +515,9 @@ impl<'a> Connection<'a> {
         self.force_clean = false;
         let clean = job.clean;
         let job = self.ctx.work.publish(job);
+        self.ctx
+            .stats
+            .set_share_difficulty(Some(target_difficulty(&job.share_target)));
         self.carry.issued(job.generation, self.pool_index);
         if clean {
             self.jobs.clear();

@@ -1,6 +1,13 @@
 //! Meters and counters, per device and in total: read by the status line,
 //! the `bench` report and (later) the HTTP API.
 
+mod estimates;
+mod histogram;
+
+pub use estimates::{estimate, expected_seconds, Estimates};
+
+pub use histogram::{Histogram, BUCKETS};
+
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -146,14 +153,8 @@ pub struct Snapshot {
     pub pools: Vec<PoolSnapshot>,
     pub best_share: f64,
     pub network_difficulty: Option<f64>,
-}
-
-impl Snapshot {
-    /// Expected seconds to a hash of `difficulty` at the 1-minute hashrate.
-    pub fn expected_seconds(&self, difficulty: f64) -> Option<f64> {
-        let rate = self.total(|d| d.hashrate_1m);
-        (rate > 0.0).then(|| difficulty * 4_294_967_296.0 / rate)
-    }
+    pub share_difficulty: Option<f64>,
+    pub job_switch: Histogram,
 }
 
 impl Snapshot {
@@ -173,6 +174,10 @@ pub struct Stats {
     best_share: Mutex<f64>,
     /// The block difficulty of the job being mined (solo).
     network_difficulty: Mutex<Option<f64>>,
+    /// The pool's share difficulty of the newest job.
+    share_difficulty: Mutex<Option<f64>>,
+    /// From a job's publication to each device's first batch of it.
+    job_switch: Mutex<Histogram>,
 }
 
 impl Stats {
@@ -185,6 +190,8 @@ impl Stats {
             active_pool: AtomicUsize::new(usize::MAX),
             best_share: Mutex::new(0.0),
             network_difficulty: Mutex::new(None),
+            share_difficulty: Mutex::new(None),
+            job_switch: Mutex::new(Histogram::default()),
         }
     }
 
@@ -250,6 +257,21 @@ impl Stats {
             p.latency_us
                 .store(latency.as_micros().max(1) as u64, Ordering::Relaxed);
         }
+    }
+
+    /// How long a device took to start on a newly published job.
+    pub fn record_job_switch(&self, latency: Duration) {
+        self.job_switch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn set_share_difficulty(&self, difficulty: Option<f64>) {
+        *self
+            .share_difficulty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = difficulty;
     }
 
     pub fn set_network_difficulty(&self, difficulty: Option<f64>) {
@@ -404,6 +426,15 @@ impl Stats {
                 .network_difficulty
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
+            share_difficulty: *self
+                .share_difficulty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+            job_switch: self
+                .job_switch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }

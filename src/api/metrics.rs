@@ -1,0 +1,258 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4), so
+//! a farm's Prometheus and Grafana watch every rig.
+
+use std::fmt::Write;
+
+use crate::control::RigControl;
+use crate::stats::Snapshot;
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        let value = if value.is_finite() {
+            format!("{value}")
+        } else if value.is_nan() {
+            "NaN".into()
+        } else if value > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+    }
+}
+
+/// Renders every metric of a rig.
+pub fn render(snap: &Snapshot, control: &RigControl) -> String {
+    let mut out = Out(String::new());
+    out.family(
+        "hashrig_uptime_seconds",
+        "gauge",
+        "Seconds since the miner started.",
+    );
+    out.sample("hashrig_uptime_seconds", &[], snap.uptime_s);
+
+    let devices: Vec<(String, &crate::stats::DeviceSnapshot)> = snap
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i.to_string(), d))
+        .collect();
+    out.family(
+        "hashrig_device_hashrate",
+        "gauge",
+        "Hashes per second over a window.",
+    );
+    for (i, d) in &devices {
+        for (window, rate) in [
+            ("5s", d.hashrate_5s),
+            ("1m", d.hashrate_1m),
+            ("15m", d.hashrate_15m),
+        ] {
+            out.sample(
+                "hashrig_device_hashrate",
+                &[("device", i), ("name", &d.name), ("window", window)],
+                rate,
+            );
+        }
+    }
+    out.family("hashrig_device_hashes_total", "counter", "Nonces hashed.");
+    for (i, d) in &devices {
+        out.sample(
+            "hashrig_device_hashes_total",
+            &[("device", i), ("name", &d.name)],
+            d.nonces as f64,
+        );
+    }
+    out.family(
+        "hashrig_shares_total",
+        "counter",
+        "Shares by the pool's answer.",
+    );
+    for (i, d) in &devices {
+        for (result, n) in [
+            ("accepted", d.accepted),
+            ("rejected", d.rejected),
+            ("stale", d.stale),
+        ] {
+            out.sample(
+                "hashrig_shares_total",
+                &[("device", i), ("result", result)],
+                n as f64,
+            );
+        }
+    }
+    out.family(
+        "hashrig_hardware_errors_total",
+        "counter",
+        "Candidates the CPU found wrong.",
+    );
+    for (i, d) in &devices {
+        out.sample(
+            "hashrig_hardware_errors_total",
+            &[("device", i)],
+            d.hw_errors as f64,
+        );
+    }
+    out.family("hashrig_blocks_total", "counter", "Blocks found.");
+    for (i, d) in &devices {
+        out.sample("hashrig_blocks_total", &[("device", i)], d.blocks as f64);
+    }
+    out.family(
+        "hashrig_device_enabled",
+        "gauge",
+        "1 if the device may mine (not disabled, cut off or failed).",
+    );
+    for (i, _) in &devices {
+        let index: usize = i.parse().unwrap_or(0);
+        let state = control.state(index);
+        out.sample(
+            "hashrig_device_enabled",
+            &[("device", i), ("state", state)],
+            if control.may_run(index) { 1.0 } else { 0.0 },
+        );
+    }
+    let readings: Vec<_> = (0..devices.len()).map(|i| control.readings(i)).collect();
+    for (name, help, pick) in [
+        ("hashrig_device_temperature_celsius", "GPU temperature.", 0),
+        ("hashrig_device_power_watts", "Board power.", 1),
+        ("hashrig_device_fan_percent", "Fan speed.", 2),
+    ] {
+        let values: Vec<(usize, f64)> = readings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| [r.temperature_c, r.power_w, r.fan_percent][pick].map(|v| (i, v)))
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        out.family(name, "gauge", help);
+        for (i, v) in values {
+            out.sample(name, &[("device", &i.to_string())], v);
+        }
+    }
+    if !snap.pools.is_empty() {
+        out.family("hashrig_pool_connected", "gauge", "1 while connected.");
+        for p in &snap.pools {
+            out.sample(
+                "hashrig_pool_connected",
+                &[("pool", &p.name)],
+                f64::from(u8::from(p.connected)),
+            );
+        }
+        out.family(
+            "hashrig_pool_active",
+            "gauge",
+            "1 for the pool being mined.",
+        );
+        for p in &snap.pools {
+            out.sample(
+                "hashrig_pool_active",
+                &[("pool", &p.name)],
+                f64::from(u8::from(p.active)),
+            );
+        }
+        out.family(
+            "hashrig_pool_shares_total",
+            "counter",
+            "Shares per pool by answer.",
+        );
+        for p in &snap.pools {
+            for (result, n) in [
+                ("accepted", p.accepted),
+                ("rejected", p.rejected),
+                ("stale", p.stale),
+            ] {
+                out.sample(
+                    "hashrig_pool_shares_total",
+                    &[("pool", &p.name), ("result", result)],
+                    n as f64,
+                );
+            }
+        }
+        out.family(
+            "hashrig_pool_effective_hashrate",
+            "gauge",
+            "Hashrate credited by accepted share difficulty.",
+        );
+        for p in &snap.pools {
+            out.sample(
+                "hashrig_pool_effective_hashrate",
+                &[("pool", &p.name)],
+                p.effective_hashrate,
+            );
+        }
+        out.family(
+            "hashrig_pool_latency_seconds",
+            "gauge",
+            "Round trip of the last answered submission.",
+        );
+        for p in &snap.pools {
+            if let Some(ms) = p.latency_ms {
+                out.sample(
+                    "hashrig_pool_latency_seconds",
+                    &[("pool", &p.name)],
+                    ms / 1000.0,
+                );
+            }
+        }
+    }
+    out.family(
+        "hashrig_job_switch_seconds",
+        "histogram",
+        "From a job's publication to each device's first batch of it.",
+    );
+    for (le, n) in snap.job_switch.cumulative() {
+        out.sample(
+            "hashrig_job_switch_seconds_bucket",
+            &[("le", &le)],
+            n as f64,
+        );
+    }
+    out.sample("hashrig_job_switch_seconds_sum", &[], snap.job_switch.sum);
+    out.sample(
+        "hashrig_job_switch_seconds_count",
+        &[],
+        snap.job_switch.count as f64,
+    );
+    if let Some(d) = snap.network_difficulty {
+        out.family(
+            "hashrig_network_difficulty",
+            "gauge",
+            "Difficulty of the block target being mined.",
+        );
+        out.sample("hashrig_network_difficulty", &[], d);
+    }
+    if let Some(d) = snap.share_difficulty {
+        out.family(
+            "hashrig_share_difficulty",
+            "gauge",
+            "The pool's share difficulty.",
+        );
+        out.sample("hashrig_share_difficulty", &[], d);
+    }
+    out.0
+}

@@ -1,0 +1,122 @@
+//! Flags every long-running mode shares: the HTTP API, thermal limits, the
+//! watchdog hook and the power figures for cost estimates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use hashrig::api::keys::KeyStore;
+use hashrig::api::ApiConfig;
+use hashrig::thermal::ThermalLimits;
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct RigArgs {
+    /// Serve the HTTP API on ADDR:PORT (use 127.0.0.1 unless the rig's
+    /// network is trusted); needs --api-keys.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub api_bind: Option<String>,
+    /// The API keys file (see `hashrig api-key new`).
+    #[arg(long, value_name = "FILE")]
+    pub api_keys: Option<PathBuf>,
+    /// Throttle a device above this temperature (°C).
+    #[arg(long, value_name = "C")]
+    pub temp_target: Option<f64>,
+    /// Stop a device at this temperature (°C) until it cools below the target.
+    #[arg(long, value_name = "C")]
+    pub temp_cutoff: Option<f64>,
+    /// Run this shell command when a device turns sick or fails
+    /// (HASHRIG_DEVICE, HASHRIG_DEVICE_NAME and HASHRIG_HEALTH are set).
+    #[arg(long, value_name = "CMD")]
+    pub on_sick: Option<String>,
+    /// The rig's power draw at the wall, for cost estimates (default: what
+    /// the sensors report).
+    #[arg(long, value_name = "W")]
+    pub power_watts: Option<f64>,
+    /// The price of a kWh, for the daily cost estimate.
+    #[arg(long, value_name = "PRICE")]
+    pub kwh_price: Option<f64>,
+    /// Per-device settings from the config file.
+    #[arg(skip)]
+    pub device_overrides: Vec<super::config::DeviceOverride>,
+}
+
+/// Validated [`RigArgs`].
+#[derive(Debug, Clone, Default)]
+pub struct RigSettings {
+    pub api: Option<ApiConfig>,
+    pub device_overrides: Vec<super::config::DeviceOverride>,
+    pub thermal: ThermalLimits,
+    pub on_sick: Option<String>,
+    pub power_watts: Option<f64>,
+    pub kwh_price: Option<f64>,
+}
+
+fn celsius(flag: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
+    match value {
+        Some(t) if !(t.is_finite() && t > 0.0 && t < 150.0) => {
+            bail!("{flag} {t}: must be a temperature between 0 and 150 °C")
+        }
+        other => Ok(other),
+    }
+}
+
+impl RigArgs {
+    pub fn settings(&self) -> anyhow::Result<RigSettings> {
+        let target = celsius("--temp-target", self.temp_target)?;
+        let cutoff = celsius("--temp-cutoff", self.temp_cutoff)?;
+        if let (Some(t), Some(c)) = (target, cutoff) {
+            if c <= t {
+                bail!("--temp-cutoff {c}: must be above --temp-target {t}");
+            }
+        }
+        for (flag, value) in [
+            ("--power-watts", self.power_watts),
+            ("--kwh-price", self.kwh_price),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    bail!("{flag} {v}: must be a non-negative number");
+                }
+            }
+        }
+        let api = match (&self.api_bind, &self.api_keys) {
+            (None, None) => None,
+            (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
+            (Some(bind), None) => {
+                bail!("--api-bind {bind}: needs --api-keys FILE (create one with `hashrig api-key new`)")
+            }
+            (Some(bind), Some(keys)) => {
+                let addr: SocketAddr = bind.parse().with_context(|| {
+                    format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
+                })?;
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "the API listens on {addr}, beyond this machine: keep its keys secret"
+                    );
+                }
+                let keys = KeyStore::load(keys)?;
+                Some(ApiConfig {
+                    bind: addr,
+                    keys: Arc::new(keys),
+                    power_watts: self.power_watts,
+                    kwh_price: self.kwh_price,
+                })
+            }
+        };
+        Ok(RigSettings {
+            api,
+            device_overrides: self.device_overrides.clone(),
+            thermal: ThermalLimits {
+                target_c: target,
+                cutoff_c: cutoff,
+                ..ThermalLimits::default()
+            },
+            on_sick: self.on_sick.clone(),
+            power_watts: self.power_watts,
+            kwh_price: self.kwh_price,
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! What can steer a running rig from outside the mining loop: the HTTP API
+//! (disable / enable a device, switch pool), the thermal controller
+//! (pause between batches, cut a device off) and the watchdog (sick,
+//! reset, disabled). Device workers read it before every batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Health as the watchdog sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    /// Misbehaved once: reset after its current batch.
+    Sick,
+    /// Misbehaved again after a reset: out of rotation.
+    Failed,
+}
+
+impl Health {
+    fn from_u8(v: u8) -> Health {
+        match v {
+            1 => Health::Sick,
+            2 => Health::Failed,
+            _ => Health::Healthy,
+        }
+    }
+}
+
+/// The controls of one device.
+#[derive(Debug, Default)]
+pub struct DeviceControl {
+    /// Off by the operator (API or config).
+    disabled: AtomicBool,
+    /// Above the cutoff temperature: stopped until it cools down.
+    cut_off: AtomicBool,
+    /// Extra pause after each batch, in microseconds (thermal throttling).
+    pause_us: AtomicU64,
+    health: AtomicU8,
+    resets: AtomicU32,
+    /// Last sensor readings, as f64 bits; NaN when unknown.
+    temperature: AtomicU64,
+    power: AtomicU64,
+    fan: AtomicU64,
+}
+
+/// A sensor reading of one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Readings {
+    pub temperature_c: Option<f64>,
+    pub power_w: Option<f64>,
+    pub fan_percent: Option<f64>,
+}
+
+fn store(cell: &AtomicU64, value: Option<f64>) {
+    cell.store(value.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
+}
+
+fn load(cell: &AtomicU64) -> Option<f64> {
+    let v = f64::from_bits(cell.load(Ordering::Relaxed));
+    (!v.is_nan()).then_some(v)
+}
+
+/// A request naming a device or pool that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("no device {index} (there are {count})")]
+    NoSuchDevice { index: usize, count: usize },
+    #[error("no pool {index} (there are {count})")]
+    NoSuchPool { index: usize, count: usize },
+}
+
+/// Every control of a rig.
+#[derive(Debug, Default)]
+pub struct RigControl {
+    devices: Vec<DeviceControl>,
+    pools: usize,
+    pool_request: Mutex<Option<usize>>,
+}
+
+impl RigControl {
+    pub fn new(devices: usize, pools: usize) -> Self {
+        let control = RigControl {
+            devices: (0..devices).map(|_| DeviceControl::default()).collect(),
+            pools,
+            pool_request: Mutex::new(None),
+        };
+        for d in &control.devices {
+            store(&d.temperature, None);
+            store(&d.power, None);
+            store(&d.fan, None);
+        }
+        control
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    fn device(&self, index: usize) -> Result<&DeviceControl, ControlError> {
+        self.devices.get(index).ok_or(ControlError::NoSuchDevice {
+            index,
+            count: self.devices.len(),
+        })
+    }
+
+    pub fn set_enabled(&self, index: usize, enabled: bool) -> Result<(), ControlError> {
+        self.device(index)?
+            .disabled
+            .store(!enabled, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn is_enabled(&self, index: usize) -> bool {
+        self.device(index)
+            .is_ok_and(|d| !d.disabled.load(Ordering::SeqCst))
+    }
+
+    /// Whether the device may start a batch now. Devices without controls
+    /// (tests, tools) always may.
+    pub fn may_run(&self, index: usize) -> bool {
+        self.device(index).map_or(true, |d| {
+            !d.disabled.load(Ordering::SeqCst)
+                && !d.cut_off.load(Ordering::SeqCst)
+                && Health::from_u8(d.health.load(Ordering::SeqCst)) != Health::Failed
+        })
+    }
+
+    pub fn set_cut_off(&self, index: usize, cut_off: bool) {
+        if let Ok(d) = self.device(index) {
+            d.cut_off.store(cut_off, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_cut_off(&self, index: usize) -> bool {
+        self.device(index)
+            .is_ok_and(|d| d.cut_off.load(Ordering::SeqCst))
+    }
+
+    pub fn set_pause(&self, index: usize, pause: Duration) {
+        if let Ok(d) = self.device(index) {
+            d.pause_us.store(pause.as_micros() as u64, Ordering::SeqCst);
+        }
+    }
+
+    pub fn pause(&self, index: usize) -> Duration {
+        self.device(index).map_or(Duration::ZERO, |d| {
+            Duration::from_micros(d.pause_us.load(Ordering::SeqCst))
+        })
+    }
+
+    pub fn health(&self, index: usize) -> Health {
+        self.device(index).map_or(Health::Healthy, |d| {
+            Health::from_u8(d.health.load(Ordering::SeqCst))
+        })
+    }
+
+    /// Marks a device sick; returns the new health (a device already reset
+    /// once fails instead).
+    pub fn mark_sick(&self, index: usize) -> Health {
+        let Ok(d) = self.device(index) else {
+            return Health::Healthy;
+        };
+        let next = if d.resets.load(Ordering::SeqCst) > 0 {
+            Health::Failed
+        } else {
+            Health::Sick
+        };
+        // Never go back from Failed.
+        let _ = d.health.fetch_max(next as u8, Ordering::SeqCst);
+        Health::from_u8(d.health.load(Ordering::SeqCst))
+    }
+
+    /// After a reset: healthy again, one reset used.
+    pub fn record_reset(&self, index: usize) {
+        if let Ok(d) = self.device(index) {
+            d.resets.fetch_add(1, Ordering::SeqCst);
+            let _ = d.health.compare_exchange(
+                Health::Sick as u8,
+                Health::Healthy as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    pub fn resets(&self, index: usize) -> u32 {
+        self.device(index)
+            .map_or(0, |d| d.resets.load(Ordering::SeqCst))
+    }
+
+    pub fn set_readings(&self, index: usize, readings: Readings) {
+        if let Ok(d) = self.device(index) {
+            store(&d.temperature, readings.temperature_c);
+            store(&d.power, readings.power_w);
+            store(&d.fan, readings.fan_percent);
+        }
+    }
+
+    pub fn readings(&self, index: usize) -> Readings {
+        self.device(index)
+            .map_or(Readings::default(), |d| Readings {
+                temperature_c: load(&d.temperature),
+                power_w: load(&d.power),
+                fan_percent: load(&d.fan),
+            })
+    }
+
+    /// Asks the job source to switch to pool `index`.
+    pub fn request_pool(&self, index: usize) -> Result<(), ControlError> {
+        if index >= self.pools {
+            return Err(ControlError::NoSuchPool {
+                index,
+                count: self.pools,
+            });
+        }
+        *self.pool_request.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
+        Ok(())
+    }
+
+    /// The pending pool switch, if any; taking it clears it.
+    pub fn take_pool_request(&self) -> Option<usize> {
+        self.pool_request
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// What a device is doing, in one word.
+    pub fn state(&self, index: usize) -> &'static str {
+        if !self.is_enabled(index) {
+            "disabled"
+        } else if self.health(index) == Health::Failed {
+            "failed"
+        } else if self.is_cut_off(index) {
+            "cut-off"
+        } else if self.health(index) == Health::Sick {
+            "sick"
+        } else if !self.pause(index).is_zero() {
+            "throttled"
+        } else {
+            "mining"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sick_then_reset_then_failed() {
+        let c = RigControl::new(2, 1);
+        assert_eq!(c.mark_sick(0), Health::Sick);
+        assert!(c.may_run(0));
+        c.record_reset(0);
+        assert_eq!(c.health(0), Health::Healthy);
+        assert_eq!(c.mark_sick(0), Health::Failed);
+        assert!(!c.may_run(0));
+        assert_eq!(c.state(0), "failed");
+        assert!(c.may_run(1));
+    }
+
+    #[test]
+    fn unknown_indexes_are_errors() {
+        let c = RigControl::new(1, 2);
+        assert!(c.set_enabled(3, false).is_err());
+        assert!(c.request_pool(2).is_err());
+        c.request_pool(1).unwrap();
+        assert_eq!(c.take_pool_request(), Some(1));
+        assert_eq!(c.take_pool_request(), None);
+        c.set_enabled(0, false).unwrap();
+        assert_eq!(c.state(0), "disabled");
+        assert_eq!(c.readings(0).temperature_c, None);
+    }
+}

@@ -1,0 +1,266 @@
+//! Thermal limits and the watchdog, with a sensor and devices the tests
+//! control: a hot device is throttled, stopped and resumed; a hung or
+//! wrong-answering device is marked sick, reset once, then taken out; and
+//! the other device keeps mining throughout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hashrig::backend::cpu::{self, CpuDevice};
+use hashrig::backend::{Device, DeviceError, DeviceInfo};
+use hashrig::control::{Health, Readings, RigControl};
+use hashrig::job::bench::bench_job;
+use hashrig::job::Job;
+use hashrig::pow::KernelWork;
+use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
+use hashrig::shutdown::Shutdown;
+use hashrig::stats::Stats;
+use hashrig::thermal::{Sensor, ThermalLimits};
+use hashrig::work::WorkSource;
+
+use crate::common::loose_target;
+
+/// Temperatures the test sets.
+#[derive(Clone, Default)]
+struct TestSensor(Arc<Mutex<Vec<f64>>>);
+
+impl Sensor for TestSensor {
+    fn read(&mut self, device: usize) -> Option<Readings> {
+        let t = *self.0.lock().unwrap().get(device)?;
+        Some(Readings {
+            temperature_c: Some(t),
+            power_w: Some(150.0),
+            fan_percent: None,
+        })
+    }
+}
+
+/// A CPU device that can be made to hang (each scan waits `stall`) or to
+/// lie (each scan also reports a nonce that is no candidate).
+struct Faulty {
+    inner: CpuDevice,
+    stall: Arc<AtomicBool>,
+    lie: bool,
+}
+
+impl Device for Faulty {
+    fn info(&self) -> &DeviceInfo {
+        self.inner.info()
+    }
+    fn granularity(&self) -> u64 {
+        self.inner.granularity()
+    }
+    fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
+        if self.stall.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        let mut found = self.inner.scan(work, start, count)?;
+        if self.lie {
+            if let Some(bogus) = (start..).take(1000).find(|n| !work.is_candidate(*n)) {
+                found.push(bogus);
+            }
+        }
+        Ok(found)
+    }
+}
+
+struct Rig {
+    stats: Arc<Stats>,
+    control: Arc<RigControl>,
+    shutdown: Shutdown,
+    scheduler: Option<Scheduler>,
+    _found: mpsc::Receiver<hashrig::job::Found>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(s) = self.scheduler.take() {
+            s.join();
+        }
+    }
+}
+
+fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
+    let devices: Vec<Box<dyn Device>> = vec![Box::new(CpuDevice::new(cpu::info(), 1)), second];
+    let stats = Arc::new(Stats::new(vec!["healthy".into(), "test".into()]));
+    let control = Arc::new(RigControl::new(2, 0));
+    let work = Arc::new(WorkSource::new());
+    work.publish(Job {
+        share_target: loose_target(0x0000_ffff),
+        ..bench_job()
+    });
+    let shutdown = Shutdown::new();
+    let (tx, rx) = mpsc::channel();
+    let scheduler = Scheduler::start(
+        devices,
+        work,
+        stats.clone(),
+        tx,
+        shutdown.clone(),
+        SchedulerConfig {
+            batch_time: Duration::from_millis(50),
+            control: control.clone(),
+            watchdog,
+            ..SchedulerConfig::default()
+        },
+    );
+    Rig {
+        stats,
+        control,
+        shutdown,
+        scheduler: Some(scheduler),
+        _found: rx,
+    }
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Rig {
+    fn nonces(&self, device: usize) -> u64 {
+        self.stats.snapshot().devices[device].nonces
+    }
+
+    /// Whether `device` hashes during the next `window`.
+    fn hashes(&self, device: usize, window: Duration) -> bool {
+        let before = self.nonces(device);
+        std::thread::sleep(window);
+        self.nonces(device) > before
+    }
+}
+
+#[test]
+fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
+    let rig = start(
+        Box::new(CpuDevice::new(cpu::info(), 1)),
+        WatchdogConfig::default(),
+    );
+    let sensor = TestSensor(Arc::new(Mutex::new(vec![60.0, 60.0])));
+    let temps = sensor.0.clone();
+    let limits = ThermalLimits {
+        target_c: Some(80.0),
+        cutoff_c: Some(90.0),
+        hysteresis_c: 5.0,
+    };
+    hashrig::thermal::spawn(
+        rig.control.clone(),
+        Box::new(sensor),
+        limits,
+        vec!["healthy".into(), "test".into()],
+        Duration::from_millis(50),
+        Duration::from_millis(20),
+        rig.shutdown.clone(),
+    )
+    .unwrap();
+    wait_until("readings", || {
+        rig.control.readings(1).temperature_c == Some(60.0)
+    });
+
+    temps.lock().unwrap()[1] = 85.0;
+    wait_until("throttling", || rig.control.state(1) == "throttled");
+    temps.lock().unwrap()[1] = 95.0;
+    wait_until("the cutoff", || rig.control.state(1) == "cut-off");
+    std::thread::sleep(Duration::from_millis(300)); // its last batch ends
+    assert!(
+        !rig.hashes(1, Duration::from_millis(500)),
+        "a cut-off device hashed"
+    );
+    assert!(
+        rig.hashes(0, Duration::from_millis(500)),
+        "the cool device stopped"
+    );
+
+    temps.lock().unwrap()[1] = 78.0;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        rig.control.state(1),
+        "cut-off",
+        "inside the hysteresis band"
+    );
+    temps.lock().unwrap()[1] = 60.0;
+    wait_until("full speed again", || rig.control.state(1) == "mining");
+    assert!(rig.hashes(1, Duration::from_millis(500)));
+}
+
+fn hook_file(name: &str) -> (std::path::PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("hashrig-hook-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let command = format!(
+        "echo \"$HASHRIG_DEVICE $HASHRIG_HEALTH\" >> {}",
+        path.display()
+    );
+    (path, command)
+}
+
+#[test]
+fn a_hung_device_is_reset_once_then_taken_out() {
+    let stall = Arc::new(AtomicBool::new(false));
+    let (hook, command) = hook_file("hung");
+    let rig = start(
+        Box::new(Faulty {
+            inner: CpuDevice::new(cpu::info(), 1),
+            stall: stall.clone(),
+            lie: false,
+        }),
+        WatchdogConfig {
+            slow_factor: 4,
+            slow_floor: Duration::from_millis(300),
+            on_sick: Some(command),
+            ..WatchdogConfig::default()
+        },
+    );
+    wait_until("both devices mining", || {
+        rig.nonces(1) > 0 && rig.nonces(0) > 0
+    });
+    stall.store(true, Ordering::SeqCst);
+    wait_until("sick", || rig.control.health(1) != Health::Healthy);
+    assert!(
+        rig.hashes(0, Duration::from_millis(300)),
+        "the healthy device waits on the hung one"
+    );
+    // Still hanging after its reset: out of rotation.
+    wait_until("failed", || rig.control.health(1) == Health::Failed);
+    assert_eq!(rig.control.resets(1), 1);
+    assert_eq!(rig.control.state(1), "failed");
+    assert!(rig.hashes(0, Duration::from_millis(300)));
+    wait_until("the hook's lines", || {
+        std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("1 sick") && t.contains("1 failed"))
+    });
+    let _ = std::fs::remove_file(hook);
+}
+
+#[test]
+fn a_device_answering_wrong_is_reset_then_taken_out() {
+    let rig = start(
+        Box::new(Faulty {
+            inner: CpuDevice::new(cpu::info(), 1),
+            stall: Arc::new(AtomicBool::new(false)),
+            lie: true,
+        }),
+        WatchdogConfig {
+            hw_errors: 4,
+            ..WatchdogConfig::default()
+        },
+    );
+    // Its reset runs the self-test, which a lying device fails.
+    wait_until("failed", || rig.control.health(1) == Health::Failed);
+    assert!(rig.stats.snapshot().devices[1].hw_errors >= 4);
+    let errors = rig.stats.snapshot().devices[1].hw_errors;
+    assert!(
+        rig.hashes(0, Duration::from_millis(500)),
+        "the healthy device stopped"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rig.stats.snapshot().devices[1].hw_errors,
+        errors,
+        "a failed device kept mining"
+    );
+}
