@@ -38,6 +38,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         batch_time: settings.batch_time,
         rig: settings.rig.clone(),
         quiet,
+        json_events: false,
         goal: None,
     })?;
     let seconds = outcome.seconds;

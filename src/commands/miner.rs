@@ -32,6 +32,8 @@ pub struct Run {
     /// API, thermal limits, watchdog hook, per-device overrides.
     pub rig: crate::cli::RigSettings,
     pub quiet: bool,
+    /// Status events as JSON lines on standard output (`--json`).
+    pub json_events: bool,
     /// Stop once this says so (e.g. `--max-blocks`).
     pub goal: Option<Goal>,
 }
@@ -96,6 +98,7 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         batch_time,
         rig,
         quiet,
+        json_events,
         goal,
     } = run;
     let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
@@ -170,8 +173,13 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
             wake = wake.min(d);
         }
         shutdown.wait_timeout(wake.saturating_duration_since(now));
-        if !quiet && Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
-            print_status(&stats.snapshot(), &control);
+        if Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
+            if json_events {
+                println!("{}", status_json(&stats.snapshot(), &control));
+            }
+            if !quiet {
+                print_status(&stats.snapshot(), &control);
+            }
             next_status += STATUS_EVERY;
         }
     }
@@ -279,12 +287,46 @@ fn format_duration(seconds: f64) -> String {
     }
 }
 
+/// A status event for `--json`: totals, the pool, and each device.
+fn status_json(snap: &Snapshot, control: &RigControl) -> serde_json::Value {
+    let devices: Vec<serde_json::Value> = snap
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            serde_json::json!({
+                "name": d.name,
+                "state": control.state(i),
+                "hashrate_5s": d.hashrate_5s,
+                "hashrate_avg": d.hashrate_avg,
+                "accepted": d.accepted,
+                "rejected": d.rejected,
+                "stale": d.stale,
+                "hw_errors": d.hw_errors,
+                "sensors": control.readings(i),
+            })
+        })
+        .collect();
+    let pool = snap.pools.iter().find(|p| p.active);
+    serde_json::json!({
+        "event": "status",
+        "uptime_s": snap.uptime_s,
+        "hashrate_5s": snap.total(|d| d.hashrate_5s),
+        "pool": pool.map(|p| &p.name),
+        "pool_connected": pool.map(|p| p.connected),
+        "pool_latency_ms": pool.and_then(|p| p.latency_ms),
+        "network_difficulty": snap.network_difficulty,
+        "devices": devices,
+    })
+}
+
 /// The final summary of a `mine` or `solo` run, as one JSON object.
 pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
     let snap = &outcome.snapshot;
     let sum =
         |f: fn(&hashrig::stats::DeviceSnapshot) -> u64| -> u64 { snap.devices.iter().map(f).sum() };
     serde_json::json!({
+        "event": "summary",
         "seconds": outcome.seconds,
         "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
         "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).sum::<f64>(),

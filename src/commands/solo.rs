@@ -40,6 +40,7 @@ pub fn run(args: &SoloArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         batch_time: settings.run.batch_time,
         rig: settings.rig.clone(),
         quiet,
+        json_events: settings.run.json,
         goal: None,
     })?;
     if settings.run.json {

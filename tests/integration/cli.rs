@@ -266,7 +266,12 @@ fn mine_against_a_pool_prints_a_json_summary() {
         found.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let summary = &json_lines(&out)[0];
+    let lines = json_lines(&out);
+    let summary = lines.last().expect("a summary");
+    assert_eq!(summary["event"], "summary");
+    // A status event every 5 s before it.
+    assert_eq!(lines[0]["event"], "status", "{lines:?}");
+    assert!(lines[0]["devices"][0]["hashrate_5s"].as_f64().is_some());
     for key in [
         "accepted",
         "rejected",
@@ -408,6 +413,11 @@ fn mine_takes_its_pools_from_the_config_file() {
         pool.tally(|t| t.users.clone()),
         vec!["wallet.fromfile".to_string()]
     );
-    assert!(json_lines(&out)[0]["accepted"].as_u64().unwrap() > 0);
+    assert!(
+        json_lines(&out).last().unwrap()["accepted"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -162,7 +162,9 @@ fn mines_exactly_max_blocks_paying_the_address_with_the_height() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON summary");
     assert_eq!(summary["accepted"], 5, "{summary}");
     assert_eq!(summary["blocks"], 5, "{summary}");
     assert_eq!(node.height(), start + 5, "exactly five blocks");

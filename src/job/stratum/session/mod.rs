@@ -2,7 +2,9 @@
 //! subscribe, authorize, then jobs in and shares out until the link is
 //! lost, the pool redirects, a better pool is healthy again, or the miner
 //! stops. What outlives a connection (unanswered shares, the session id to
-//! resume) is kept by the client in [`Carry`].
+//! resume) is kept by the client in [`Carry`]. Shares in and out: `shares`.
+
+mod shares;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,15 +18,14 @@ use tokio_util::codec::LinesCodecError;
 
 use super::transport::Line;
 
-use super::client::{record_block, Carry, PoolConfig, StratumOptions};
-use super::messages::{submit_params, Notify, ServerMessage, Session, SubscribeResult};
+use super::client::{Carry, PoolConfig, StratumOptions};
+use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
 use super::replies::{
     configure_params, granted_version_mask, request_line, subscribe_params, Incoming, Reply,
 };
 use super::transport::PoolLines;
 use crate::job::{Found, Job, SourceContext};
 use crate::pow::target::{share_target, target_difficulty, DIFF1_TARGET};
-use crate::stats::ShareResult;
 
 /// Jobs kept per connection for share checks: pools send one every 30-60 s
 /// between clean jobs.
@@ -379,45 +380,7 @@ impl<'a> Connection<'a> {
                 found,
                 sent,
                 difficulty,
-            } => {
-                let stats = &self.ctx.stats;
-                stats.record_pool_latency(self.pool_index, sent.elapsed());
-                let (result, reason) = if reply.is_true() {
-                    (ShareResult::Accepted, None)
-                } else if reply.error.as_ref().is_some_and(|e| e.is_stale()) {
-                    (ShareResult::Stale, Some(reply.reason()))
-                } else {
-                    (ShareResult::Rejected, Some(reply.reason()))
-                };
-                stats.record_pool_result(
-                    self.pool_index,
-                    found.device,
-                    result,
-                    difficulty,
-                    reason.as_deref(),
-                );
-                let what = if found.is_block { "BLOCK" } else { "share" };
-                match (result, reason) {
-                    (ShareResult::Accepted, _) => tracing::info!(
-                        "{}: {what} accepted (difficulty {:.4}, job {}, {} ms)",
-                        self.url(),
-                        found.difficulty,
-                        found.work.job.id,
-                        sent.elapsed().as_millis()
-                    ),
-                    (result, reason) => tracing::warn!(
-                        "{}: {what} {} (job {}): {}",
-                        self.url(),
-                        if result == ShareResult::Stale {
-                            "stale"
-                        } else {
-                            "rejected"
-                        },
-                        found.work.job.id,
-                        reason.unwrap_or_default()
-                    ),
-                }
-            }
+            } => self.on_submit_reply(*found, sent, difficulty, &reply),
         }
         Ok(())
     }
@@ -548,66 +511,6 @@ impl<'a> Connection<'a> {
             }
         }
         Ok(())
-    }
-
-    async fn on_found(&mut self, found: Found) -> Result<(), End> {
-        if found.is_block {
-            record_block(self.options, &self.ctx.stats, &self.url(), &found);
-        }
-        let generation = found.work.job.generation;
-        let active = self.jobs.iter().any(|j| j.generation == generation);
-        if active {
-            return self.submit(found).await;
-        }
-        if found.is_block && self.carry.pool_of(generation) == Some(self.pool_index) {
-            // A dropped job, but a block is always worth asking about.
-            return self.submit(found).await;
-        }
-        self.count_stale(&found, "its job was dropped before it was found");
-        Ok(())
-    }
-
-    fn count_stale(&self, found: &Found, why: &str) {
-        tracing::info!(
-            "{}: stale share not sent (job {}): {why}",
-            self.url(),
-            found.work.job.id
-        );
-        if found.is_block {
-            tracing::error!(
-                "a block-solving share could not be submitted ({why}); it is in the found-blocks file"
-            );
-        }
-        self.ctx.stats.record_pool_result(
-            self.pool_index,
-            found.device,
-            ShareResult::Stale,
-            0.0,
-            None,
-        );
-    }
-
-    async fn submit(&mut self, found: Found) -> Result<(), End> {
-        let work = &found.work;
-        let params = submit_params(
-            &self.pool.user,
-            &work.job,
-            &work.extranonce2,
-            work.time,
-            found.nonce,
-            work.version,
-        );
-        let difficulty = target_difficulty(&work.job.share_target);
-        self.request(
-            "mining.submit",
-            params,
-            Pending::Submit {
-                found: Box::new(found),
-                sent: Instant::now(),
-                difficulty,
-            },
-        )
-        .await
     }
 }
 
