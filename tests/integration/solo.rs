@@ -242,15 +242,12 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
     let dir = std::env::temp_dir().join(format!("hashrig-solo-restart-{}", std::process::id()));
     let path = dir.join("found.jsonl");
     let log = Arc::new(FoundBlockLog::open(&path).unwrap());
+    // Authenticated the way a node's cookie file does it.
+    let cookie = dir.join(".cookie");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&cookie, format!("{}:{}\n", node.user, node.pass)).unwrap();
     let options = SoloOptions {
-        rpc: NodeRpc::new(
-            &node.url,
-            RpcAuth::UserPass {
-                user: node.user.clone(),
-                password: node.pass.clone(),
-            },
-            Duration::from_secs(10),
-        ),
+        rpc: NodeRpc::new(&node.url, RpcAuth::Cookie(cookie), Duration::from_secs(10)),
         address: payout_address().to_string(),
         coinbase_tag: Vec::new(),
         max_blocks: Some(1),
