@@ -194,7 +194,7 @@ impl ApiState {
             "devices": snap.devices.len(),
             "devices_mining": (0..snap.devices.len()).filter(|i| self.control.may_run(*i)).count(),
             "pool": snap.pools.iter().find(|p| p.active).map(|p| p.name.clone()),
-            "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).sum::<f64>(),
+            "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
             "estimates": estimates,
         })
     }

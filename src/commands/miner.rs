@@ -329,7 +329,7 @@ pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
         "event": "summary",
         "seconds": outcome.seconds,
         "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
-        "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).sum::<f64>(),
+        "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
         "accepted": sum(|d| d.accepted),
         "rejected": sum(|d| d.rejected),
         "stale": sum(|d| d.stale),

@@ -159,7 +159,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn total(&self, field: impl Fn(&DeviceSnapshot) -> f64) -> f64 {
-        self.devices.iter().map(field).sum()
+        // A fold from +0.0: an empty float sum is -0.0, which JSON shows.
+        self.devices.iter().map(field).fold(0.0, |a, b| a + b)
     }
 }
 
