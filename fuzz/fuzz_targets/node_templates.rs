@@ -3,7 +3,9 @@
 //! assembled into a job and its block parts.
 //!
 //!     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run node_templates \
-//!         corpus/node_templates seeds/node_templates -- -max_total_time=120
+//!         corpus/node_templates seeds/node_templates -- -max_total_time=150
+//!
+//! First run, 2026-11-28: 3.34 M inputs in 151 s, no crash.
 
 #![no_main]
 

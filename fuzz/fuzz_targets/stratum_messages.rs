@@ -6,7 +6,8 @@
 //!         corpus/stratum_messages seeds/stratum_messages -- -max_total_time=300
 //!
 //! (RUSTC_BOOTSTRAP lets the stable toolchain build with the sanitizer flags
-//! cargo-fuzz passes.) First run, 2026-11-28: 7.79 M inputs in 241 s, no crash.
+//! cargo-fuzz passes.) First run, 2026-11-28: 7.79 M inputs in 241 s, no crash;
+//! with replies added: 1.18 M more in 151 s (a busy machine), no crash.
 
 #![no_main]
 
