@@ -321,7 +321,9 @@ impl Worker {
             let Some(work) = current.clone() else {
                 continue;
             };
-            let count = batch.min(NONCE_SPACE - next_nonce);
+            let count = batch
+                .min(candidate_cap(work.kernel.target_top, granularity))
+                .min(NONCE_SPACE - next_nonce);
             let started = Instant::now();
             let beat = &self.beats[self.index];
             let expected = self.batch_time.mul_f64(count as f64 / batch as f64);
@@ -432,6 +434,22 @@ impl Worker {
     }
 }
 
+/// Candidates a batch should expect at most: GPU found-buffers hold a few
+/// hundred, and an overflowing range is re-scanned in halves.
+const EXPECTED_CANDIDATES: f64 = 32.0;
+
+/// The largest batch whose expected candidates stay within
+/// [`EXPECTED_CANDIDATES`] for a kernel target top word. Without it, a very
+/// easy target (regtest's nBits: every other nonce) would overflow every
+/// launch and send the device into ever smaller re-scans; with it, a batch
+/// returns quickly with what it found. Real share and block targets are
+/// far below the cap.
+pub fn candidate_cap(target_top: u32, granularity: u64) -> u64 {
+    let per_nonce = (f64::from(target_top) + 1.0) / NONCE_SPACE as f64;
+    let cap = (EXPECTED_CANDIDATES / per_nonce) as u64;
+    (cap / granularity).max(1) * granularity
+}
+
 /// The next batch size: scaled toward `target` duration, at most doubling or
 /// halving per step (one slow batch must not collapse it), a multiple of
 /// `granularity`, within `granularity ..= 2^32`.
@@ -451,6 +469,15 @@ pub fn tune_batch(batch: u64, elapsed: Duration, target: Duration, granularity: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn easy_targets_cap_the_batch() {
+        // Regtest: half the nonces are candidates.
+        assert_eq!(candidate_cap(0x7fff_ffff, 1), 64);
+        assert_eq!(candidate_cap(0x7fff_ffff, 256), 256);
+        // Difficulty 1 (top word 0): no practical cap.
+        assert!(candidate_cap(0, 256) >= 1 << 37);
+    }
 
     #[test]
     fn batch_tuning_converges_and_is_bounded() {

@@ -235,13 +235,37 @@ fn version_rolling_mask_changes_and_opt_out() {
 }
 
 #[test]
-fn pool_restart_resumes_the_session() {
+fn pool_restart_resumes_the_session_and_submits_what_was_found_meanwhile() {
     let pool = TestPool::start(EASY);
-    let _miner = Miner::start(options(&[&pool]));
+    let miner = Miner::start(options(&[&pool]));
     pool.wait_for("first shares", WAIT, |t| t.accepted.len() >= 2);
+    let old_job = pool.current_job_id();
     pool.set_down(true);
-    std::thread::sleep(Duration::from_millis(1200));
+    // Down long enough for the device to find shares (eight expected;
+    // none in 1 of 3000 runs), then back with a new job on the same block.
+    let nonces = || miner.stats.snapshot().devices[0].nonces;
+    let down_from = nonces();
+    let needed = (8.0 * EASY * 4_294_967_296.0) as u64;
+    let deadline = std::time::Instant::now() + WAIT;
+    while nonces() < down_from + needed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the device stopped while the pool was down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pool.new_job(false);
+    let back = std::time::Instant::now();
     pool.set_down(false);
+    pool.wait_for(
+        "a share found while the pool was down, accepted after",
+        WAIT,
+        |t| {
+            t.accepted
+                .iter()
+                .any(|a| a.at > back && a.job_id == old_job)
+        },
+    );
     let before = pool.accepted();
     pool.wait_for("shares after the restart", WAIT, |t| {
         t.accepted.len() >= before + 2

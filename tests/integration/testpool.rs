@@ -34,6 +34,9 @@ pub struct PoolJob {
 /// A share the pool accepted, with the header it rebuilt.
 #[derive(Debug, Clone)]
 pub struct Accepted {
+    pub job_id: String,
+    /// When the pool accepted it.
+    pub at: Instant,
     pub header: Header,
     pub difficulty: f64,
     pub version_bits: Option<u32>,
@@ -66,8 +69,12 @@ struct Conn {
 /// job was sent, and the difficulty of each job.
 #[derive(Default)]
 struct ConnJobs {
-    sent: HashMap<String, (Vec<u8>, f64, PoolJob)>,
+    sent: SentJobs,
 }
+
+/// Job id -> the extranonce1 and difficulty in force when it was sent, and
+/// the job.
+type SentJobs = HashMap<String, (Vec<u8>, f64, PoolJob)>;
 
 #[derive(Default)]
 struct State {
@@ -76,6 +83,9 @@ struct State {
     next_job: u64,
     next_extranonce: u32,
     sessions: HashMap<String, Vec<u8>>,
+    /// The jobs each session was sent, kept across disconnects so that a
+    /// resumed session can still submit shares of them (as pools do).
+    session_jobs: HashMap<String, SentJobs>,
     conns: Vec<Conn>,
     silent: bool,
     down: bool,
@@ -266,6 +276,12 @@ impl TestPool {
         self.state.lock().unwrap().broadcast(line);
     }
 
+    /// The id of the newest job.
+    pub fn current_job_id(&self) -> String {
+        let s = self.state.lock().unwrap();
+        s.jobs.last().map(|j| j.id.clone()).unwrap_or_default()
+    }
+
     pub fn set_silent(&self, silent: bool) {
         self.state.lock().unwrap().silent = silent;
     }
@@ -406,6 +422,7 @@ fn serve(
         closed: closed.clone(),
     });
     let mut session = Session {
+        sid: None,
         extranonce1: Vec::new(),
         version_mask: 0,
         jobs: ConnJobs::default(),
@@ -439,9 +456,18 @@ fn serve(
         }
     }
     closed.store(true, Ordering::SeqCst);
+    if let Some(sid) = session.sid {
+        state
+            .lock()
+            .unwrap()
+            .session_jobs
+            .insert(sid, session.jobs.sent);
+    }
 }
 
 struct Session {
+    /// The session id given at subscribe.
+    sid: Option<String>,
     extranonce1: Vec<u8>,
     version_mask: u32,
     jobs: ConnJobs,
@@ -509,6 +535,10 @@ impl Session {
                 };
                 let sid = format!("s{}", hex::encode(&en1));
                 s.sessions.insert(sid.clone(), en1.clone());
+                if let Some(jobs) = resume.as_ref().and_then(|r| s.session_jobs.get(r)) {
+                    self.jobs.sent = jobs.clone();
+                }
+                self.sid = Some(sid.clone());
                 self.extranonce1 = en1.clone();
                 self.reply(
                     &id,
@@ -648,6 +678,8 @@ impl Session {
             return Err(Invalid("duplicate share".into()));
         }
         Ok(Accepted {
+            job_id: job_id.to_owned(),
+            at: Instant::now(),
             header,
             difficulty: share_difficulty,
             version_bits,
