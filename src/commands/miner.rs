@@ -256,6 +256,19 @@ fn print_status(snap: &Snapshot, control: &RigControl) {
             )
         })
         .unwrap_or_default();
+    let rate_1m = snap.total(|d| d.hashrate_1m);
+    let share = match (snap.share_difficulty, snap.network_difficulty) {
+        (Some(d), None) => hashrig::stats::expected_seconds(d, rate_1m)
+            .map(|s| {
+                format!(
+                    " | difficulty {}, a share every ~{}",
+                    format_difficulty(d),
+                    format_duration(s)
+                )
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let network = snap
         .network_difficulty
         .map(|d| {
@@ -269,7 +282,7 @@ fn print_status(snap: &Snapshot, control: &RigControl) {
         })
         .unwrap_or_default();
     eprintln!(
-        "[{:>6.0}s] total {}{pool}{network} | {}",
+        "[{:>6.0}s] total {}{pool}{share}{network} | {}",
         snap.uptime_s,
         format_hashrate(snap.total(|d| d.hashrate_5s)),
         parts.join(" | ")
