@@ -28,6 +28,9 @@ pub const KERNEL_SOURCE: &str = include_str!("../../kernels/sha256d.cl");
 const FOUND_CAPACITY: usize = 255;
 
 /// Lists every device of every OpenCL platform, or says why there are none.
+/// Serialises device listings within the process (see [`list`]).
+static LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub fn list() -> Result<Vec<DeviceInfo>, String> {
     let platforms =
         get_platforms().map_err(|e| format!("OpenCL: no runtime or no platform ({e})"))?;
@@ -36,10 +39,22 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
         let platform_name = platform
             .name()
             .unwrap_or_else(|_| "unknown platform".into());
-        let ids = match platform.get_devices(CL_DEVICE_TYPE_ALL) {
+        // PoCL brings its devices up on first use; a listing that races
+        // with that (another thread opening a device) sees none. Listings
+        // in this process are serialised, and an empty answer is asked again.
+        let _serial = LISTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listed = platform.get_devices(CL_DEVICE_TYPE_ALL);
+        for _ in 0..5 {
+            if listed.as_ref().is_ok_and(|ids| !ids.is_empty()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            listed = platform.get_devices(CL_DEVICE_TYPE_ALL);
+        }
+        let ids = match listed {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::info!("OpenCL platform {platform_name}: no devices ({e})");
+                tracing::warn!("OpenCL platform {platform_name}: no devices ({e})");
                 continue;
             }
         };
@@ -116,6 +131,8 @@ impl KernelShape {
 /// created once.
 pub struct OpenClDevice {
     info: DeviceInfo,
+    /// What it was opened with, to open it again on a reset.
+    options: DeviceOptions,
     shape: KernelShape,
     queue: CommandQueue,
     kernel: Kernel,
@@ -214,6 +231,7 @@ impl OpenClDevice {
             shape.worksize
         );
         Ok(OpenClDevice {
+            options: options.clone(),
             info,
             shape,
             queue,
@@ -317,6 +335,13 @@ impl Device for OpenClDevice {
 
     fn busy_time(&self) -> Option<Duration> {
         self.busy
+    }
+
+    /// A new context, queue, program (from the cache) and buffers; the old
+    /// ones are released once the new ones work.
+    fn reset(&mut self) -> Result<(), DeviceError> {
+        *self = OpenClDevice::open(self.info.clone(), &self.options)?;
+        Ok(())
     }
 
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {

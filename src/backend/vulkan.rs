@@ -101,6 +101,8 @@ struct Slot {
 /// An opened Vulkan adapter.
 pub struct VulkanDevice {
     info: DeviceInfo,
+    /// What it was opened with, to open it again on a reset.
+    options: DeviceOptions,
     shape: ShaderShape,
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -264,6 +266,7 @@ impl VulkanDevice {
             shape.nonces_per_invocation
         );
         Ok(VulkanDevice {
+            options: options.clone(),
             info,
             shape,
             device,
@@ -427,6 +430,12 @@ impl Device for VulkanDevice {
 
     fn busy_time(&self) -> Option<Duration> {
         self.busy
+    }
+
+    /// A new logical device, queue, pipeline and buffers from the adapter.
+    fn reset(&mut self) -> Result<(), DeviceError> {
+        *self = VulkanDevice::open(self.info.clone(), &self.options)?;
+        Ok(())
     }
 
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {

@@ -68,6 +68,11 @@ fn check_mainnet(backend: Backend, options: &DeviceOptions) {
             );
         }
         selftest::run(device.as_mut()).unwrap_or_else(|e| panic!("{e}"));
+        // The watchdog's reset rebuilds the device; it must work after it.
+        device
+            .reset()
+            .unwrap_or_else(|e| panic!("{label}: reset: {e}"));
+        selftest::run(device.as_mut()).unwrap_or_else(|e| panic!("{label} after reset: {e}"));
     }
 }
 
