@@ -208,6 +208,13 @@ impl RigControl {
             })
     }
 
+    /// The sum of the devices' measured power, if any device reports one.
+    pub fn measured_power(&self) -> Option<f64> {
+        (0..self.devices.len())
+            .filter_map(|i| self.readings(i).power_w)
+            .reduce(|a, b| a + b)
+    }
+
     /// Asks the job source to switch to pool `index`.
     pub fn request_pool(&self, index: usize) -> Result<(), ControlError> {
         if index >= self.pools {

@@ -39,13 +39,7 @@ pub struct Work {
 impl Work {
     /// Builds the header for one extranonce2 / version / ntime choice.
     pub fn new(job: Arc<Job>, extranonce2: Vec<u8>, version: i32, time: u32) -> Self {
-        let mut coinbase = Vec::with_capacity(
-            job.coinbase1.len() + job.extranonce1.len() + extranonce2.len() + job.coinbase2.len(),
-        );
-        coinbase.extend_from_slice(&job.coinbase1);
-        coinbase.extend_from_slice(&job.extranonce1);
-        coinbase.extend_from_slice(&extranonce2);
-        coinbase.extend_from_slice(&job.coinbase2);
+        let coinbase = job.coinbase(&extranonce2);
         let header = Header {
             version: Version::from_consensus(version),
             prev_blockhash: job.prev_hash,

@@ -167,16 +167,10 @@ impl ApiState {
 
     fn summary(&self) -> Value {
         let snap = self.stats.snapshot();
-        let sum =
-            |f: fn(&crate::stats::DeviceSnapshot) -> u64| snap.devices.iter().map(f).sum::<u64>();
-        let measured: Vec<f64> = (0..snap.devices.len())
-            .filter_map(|i| self.control.readings(i).power_w)
-            .collect();
-        let measured = (!measured.is_empty()).then(|| measured.iter().sum());
         let estimates = estimate(
             &snap,
             self.config.power_watts,
-            measured,
+            self.control.measured_power(),
             self.config.kwh_price,
         );
         json!({
@@ -185,11 +179,11 @@ impl ApiState {
             "hashrate_1m": snap.total(|d| d.hashrate_1m),
             "hashrate_15m": snap.total(|d| d.hashrate_15m),
             "hashrate_avg": snap.total(|d| d.hashrate_avg),
-            "accepted": sum(|d| d.accepted),
-            "rejected": sum(|d| d.rejected),
-            "stale": sum(|d| d.stale),
-            "hw_errors": sum(|d| d.hw_errors),
-            "blocks": sum(|d| d.blocks),
+            "accepted": snap.count(|d| d.accepted),
+            "rejected": snap.count(|d| d.rejected),
+            "stale": snap.count(|d| d.stale),
+            "hw_errors": snap.count(|d| d.hw_errors),
+            "blocks": snap.count(|d| d.blocks),
             "best_share": snap.best_share,
             "devices": snap.devices.len(),
             "devices_mining": (0..snap.devices.len()).filter(|i| self.control.may_run(*i)).count(),

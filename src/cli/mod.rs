@@ -13,7 +13,7 @@ mod mine;
 mod rig;
 mod solo;
 
-pub use mine::MineArgs;
+pub use mine::{MineArgs, RunSettings};
 pub use rig::{RigArgs, RigSettings};
 pub use solo::SoloArgs;
 

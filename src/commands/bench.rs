@@ -4,25 +4,15 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
-use hashrig::backend::{enumerate, open, selftest, Device};
 use hashrig::job::bench::BenchSource;
 use hashrig::stats::{format_hashrate, Stats};
 
 use super::miner::{self, Run};
-use crate::cli::{select_devices, BenchArgs};
+use crate::cli::BenchArgs;
 
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let inventory = enumerate(&args.devices.backend.backends());
-    for note in &inventory.notes {
-        tracing::info!("{note}");
-    }
-    let selected = select_devices(&args.devices, &inventory)?;
-    let devices = open_and_prove(&selected.devices, &selected.options);
-    if devices.is_empty() {
-        bail!("every selected device failed to open or failed its self-test");
-    }
+    let devices = miner::open_devices(&args.devices)?;
 
     // The devices that passed their self-test, in scheduler order.
     let proven: Vec<hashrig::backend::DeviceInfo> =
@@ -39,7 +29,6 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         rig: settings.rig.clone(),
         quiet,
         json_events: false,
-        goal: None,
     })?;
     let seconds = outcome.seconds;
     let snapshot = outcome.snapshot;
@@ -85,30 +74,4 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         println!("{:<7} {:<48} {:>14}", "total", "", format_hashrate(total));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens each device and runs its self-test; a device that fails either is
-/// left out with a clear message, the rest go on.
-pub fn open_and_prove(
-    devices: &[hashrig::backend::DeviceInfo],
-    options: &hashrig::backend::DeviceOptions,
-) -> Vec<Box<dyn Device>> {
-    let mut out = Vec::new();
-    for info in devices {
-        let mut device = match open(info, options) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!("{} disabled: {e}", info.label());
-                continue;
-            }
-        };
-        match selftest::run(device.as_mut()) {
-            Ok(()) => {
-                tracing::info!("{}: self-test passed", info.label());
-                out.push(device);
-            }
-            Err(e) => tracing::error!("{} disabled: {e}", info.label()),
-        }
-    }
-    out
 }

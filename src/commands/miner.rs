@@ -1,13 +1,15 @@
 //! The long-running part shared by `bench`, `mine` and `solo`: devices,
 //! scheduler and job source started together, a status line every few
-//! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, when a
-//! goal is met, or when the job source gives up.
+//! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, or when
+//! the job source gives up.
 
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use hashrig::backend::{Device, DeviceInfo};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use hashrig::backend::{enumerate, open, selftest, Device, DeviceInfo};
 use hashrig::control::RigControl;
 use hashrig::job::JobSource;
 use hashrig::job::SourceContext;
@@ -16,11 +18,10 @@ use hashrig::shutdown::Shutdown;
 use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
 use hashrig::work::WorkSource;
 
+use crate::cli::{select_devices, DeviceArgs, RunSettings};
+
 /// How often the status line is printed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-
-/// A condition that ends a run early, checked between status updates.
-pub type Goal = Box<dyn Fn(&Snapshot) -> bool>;
 
 /// One mining run.
 pub struct Run {
@@ -34,8 +35,6 @@ pub struct Run {
     pub quiet: bool,
     /// Status events as JSON lines on standard output (`--json`).
     pub json_events: bool,
-    /// Stop once this says so (e.g. `--max-blocks`).
-    pub goal: Option<Goal>,
 }
 
 /// What a run leaves.
@@ -46,6 +45,86 @@ pub struct Outcome {
     pub seconds: f64,
     /// Why the job source stopped on its own, if it did.
     pub source_error: Option<String>,
+}
+
+/// Enumerates, selects, opens and proves the devices the flags ask for.
+pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
+    let inventory = enumerate(&args.backend.backends());
+    for note in &inventory.notes {
+        tracing::info!("{note}");
+    }
+    let selected = select_devices(args, &inventory)?;
+    let devices = open_and_prove(&selected.devices, &selected.options);
+    if devices.is_empty() {
+        bail!("every selected device failed to open or failed its self-test");
+    }
+    Ok(devices)
+}
+
+/// Opens each device and runs its self-test; a device that fails either is
+/// left out with a clear message, the rest go on.
+fn open_and_prove(
+    devices: &[hashrig::backend::DeviceInfo],
+    options: &hashrig::backend::DeviceOptions,
+) -> Vec<Box<dyn Device>> {
+    let mut out = Vec::new();
+    for info in devices {
+        let mut device = match open(info, options) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("{} disabled: {e}", info.label());
+                continue;
+            }
+        };
+        match selftest::run(device.as_mut()) {
+            Ok(()) => {
+                tracing::info!("{}: self-test passed", info.label());
+                out.push(device);
+            }
+            Err(e) => tracing::error!("{} disabled: {e}", info.label()),
+        }
+    }
+    out
+}
+
+/// `mine` and `solo`: mines from `source` on the flags' devices until the
+/// run ends, then prints the summary. `pools` names the source's pools (or
+/// node) for the per-pool counters.
+pub fn mine_from(
+    source: Box<dyn JobSource>,
+    pools: Vec<String>,
+    devices: &DeviceArgs,
+    run: &RunSettings,
+    rig: &crate::cli::RigSettings,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let devices = open_devices(devices)?;
+    tracing::info!(
+        "found blocks are written to {} before submission",
+        run.found_blocks.path().display()
+    );
+    let stats =
+        Arc::new(Stats::new(devices.iter().map(|d| d.info().label()).collect()).with_pools(pools));
+    let outcome = self::run(Run {
+        devices,
+        source,
+        stats,
+        duration: run.duration,
+        batch_time: run.batch_time,
+        rig: rig.clone(),
+        quiet,
+        json_events: run.json,
+    })?;
+    if run.json {
+        println!("{}", summary_json(&outcome));
+    }
+    if !quiet {
+        print_summary(&outcome);
+    }
+    if let Some(e) = outcome.source_error {
+        bail!("{e}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Installs the Ctrl-C / SIGTERM handler once per process.
@@ -99,7 +178,6 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         rig,
         quiet,
         json_events,
-        goal,
     } = run;
     let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
     let scheduler = scheduler_config(&infos, stats.snapshot().pools.len(), batch_time, &rig);
@@ -164,9 +242,6 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         if source_thread.is_finished() {
             break;
         }
-        if goal.as_ref().is_some_and(|g| g(&stats.snapshot())) {
-            break;
-        }
         let now = Instant::now();
         let mut wake = (now + Duration::from_millis(100)).min(next_status);
         if let Some(d) = deadline {
@@ -195,13 +270,10 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         api.join();
     }
     let snapshot = stats.snapshot();
-    let measured: Vec<f64> = (0..infos.len())
-        .filter_map(|i| control.readings(i).power_w)
-        .collect();
     let estimates = hashrig::stats::estimate(
         &snapshot,
         rig.power_watts,
-        (!measured.is_empty()).then(|| measured.iter().sum()),
+        control.measured_power(),
         rig.kwh_price,
     );
     Ok(Outcome {
@@ -336,18 +408,16 @@ fn status_json(snap: &Snapshot, control: &RigControl) -> serde_json::Value {
 /// The final summary of a `mine` or `solo` run, as one JSON object.
 pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
     let snap = &outcome.snapshot;
-    let sum =
-        |f: fn(&hashrig::stats::DeviceSnapshot) -> u64| -> u64 { snap.devices.iter().map(f).sum() };
     serde_json::json!({
         "event": "summary",
         "seconds": outcome.seconds,
         "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
         "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
-        "accepted": sum(|d| d.accepted),
-        "rejected": sum(|d| d.rejected),
-        "stale": sum(|d| d.stale),
-        "hw_errors": sum(|d| d.hw_errors),
-        "blocks": sum(|d| d.blocks),
+        "accepted": snap.count(|d| d.accepted),
+        "rejected": snap.count(|d| d.rejected),
+        "stale": snap.count(|d| d.stale),
+        "hw_errors": snap.count(|d| d.hw_errors),
+        "blocks": snap.count(|d| d.blocks),
         "best_share": snap.best_share,
         "devices": snap.devices,
         "pools": snap.pools,

@@ -56,6 +56,18 @@ impl Job {
     pub fn block_target(&self) -> Target {
         Target::from_compact(self.bits)
     }
+
+    /// The coinbase transaction for one extranonce2, serialized without
+    /// witness (what its txid, and so the merkle root, hashes).
+    pub fn coinbase(&self, extranonce2: &[u8]) -> Vec<u8> {
+        [
+            &self.coinbase1[..],
+            &self.extranonce1,
+            extranonce2,
+            &self.coinbase2,
+        ]
+        .concat()
+    }
 }
 
 /// A nonce that passed the full 256-bit check on the CPU.

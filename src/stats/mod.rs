@@ -158,6 +158,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A counter summed over every device.
+    pub fn count(&self, field: impl Fn(&DeviceSnapshot) -> u64) -> u64 {
+        self.devices.iter().map(field).sum()
+    }
+
     pub fn total(&self, field: impl Fn(&DeviceSnapshot) -> f64) -> f64 {
         // A fold from +0.0: an empty float sum is -0.0, which JSON shows.
         self.devices.iter().map(field).fold(0.0, |a, b| a + b)

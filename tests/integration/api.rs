@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashrig::api::keys::{new_key, revoke_key, Scope};
 use hashrig::api::{ApiConfig, ApiServer};
@@ -18,6 +18,7 @@ use hashrig::stats::Stats;
 use hashrig::work::WorkSource;
 use serde_json::Value;
 
+use crate::common::{wait_until, PATIENCE};
 use crate::testpool::TestPool;
 
 struct Rig {
@@ -131,14 +132,6 @@ fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn keys_scopes_control_metrics_rotation_and_bad_requests() {
     let first = TestPool::start(0.0003);
@@ -197,7 +190,7 @@ fn keys_scopes_control_metrics_rotation_and_bad_requests() {
         call("POST", &url("/v1/devices/1/enable"), Some(&control), None).0,
         200
     );
-    wait_until("the device to hash again", || nonces(1) > stopped);
+    wait_until("the device to hash again", PATIENCE, || nonces(1) > stopped);
 
     // Switching pools.
     let (status, body) = call("POST", &url("/v1/pools/1/switch"), Some(&control), None);

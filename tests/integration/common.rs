@@ -1,5 +1,7 @@
 //! Shared test helpers.
 
+use std::time::{Duration, Instant};
+
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Target, TxMerkleNode};
@@ -60,4 +62,16 @@ pub fn reference_candidates(
         );
     }
     found
+}
+
+/// How long the tests wait for something that should happen in seconds.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it holds; fails naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo};
@@ -19,7 +19,7 @@ use hashrig::stats::Stats;
 use hashrig::thermal::{Sensor, ThermalLimits};
 use hashrig::work::WorkSource;
 
-use crate::common::loose_target;
+use crate::common::{loose_target, wait_until, PATIENCE};
 
 /// Temperatures the test sets.
 #[derive(Clone, Default)]
@@ -115,14 +115,6 @@ fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
     }
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 impl Rig {
     fn nonces(&self, device: usize) -> u64 {
         self.stats.snapshot().devices[device].nonces
@@ -159,14 +151,16 @@ fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
         rig.shutdown.clone(),
     )
     .unwrap();
-    wait_until("readings", || {
+    wait_until("readings", PATIENCE, || {
         rig.control.readings(1).temperature_c == Some(60.0)
     });
 
     temps.lock().unwrap()[1] = 85.0;
-    wait_until("throttling", || rig.control.state(1) == "throttled");
+    wait_until("throttling", PATIENCE, || {
+        rig.control.state(1) == "throttled"
+    });
     temps.lock().unwrap()[1] = 95.0;
-    wait_until("the cutoff", || rig.control.state(1) == "cut-off");
+    wait_until("the cutoff", PATIENCE, || rig.control.state(1) == "cut-off");
     std::thread::sleep(Duration::from_millis(300)); // its last batch ends
     assert!(
         !rig.hashes(1, Duration::from_millis(500)),
@@ -185,7 +179,9 @@ fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
         "inside the hysteresis band"
     );
     temps.lock().unwrap()[1] = 60.0;
-    wait_until("full speed again", || rig.control.state(1) == "mining");
+    wait_until("full speed again", PATIENCE, || {
+        rig.control.state(1) == "mining"
+    });
     assert!(rig.hashes(1, Duration::from_millis(500)));
 }
 
@@ -216,21 +212,25 @@ fn a_hung_device_is_reset_once_then_taken_out() {
             ..WatchdogConfig::default()
         },
     );
-    wait_until("both devices mining", || {
+    wait_until("both devices mining", PATIENCE, || {
         rig.nonces(1) > 0 && rig.nonces(0) > 0
     });
     stall.store(true, Ordering::SeqCst);
-    wait_until("sick", || rig.control.health(1) != Health::Healthy);
+    wait_until("sick", PATIENCE, || {
+        rig.control.health(1) != Health::Healthy
+    });
     assert!(
         rig.hashes(0, Duration::from_millis(300)),
         "the healthy device waits on the hung one"
     );
     // Still hanging after its reset: out of rotation.
-    wait_until("failed", || rig.control.health(1) == Health::Failed);
+    wait_until("failed", PATIENCE, || {
+        rig.control.health(1) == Health::Failed
+    });
     assert_eq!(rig.control.resets(1), 1);
     assert_eq!(rig.control.state(1), "failed");
     assert!(rig.hashes(0, Duration::from_millis(300)));
-    wait_until("the hook's lines", || {
+    wait_until("the hook's lines", PATIENCE, || {
         std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("1 sick") && t.contains("1 failed"))
     });
     let _ = std::fs::remove_file(hook);
@@ -250,7 +250,9 @@ fn a_device_answering_wrong_is_reset_then_taken_out() {
         },
     );
     // Its reset runs the self-test, which a lying device fails.
-    wait_until("failed", || rig.control.health(1) == Health::Failed);
+    wait_until("failed", PATIENCE, || {
+        rig.control.health(1) == Health::Failed
+    });
     assert!(rig.stats.snapshot().devices[1].hw_errors >= 4);
     let errors = rig.stats.snapshot().devices[1].hw_errors;
     assert!(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bitcoin::{Address, Block, Network, PublicKey};
 use hashrig::backend::cpu::{self, CpuDevice};
@@ -24,6 +24,8 @@ use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
 use hashrig::work::WorkSource;
 use serde_json::{json, Value};
+
+use crate::common::wait_until;
 
 static CHAIN: Mutex<()> = Mutex::new(());
 
@@ -224,14 +226,6 @@ impl Device for Gated {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.inner.scan(work, start, count)
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

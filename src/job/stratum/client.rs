@@ -157,10 +157,7 @@ pub fn record_block(options: &StratumOptions, stats: &Stats, pool: &str, found: 
         return;
     };
     let work = &found.work;
-    let mut coinbase = work.job.coinbase1.clone();
-    coinbase.extend_from_slice(&work.job.extranonce1);
-    coinbase.extend_from_slice(&work.extranonce2);
-    coinbase.extend_from_slice(&work.job.coinbase2);
+    let coinbase = work.job.coinbase(&work.extranonce2);
     let record = serde_json::json!({
         "found_at": unix_now(),
         "source": "stratum",
