@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use hashrig::backend::{enumerate, open, Backend, DeviceKind, DeviceOptions};
 use hashrig::pow::header::header_bytes;
 use hashrig::pow::KernelWork;
@@ -64,4 +64,11 @@ fn hashrate(c: &mut Criterion) {
 }
 
 criterion_group!(benches, hashrate);
-criterion_main!(benches);
+
+// criterion_main!, with the driver settings `hashrig` itself makes first.
+fn main() {
+    // SAFETY: first thing in main, before any other thread exists.
+    let _ = unsafe { hashrig::backend::vulkan::widen_software_driver() };
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -6,8 +6,10 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any other thread exists.
+    let driver_settings = unsafe { hashrig::backend::vulkan::widen_software_driver() };
     let (cli, matches) = cli::parse();
-    match commands::run(cli, &matches) {
+    match commands::run(cli, &matches, &driver_settings) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -25,6 +25,75 @@ const STAGING_BYTES: u64 = FOUND_BYTES + 16;
 /// How long a launch may take before the device is declared hung.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Mesa's software Vulkan driver (lavapipe) reads its SIMD width from the
+/// environment once, when it loads.
+const LAVAPIPE_WIDTH_VAR: &str = "LP_NATIVE_VECTOR_WIDTH";
+
+/// Asks lavapipe for 512-bit SIMD on CPUs with AVX-512, unless the operator
+/// chose a width; returns what was set, for the log.
+///
+/// lavapipe runs a shader 8 invocations at a time (256 bits) by default, even
+/// where AVX-512 is available. This shader is all 32-bit integer work and
+/// the instruction count per SIMD step is the same at either width, so 16
+/// lanes hash about 1.5 times faster on an AVX-512 Xeon (BENCHMARKS.md).
+/// It is the same choice the OpenCL backend makes for PoCL (16 lanes).
+///
+/// Mesa's on-disk shader cache (22.3) does not key on the width: a shader
+/// compiled at 256 bits is served to a 512-bit driver, which then runs 8
+/// lanes wide. So whenever the width is set and the operator has not placed
+/// the cache, it moves to a directory per width (or is turned off if that
+/// directory cannot be made).
+///
+/// # Safety
+///
+/// Sets environment variables: call before any other thread starts (first
+/// thing in `main`), as `std::env::set_var` requires.
+pub unsafe fn widen_software_driver() -> Vec<String> {
+    let mut set = Vec::new();
+    if std::env::var_os(LAVAPIPE_WIDTH_VAR).is_none() && cpu_has_avx512() {
+        std::env::set_var(LAVAPIPE_WIDTH_VAR, "512");
+        set.push(format!("{LAVAPIPE_WIDTH_VAR}=512"));
+    }
+    let Some(width) = std::env::var(LAVAPIPE_WIDTH_VAR)
+        .ok()
+        .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return set;
+    };
+    let cache_placed = ["MESA_SHADER_CACHE_DIR", "MESA_SHADER_CACHE_DISABLE"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some());
+    if cache_placed {
+        return set;
+    }
+    let dir = std::env::var_os("HASHRIG_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("hashrig")))
+        .map(|d| d.join(format!("mesa-lp{width}")));
+    match dir.filter(|d| std::fs::create_dir_all(d).is_ok()) {
+        Some(dir) => {
+            set.push(format!("MESA_SHADER_CACHE_DIR={}", dir.display()));
+            std::env::set_var("MESA_SHADER_CACHE_DIR", dir);
+        }
+        None => {
+            set.push("MESA_SHADER_CACHE_DISABLE=true".into());
+            std::env::set_var("MESA_SHADER_CACHE_DISABLE", "true");
+        }
+    }
+    set
+}
+
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN,

@@ -17,9 +17,13 @@ use crate::cli::config::{self, Config};
 use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand};
 
 /// Runs a parsed command line; `matches` tells which flags were given, so
-/// that they override the config file.
-pub fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
+/// that they override the config file. `driver_settings` are the
+/// environment variables `main` set for the drivers, for the log.
+pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow::Result<ExitCode> {
     init_logging(cli.quiet, cli.log.as_deref(), cli.log_file.as_deref())?;
+    for setting in driver_settings {
+        tracing::debug!("driver setting: {setting}");
+    }
     let config = match (&cli.config, config::default_path()) {
         (Some(path), _) => Some(config::load(path)?),
         (None, Some(path)) => {

@@ -6,9 +6,14 @@ use std::process::{Command, Output};
 use crate::common::mainnet;
 
 fn hashrig(args: &[&str]) -> Output {
+    hashrig_with(args, &[])
+}
+
+fn hashrig_with(args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hashrig"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(envs.iter().copied())
         .output()
         .expect("run hashrig")
 }
@@ -93,6 +98,81 @@ fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(printed, expected);
+}
+
+/// lavapipe runs 16 lanes wide where the CPU has AVX-512 (hashrig asks for
+/// it), or at the width the operator set; either way the shader finds
+/// exactly the nonces rust-bitcoin finds, and Mesa's shader cache for that
+/// width is kept apart from the others (it does not key on the width).
+#[test]
+fn lavapipe_width_follows_the_cpu_unless_the_operator_sets_it() {
+    let known = &mainnet()[0];
+    let header = hex::encode(bitcoin::consensus::serialize(&known.header));
+    let target = format!("0000ffff{}", "0".repeat(56));
+    let parsed = hashrig::pow::target::parse_target(&target).unwrap();
+    let expected: Vec<u32> = (0u32..300_000)
+        .filter(|n| {
+            parsed.is_met_by(
+                bitcoin::block::Header {
+                    nonce: *n,
+                    ..known.header
+                }
+                .block_hash(),
+            )
+        })
+        .collect();
+    assert!(expected.len() > 1);
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    let cache = std::env::temp_dir().join(format!("hashrig-cli-lavapipe-{}", std::process::id()));
+    let cache_dir = cache.to_str().unwrap();
+    for (operator_width, bits) in [
+        (None, if avx512 { Some("512") } else { None }),
+        (Some("256"), Some("256")),
+    ] {
+        let mut envs = vec![("HASHRIG_CACHE_DIR", cache_dir)];
+        envs.extend(operator_width.map(|w| ("LP_NATIVE_VECTOR_WIDTH", w)));
+        let out = hashrig_with(&["--quiet", "devices", "--json"], &envs);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let names: Vec<String> = json_lines(&out)
+            .iter()
+            .filter(|d| d["backend"] == "vulkan" && d["kind"] == "cpu")
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!names.is_empty(), "no software Vulkan adapter listed");
+        if let Some(bits) = bits {
+            for name in &names {
+                assert!(
+                    name.contains(&format!("{bits} bits")),
+                    "{operator_width:?}: {name}"
+                );
+            }
+            assert!(cache.join(format!("mesa-lp{bits}")).is_dir());
+        }
+        let out = hashrig_with(
+            &[
+                "--quiet",
+                "scan",
+                "--backend",
+                "vulkan",
+                "--header",
+                &header,
+                "--start",
+                "0",
+                "--count",
+                "300000",
+                "--target",
+                &target,
+            ],
+            &envs,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed: Vec<u32> = stdout(&out)
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(printed, expected, "{operator_width:?}");
+    }
+    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]
