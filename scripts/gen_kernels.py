@@ -279,13 +279,22 @@ fn sha256d_scan(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 """
 
 WGSL_TAIL = r"""
-        // Invocations past the batch (the dispatch is rounded up) report nothing.
-        if (bswap({h7}) <= target_top && nonce - base <= last_offset) {{
+            // Invocations past the batch (the dispatch is rounded up) report nothing.
+            let hit = bswap({h7}) <= target_top && nonce - base <= last_offset;
+            hits |= select(0u, 1u << i, hit);
+        }}
+        // Reported here, once per 32 nonces, not inside the hashing loop:
+        // CPU drivers (lavapipe) run a branch for every SIMD step whether or
+        // not a lane takes it, and an atomic there is a loop over the lanes.
+        while (hits != 0u) {{
+            let nonce = first + done + countTrailingZeros(hits);
+            hits &= hits - 1u;
             let slot = atomicAdd(&found.count, 1u);
             if (slot < FOUND_CAPACITY) {{
                 found.nonces[slot] = nonce;
             }}
         }}
+        done += group;
     }}
 }}
 """
@@ -301,9 +310,14 @@ def uniforms(lang):
     return out
 
 
-WGSL_LOOP = """    for (var i = 0u; i < NONCES_PER_INVOCATION; i++) {
-        let nonce = first + i;
-        let w3 = bswap(nonce);
+WGSL_LOOP = """    // Nonces in groups of up to 32, one bit each in `hits`.
+    var done = 0u;
+    while (done < NONCES_PER_INVOCATION) {
+        let group = min(32u, NONCES_PER_INVOCATION - done);
+        var hits = 0u;
+        for (var i = 0u; i < group; i++) {
+            let nonce = first + done + i;
+            let w3 = bswap(nonce);
 """
 
 
@@ -316,7 +330,7 @@ def generate():
     cl_lines, h7 = body("cl")
     cl = CL_HEAD + "\n".join(uniforms("cl") + cl_lines) + CL_TAIL.format(h7=h7)
     wgsl_lines, h7 = body("wgsl")
-    body_lines = ["    " + line for line in wgsl_lines]
+    body_lines = ["        " + line for line in wgsl_lines]
     wgsl = (WGSL_HEAD.replace("{fields}", wgsl_fields()) + "\n".join(uniforms("wgsl")) + "\n" + WGSL_LOOP
             + "\n".join(body_lines) + WGSL_TAIL.format(h7=h7))
     return cl, wgsl

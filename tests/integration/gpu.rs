@@ -101,12 +101,16 @@ fn opencl_finds_mainnet_nonces_and_passes_self_test() {
 #[test]
 fn vulkan_matches_reference_on_random_headers() {
     check_random_windows(Backend::Vulkan, &DeviceOptions::default());
-    let options = DeviceOptions {
-        vulkan_nonces: Some(3),
-        worksize: Some(16),
-        ..DeviceOptions::default()
-    };
-    check_random_windows(Backend::Vulkan, &options);
+    // The shader reports hits per group of 32 nonces: one short group, and
+    // a full group followed by a short one.
+    for (nonces, worksize) in [(3, 16), (40, 8)] {
+        let options = DeviceOptions {
+            vulkan_nonces: Some(nonces),
+            worksize: Some(worksize),
+            ..DeviceOptions::default()
+        };
+        check_random_windows(Backend::Vulkan, &options);
+    }
 }
 
 #[test]
