@@ -126,6 +126,14 @@ pub trait Device: Send {
     }
 }
 
+/// Where backends keep what they compile (`HASHRIG_CACHE_DIR`, else
+/// `~/.cache/hashrig`); `None` when the platform has no cache directory.
+pub(crate) fn cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("HASHRIG_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("hashrig")))
+}
+
 /// Checks a range before a backend touches it.
 pub fn check_range(start: u32, count: u64) -> Result<(), DeviceError> {
     if u64::from(start) + count > 1 << 32 {

@@ -410,10 +410,7 @@ const CACHE_MAGIC: &[u8; 8] = b"HRCLBIN1";
 impl ProgramCache {
     fn for_device(info: &DeviceInfo, options: &str) -> Option<Self> {
         use bitcoin::hashes::{sha256, Hash};
-        let dir = std::env::var_os("HASHRIG_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("hashrig")))?
-            .join("opencl");
+        let dir = super::cache_dir()?.join("opencl");
         let material = format!(
             "{}\0{}\0{}\0{}\0{}",
             info.platform.as_deref().unwrap_or(""),

@@ -66,10 +66,7 @@ pub unsafe fn widen_software_driver() -> Vec<String> {
     if cache_placed {
         return set;
     }
-    let dir = std::env::var_os("HASHRIG_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("hashrig")))
-        .map(|d| d.join(format!("mesa-lp{width}")));
+    let dir = super::cache_dir().map(|d| d.join(format!("mesa-lp{width}")));
     match dir.filter(|d| std::fs::create_dir_all(d).is_ok()) {
         Some(dir) => {
             set.push(format!("MESA_SHADER_CACHE_DIR={}", dir.display()));
