@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{selftest, Device};
 use crate::control::{Health, RigControl};
-use crate::job::Found;
+use crate::job::{Found, JobSource, JobSourceError, SourceContext};
 use crate::pow::header::with_nonce;
 use crate::pow::target::{hash_difficulty, meets};
 use crate::shutdown::Shutdown;
@@ -161,6 +161,30 @@ fn mark_sick(control: &RigControl, hook: &Option<String>, index: usize, name: &s
 }
 
 impl Scheduler {
+    /// Starts `source` on its own thread and the devices on its work, joined
+    /// by the channel that carries what they find back to the source (which
+    /// submits it). The source sees the same `RigControl` as the devices.
+    pub fn start_with_source(
+        mut source: Box<dyn JobSource>,
+        devices: Vec<Box<dyn Device>>,
+        work: Arc<WorkSource>,
+        stats: Arc<Stats>,
+        shutdown: Shutdown,
+        config: SchedulerConfig,
+    ) -> (Self, JoinHandle<Result<(), JobSourceError>>) {
+        let (found_tx, found_rx) = std::sync::mpsc::channel();
+        let ctx = SourceContext {
+            work: work.clone(),
+            found: found_rx,
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+            control: config.control.clone(),
+        };
+        let source = std::thread::spawn(move || source.run(ctx));
+        let scheduler = Scheduler::start(devices, work, stats, found_tx, shutdown, config);
+        (scheduler, source)
+    }
+
     /// Starts one worker per device. Device `i` is counted in `stats` as
     /// device `i`.
     pub fn start(

@@ -3,7 +3,7 @@
 //! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, or when
 //! the job source gives up.
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::process::ExitCode;
@@ -12,7 +12,6 @@ use anyhow::{bail, Context};
 use hashrig::backend::{enumerate, open, selftest, Device, DeviceInfo};
 use hashrig::control::RigControl;
 use hashrig::job::JobSource;
-use hashrig::job::SourceContext;
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
@@ -171,7 +170,7 @@ fn scheduler_config(
 pub fn run(run: Run) -> anyhow::Result<Outcome> {
     let Run {
         devices,
-        mut source,
+        source,
         stats,
         duration,
         batch_time,
@@ -214,21 +213,12 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         }
         None => {}
     }
-    let (found_tx, found_rx) = mpsc::channel();
-    let source_ctx = SourceContext {
-        work: work.clone(),
-        found: found_rx,
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-        control: control.clone(),
-    };
-    let source_thread = std::thread::spawn(move || source.run(source_ctx));
     let started = Instant::now();
-    let scheduler = Scheduler::start(
+    let (scheduler, source_thread) = Scheduler::start_with_source(
+        source,
         devices,
         work,
         stats.clone(),
-        found_tx,
         shutdown.clone(),
         scheduler,
     );

@@ -2,7 +2,7 @@
 //! on two loopback pools) behind API keys, driven over HTTP.
 
 use std::io::Read;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hashrig::api::keys::{new_key, revoke_key, Scope};
@@ -11,7 +11,6 @@ use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::Device;
 use hashrig::control::RigControl;
 use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
-use hashrig::job::{JobSource, SourceContext};
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
@@ -61,26 +60,15 @@ fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
             .with_pools(pools.iter().map(|p| p.url()).collect()),
     );
     let control = Arc::new(RigControl::new(2, pools.len()));
-    let work = Arc::new(WorkSource::new());
     let shutdown = Shutdown::new();
-    let (tx, rx) = mpsc::channel();
-    let ctx = SourceContext {
-        work: work.clone(),
-        found: rx,
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-        control: control.clone(),
-    };
-    let mut source = StratumSource::new(options);
-    std::thread::spawn(move || source.run(ctx));
     let devices: Vec<Box<dyn Device>> = (0..2)
         .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
         .collect();
-    let scheduler = Scheduler::start(
+    let (scheduler, _source) = Scheduler::start_with_source(
+        Box::new(StratumSource::new(options)),
         devices,
-        work,
+        Arc::new(WorkSource::new()),
         stats.clone(),
-        tx,
         shutdown.clone(),
         SchedulerConfig {
             batch_time: Duration::from_millis(50),

@@ -69,35 +69,55 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
     }
 }
 
-/// A custom target: every nonce printed meets it, none is missing.
-#[test]
-fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
-    let known = &mainnet()[0];
-    let header = hex::encode(bitcoin::consensus::serialize(&known.header));
-    let target = format!("0000ffff{}", "0".repeat(56));
-    let out = hashrig(&[
-        "--quiet", "scan", "--header", &header, "--start", "0", "--count", "300000", "--target",
-        &target,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed: Vec<u32> = stdout(&out)
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
-        .collect();
-    let target = hashrig::pow::target::parse_target(&target).unwrap();
-    let expected: Vec<u32> = (0u32..300_000)
+/// A target about one nonce in 65536 meets, for scans that print several.
+fn loose_target_hex() -> String {
+    format!("0000ffff{}", "0".repeat(56))
+}
+
+const LOOSE_SCAN_COUNT: u32 = 300_000;
+
+/// The nonces in 0..LOOSE_SCAN_COUNT of the first mainnet header that meet
+/// the loose target, by rust-bitcoin.
+fn nonces_meeting_loose_target() -> Vec<u32> {
+    let header = mainnet()[0].header;
+    let target = hashrig::pow::target::parse_target(&loose_target_hex()).unwrap();
+    (0..LOOSE_SCAN_COUNT)
         .filter(|n| {
             target.is_met_by(
                 bitcoin::block::Header {
                     nonce: *n,
-                    ..known.header
+                    ..header
                 }
                 .block_hash(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// `hashrig scan` of the same header, range and target: the nonces printed.
+fn scan_loose(extra_args: &[&str], envs: &[(&str, &str)]) -> Vec<u32> {
+    let header = hex::encode(bitcoin::consensus::serialize(&mainnet()[0].header));
+    let target = loose_target_hex();
+    let count = LOOSE_SCAN_COUNT.to_string();
+    let mut args = vec![
+        "--quiet", "scan", "--header", &header, "--start", "0", "--count", &count, "--target",
+        &target,
+    ];
+    args.extend_from_slice(extra_args);
+    let out = hashrig_with(&args, envs);
+    assert!(out.status.success(), "{extra_args:?}: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A custom target: every nonce printed meets it, none is missing.
+#[test]
+fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
+    let expected = nonces_meeting_loose_target();
     assert!(!expected.is_empty());
-    assert_eq!(printed, expected);
+    assert_eq!(scan_loose(&[], &[]), expected);
 }
 
 /// lavapipe runs 16 lanes wide where the CPU has AVX-512 (hashrig asks for
@@ -106,21 +126,7 @@ fn scan_with_a_loose_target_prints_exactly_the_meeting_nonces() {
 /// width is kept apart from the others (it does not key on the width).
 #[test]
 fn lavapipe_width_follows_the_cpu_unless_the_operator_sets_it() {
-    let known = &mainnet()[0];
-    let header = hex::encode(bitcoin::consensus::serialize(&known.header));
-    let target = format!("0000ffff{}", "0".repeat(56));
-    let parsed = hashrig::pow::target::parse_target(&target).unwrap();
-    let expected: Vec<u32> = (0u32..300_000)
-        .filter(|n| {
-            parsed.is_met_by(
-                bitcoin::block::Header {
-                    nonce: *n,
-                    ..known.header
-                }
-                .block_hash(),
-            )
-        })
-        .collect();
+    let expected = nonces_meeting_loose_target();
     assert!(expected.len() > 1);
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
     let cache = std::env::temp_dir().join(format!("hashrig-cli-lavapipe-{}", std::process::id()));
@@ -148,28 +154,7 @@ fn lavapipe_width_follows_the_cpu_unless_the_operator_sets_it() {
             }
             assert!(cache.join(format!("mesa-lp{bits}")).is_dir());
         }
-        let out = hashrig_with(
-            &[
-                "--quiet",
-                "scan",
-                "--backend",
-                "vulkan",
-                "--header",
-                &header,
-                "--start",
-                "0",
-                "--count",
-                "300000",
-                "--target",
-                &target,
-            ],
-            &envs,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let printed: Vec<u32> = stdout(&out)
-            .lines()
-            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
-            .collect();
+        let printed = scan_loose(&["--backend", "vulkan"], &envs);
         assert_eq!(printed, expected, "{operator_width:?}");
     }
     let _ = std::fs::remove_dir_all(&cache);

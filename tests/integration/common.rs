@@ -75,3 +75,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// What a lying device adds to its honest answer: the first nonce from
+/// `start` that is not a candidate, for the scheduler's CPU check to catch.
+pub fn add_a_false_candidate(found: &mut Vec<u32>, work: &KernelWork, start: u32) {
+    if let Some(bogus) = (start..).take(1000).find(|n| !work.is_candidate(*n)) {
+        found.push(bogus);
+    }
+}

@@ -57,9 +57,7 @@ impl Device for Faulty {
         }
         let mut found = self.inner.scan(work, start, count)?;
         if self.lie {
-            if let Some(bogus) = (start..).take(1000).find(|n| !work.is_candidate(*n)) {
-                found.push(bogus);
-            }
+            crate::common::add_a_false_candidate(&mut found, work, start);
         }
         Ok(found)
     }

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bitcoin::{Address, Block, Network, PublicKey};
@@ -17,7 +17,6 @@ use hashrig::backend::{Device, DeviceError, DeviceInfo};
 use hashrig::job::found_blocks::FoundBlockLog;
 use hashrig::job::gbt::rpc::{NodeRpc, RpcAuth};
 use hashrig::job::gbt::{GbtSource, SoloOptions};
-use hashrig::job::{JobSource, SourceContext};
 use hashrig::pow::KernelWork;
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
@@ -252,25 +251,15 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
     let stats = Arc::new(Stats::new(vec!["cpu".into()]).with_pools(vec![node.url.clone()]));
     let work = Arc::new(WorkSource::new());
     let shutdown = Shutdown::new();
-    let (tx, rx) = mpsc::channel();
-    let ctx = SourceContext {
-        work: work.clone(),
-        found: rx,
-        stats: stats.clone(),
-        shutdown: shutdown.clone(),
-        control: Default::default(),
-    };
-    let mut source = GbtSource::new(options);
-    let source = std::thread::spawn(move || source.run(ctx));
     let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
         inner: CpuDevice::new(cpu::info(), 1),
         open: open.clone(),
     })];
-    let scheduler = Scheduler::start(
+    let (scheduler, source) = Scheduler::start_with_source(
+        Box::new(GbtSource::new(options)),
         devices,
         work.clone(),
         stats.clone(),
-        tx,
         shutdown.clone(),
         SchedulerConfig::default(),
     );

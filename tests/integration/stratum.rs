@@ -2,7 +2,7 @@
 //! the loopback pool of `testpool`, which rebuilds and checks every share.
 //! No scenario may produce a single invalid share.
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::Device;
 use hashrig::job::found_blocks::FoundBlockLog;
 use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
-use hashrig::job::{JobSource, JobSourceError, SourceContext};
+use hashrig::job::JobSourceError;
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::{Snapshot, Stats};
@@ -42,24 +42,13 @@ impl Miner {
             Stats::new(vec!["cpu0".into()])
                 .with_pools(options.pools.iter().map(|p| p.url.to_string()).collect()),
         );
-        let work = Arc::new(WorkSource::new());
         let shutdown = Shutdown::new();
-        let (tx, rx) = mpsc::channel();
-        let ctx = SourceContext {
-            work: work.clone(),
-            found: rx,
-            stats: stats.clone(),
-            shutdown: shutdown.clone(),
-            control: Default::default(),
-        };
-        let mut source = StratumSource::new(options);
-        let source = std::thread::spawn(move || source.run(ctx));
         let devices: Vec<Box<dyn Device>> = vec![Box::new(CpuDevice::new(cpu::info(), 1))];
-        let scheduler = Scheduler::start(
+        let (scheduler, source) = Scheduler::start_with_source(
+            Box::new(StratumSource::new(options)),
             devices,
-            work,
+            Arc::new(WorkSource::new()),
             stats.clone(),
-            tx,
             shutdown.clone(),
             SchedulerConfig {
                 batch_time: Duration::from_millis(50),
@@ -190,10 +179,7 @@ fn extranonce_changes_clean_jobs_and_reused_job_ids() {
     pool.wait_for("first shares", WAIT, |t| t.accepted.len() >= 2);
     pool.change_extranonce();
     pool.new_job(false);
-    let before = pool.accepted();
-    pool.wait_for("shares with the new extranonce1", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    pool.wait_for_more_shares("shares with the new extranonce1", 2, WAIT);
     no_invalid(&pool);
     // Clean jobs in quick succession, reusing job ids: a share of an old job
     // sent under a reused id would rebuild to a wrong header.
@@ -202,10 +188,7 @@ fn extranonce_changes_clean_jobs_and_reused_job_ids() {
         pool.new_job(true);
         std::thread::sleep(Duration::from_millis(250));
     }
-    let before = pool.accepted();
-    pool.wait_for("shares after the clean jobs", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    pool.wait_for_more_shares("shares after the clean jobs", 2, WAIT);
     no_invalid(&pool);
 }
 
@@ -216,10 +199,7 @@ fn version_rolling_mask_changes_and_opt_out() {
     pool.wait_for("first shares", WAIT, |t| !t.accepted.is_empty());
     pool.set_version_mask(0x0000_6000);
     pool.new_job(false);
-    let before = pool.accepted();
-    pool.wait_for("shares under the narrower mask", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    pool.wait_for_more_shares("shares under the narrower mask", 2, WAIT);
     no_invalid(&pool);
     drop(miner);
 
@@ -266,10 +246,7 @@ fn pool_restart_resumes_the_session_and_submits_what_was_found_meanwhile() {
                 .any(|a| a.at > back && a.job_id == old_job)
         },
     );
-    let before = pool.accepted();
-    pool.wait_for("shares after the restart", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    pool.wait_for_more_shares("shares after the restart", 2, WAIT);
     no_invalid(&pool);
     let subscribes = pool.tally(|t| t.subscribes.clone());
     assert!(subscribes.len() >= 2);
@@ -289,10 +266,7 @@ fn a_silent_pool_is_reconnected() {
         t.subscribes.len() >= 3
     });
     pool.set_silent(false);
-    let before = pool.accepted();
-    pool.wait_for("shares once the pool talks again", WAIT, |t| {
-        t.accepted.len() > before
-    });
+    pool.wait_for_more_shares("shares once the pool talks again", 1, WAIT);
     no_invalid(&pool);
 }
 
@@ -306,10 +280,7 @@ fn fails_over_and_back() {
     second.wait_for("shares on the second pool", WAIT, |t| t.accepted.len() >= 2);
     assert!(miner.stats.snapshot().pools[1].active);
     first.set_down(false);
-    let before = first.accepted();
-    first.wait_for("shares on the first pool again", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    first.wait_for_more_shares("shares on the first pool again", 2, WAIT);
     assert!(miner.stats.snapshot().pools[0].active);
     no_invalid(&first);
     no_invalid(&second);
@@ -459,10 +430,7 @@ fn bad_input_from_the_pool_is_survived() {
     ])));
     std::thread::sleep(Duration::from_millis(500));
     pool.new_job(false);
-    let before = pool.accepted();
-    pool.wait_for("shares after the garbage", WAIT, |t| {
-        t.accepted.len() >= before + 2
-    });
+    pool.wait_for_more_shares("shares after the garbage", 2, WAIT);
     no_invalid(&pool);
     assert_eq!(
         pool.tally(|t| t.subscribes.len()),
@@ -493,10 +461,7 @@ fn redirects_stay_on_the_host_and_get_version_is_answered() {
     pool.wait_for("a reconnect to the same host", WAIT, |t| {
         t.subscribes.len() >= 2
     });
-    let before = pool.accepted();
-    pool.wait_for("shares after the reconnect", WAIT, |t| {
-        t.accepted.len() > before
-    });
+    pool.wait_for_more_shares("shares after the reconnect", 1, WAIT);
     no_invalid(&pool);
 }
 

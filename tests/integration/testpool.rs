@@ -203,6 +203,13 @@ impl TestPool {
         self.tally(|t| t.accepted.len())
     }
 
+    /// Waits until `more` shares beyond those accepted so far are accepted,
+    /// or panics after `timeout` with `what`.
+    pub fn wait_for_more_shares(&self, what: &str, more: usize, timeout: Duration) {
+        let before = self.accepted();
+        self.wait_for(what, timeout, |t| t.accepted.len() >= before + more);
+    }
+
     /// Waits until `check` holds, or panics after `timeout` with `what`.
     pub fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&Tally) -> bool) {
         let deadline = Instant::now() + timeout;
