@@ -38,6 +38,8 @@ pub struct DeviceControl {
     /// Extra pause after each batch, in microseconds (thermal throttling).
     pause_us: AtomicU64,
     health: AtomicU8,
+    /// Why the device last turned sick or failed.
+    health_reason: Mutex<Option<String>>,
     resets: AtomicU32,
     /// Last sensor readings, as f64 bits; NaN when unknown.
     temperature: AtomicU64,
@@ -173,10 +175,51 @@ impl RigControl {
         Health::from_u8(d.health.load(Ordering::SeqCst))
     }
 
-    /// After a reset: healthy again, one reset used.
-    pub fn record_reset(&self, index: usize) {
+    /// Takes a device out of rotation for good (a reset that hung or
+    /// failed, a batch hung past every limit).
+    pub fn mark_failed(&self, index: usize) {
+        if let Ok(d) = self.device(index) {
+            d.health.store(Health::Failed as u8, Ordering::SeqCst);
+        }
+    }
+
+    /// Notes why the device is sick or failed, for the operator.
+    pub fn set_health_reason(&self, index: usize, reason: &str) {
+        if let Ok(d) = self.device(index) {
+            *d.health_reason.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(reason.chars().take(300).collect());
+        }
+    }
+
+    /// Why the device last turned sick or failed.
+    pub fn health_reason(&self, index: usize) -> Option<String> {
+        self.device(index).ok().and_then(|d| {
+            d.health_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    /// Every device has failed (none can recover: failed is final). False
+    /// for a rig without devices.
+    pub fn all_failed(&self) -> bool {
+        !self.devices.is_empty()
+            && (0..self.devices.len()).all(|i| self.health(i) == Health::Failed)
+    }
+
+    /// A reset begins: the one reset a device gets is used, whatever comes
+    /// of it (a reset that hangs must not leave it unused).
+    pub fn begin_reset(&self, index: usize) {
         if let Ok(d) = self.device(index) {
             d.resets.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The reset and self-test passed: healthy again, unless the watchdog
+    /// failed it meanwhile.
+    pub fn reset_passed(&self, index: usize) {
+        if let Ok(d) = self.device(index) {
             let _ = d.health.compare_exchange(
                 Health::Sick as u8,
                 Health::Healthy as u8,
@@ -262,12 +305,22 @@ mod tests {
         let c = RigControl::new(2, 1);
         assert_eq!(c.mark_sick(0), Health::Sick);
         assert!(c.may_run(0));
-        c.record_reset(0);
+        c.begin_reset(0);
+        c.reset_passed(0);
         assert_eq!(c.health(0), Health::Healthy);
         assert_eq!(c.mark_sick(0), Health::Failed);
         assert!(!c.may_run(0));
         assert_eq!(c.state(0), "failed");
         assert!(c.may_run(1));
+        assert!(!c.all_failed());
+        c.mark_failed(1);
+        c.set_health_reason(1, "scan failed: lost the device");
+        assert!(c.all_failed());
+        assert_eq!(
+            c.health_reason(1).as_deref(),
+            Some("scan failed: lost the device")
+        );
+        assert!(!RigControl::new(0, 1).all_failed());
     }
 
     #[test]

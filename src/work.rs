@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bitcoin::block::{Header, Version};
-use bitcoin::Target;
-
 use crate::job::Job;
 use crate::pow::header::header_bytes;
 use crate::pow::merkle::merkle_root_from_branch;
 use crate::pow::KernelWork;
 use crate::shutdown::Shutdown;
+use bitcoin::block::{Header, Version};
 
 /// One concrete header with the nonce left open, and what built it.
 #[derive(Debug, Clone)]
@@ -34,6 +32,9 @@ pub struct Work {
     /// block target, so a hash that solves a block but misses the share
     /// target is still found.
     pub kernel: KernelWork,
+    /// The kernel's target is the block target, easier than the share
+    /// target (regtest, a test network's minimum difficulty).
+    hunts_block: bool,
 }
 
 impl Work {
@@ -48,7 +49,13 @@ impl Work {
             bits: job.bits,
             nonce: 0,
         };
-        let kernel = KernelWork::new(&header_bytes(&header), &candidate_target(&job));
+        let hunts_block = job.block_target() > job.share_target;
+        let target = if hunts_block {
+            job.block_target()
+        } else {
+            job.share_target
+        };
+        let kernel = KernelWork::new(&header_bytes(&header), &target);
         Work {
             job,
             extranonce2,
@@ -57,13 +64,25 @@ impl Work {
             header,
             published_at: Instant::now(),
             kernel,
+            hunts_block,
         }
     }
-}
 
-/// The easier of the share target and the block target.
-fn candidate_target(job: &Job) -> Target {
-    job.share_target.max(job.block_target())
+    /// Whether the kernel looks for the block target, easier than shares.
+    pub fn hunts_block(&self) -> bool {
+        self.hunts_block
+    }
+
+    /// The same header, looking for shares only: once its parent has its
+    /// block, a block target easier than the share target would only bury
+    /// the device in candidates worth nothing.
+    pub fn shares_only(&self) -> Work {
+        Work {
+            kernel: KernelWork::new(&header_bytes(&self.header), &self.job.share_target),
+            hunts_block: false,
+            ..self.clone()
+        }
+    }
 }
 
 /// Scatters the low bits of `index` into the set bits of `mask` (the bit
@@ -271,6 +290,23 @@ mod tests {
         ws.publish(bench_job());
         let again = ws.next_work().unwrap();
         assert!(first.iter().all(|w| w.header != again.header));
+    }
+
+    #[test]
+    fn an_easy_block_target_is_hunted_until_dropped() {
+        let ws = WorkSource::new();
+        let mut job = bench_job();
+        job.bits = bitcoin::CompactTarget::from_consensus(0x207f_ffff); // regtest
+        ws.publish(job);
+        let work = ws.next_work().unwrap();
+        assert!(work.hunts_block());
+        assert_eq!(work.kernel.target_top, 0x7fff_ff00);
+        let shares = work.shares_only();
+        assert!(!shares.hunts_block());
+        assert_eq!(shares.kernel.target_top, 0); // difficulty 1
+        assert_eq!(shares.header, work.header);
+        ws.publish(bench_job());
+        assert!(!ws.next_work().unwrap().hunts_block());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use bitcoin::ScriptBuf;
 use hashrig::job::gbt::template::{assemble, BlockTemplate};
+use hashrig::job::{Origin, SourceKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(template) = BlockTemplate::try_from(&value) {
         let payout = ScriptBuf::from_bytes(vec![0x51]);
-        let _ = assemble(&template, &payout, b"/fuzz/");
+        let node = Origin::new(SourceKind::Node, 0, "http://127.0.0.1:8332");
+        let _ = assemble(&template, &payout, b"/fuzz/", node);
     }
 });

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use hashrig::job::stratum::replies::{granted_version_mask, Incoming};
 use hashrig::job::stratum::{ServerMessage, Session, SubscribeResult};
+use hashrig::job::{Origin, SourceKind};
 use hashrig::work::Work;
 use libfuzzer_sys::fuzz_target;
 
@@ -33,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             extranonce2_size: 4,
             share_target: hashrig::pow::target::DIFF1_TARGET,
             version_mask: 0x1fff_e000,
+            origin: Origin::new(SourceKind::Pool, 0, "stratum+tcp://fuzz:3333"),
         };
         let job = Arc::new(notify.to_job(&session));
         let work = Work::new(job.clone(), vec![0; 4], job.version, job.time);

@@ -117,9 +117,25 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
             d.hw_errors as f64,
         );
     }
-    out.family("hashrig_blocks_total", "counter", "Blocks found.");
+    out.family(
+        "hashrig_blocks_total",
+        "counter",
+        "Blocks found: the first hash on each parent, written to the found-blocks file.",
+    );
     for (i, d) in &devices {
         out.sample("hashrig_blocks_total", &[("device", i)], d.blocks as f64);
+    }
+    out.family(
+        "hashrig_shares_dropped_total",
+        "counter",
+        "Shares dropped because the job source was not taking them.",
+    );
+    for (i, d) in &devices {
+        out.sample(
+            "hashrig_shares_dropped_total",
+            &[("device", i)],
+            d.dropped as f64,
+        );
     }
     out.family(
         "hashrig_device_enabled",
@@ -192,6 +208,50 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
                     n as f64,
                 );
             }
+        }
+        out.family(
+            "hashrig_pool_shares_unsent_total",
+            "counter",
+            "Shares per pool not sent (over the submission cap) or never answered.",
+        );
+        for p in &snap.pools {
+            for (reason, n) in [("throttled", p.throttled), ("unanswered", p.unanswered)] {
+                out.sample(
+                    "hashrig_pool_shares_unsent_total",
+                    &[("pool", &p.name), ("reason", reason)],
+                    n as f64,
+                );
+            }
+        }
+        out.family(
+            "hashrig_pool_blocks_total",
+            "counter",
+            "Block submissions per pool or node by answer, apart from shares.",
+        );
+        for p in &snap.pools {
+            for (result, n) in [
+                ("accepted", p.blocks_accepted),
+                ("rejected", p.blocks_rejected),
+                ("stale", p.blocks_stale),
+            ] {
+                out.sample(
+                    "hashrig_pool_blocks_total",
+                    &[("pool", &p.name), ("result", result)],
+                    n as f64,
+                );
+            }
+        }
+        out.family(
+            "hashrig_pool_bad_messages_total",
+            "counter",
+            "Lines from the pool that were not valid messages, skipped.",
+        );
+        for p in &snap.pools {
+            out.sample(
+                "hashrig_pool_bad_messages_total",
+                &[("pool", &p.name)],
+                p.bad_messages as f64,
+            );
         }
         out.family(
             "hashrig_pool_effective_hashrate",

@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 
 use crate::control::RigControl;
-use crate::job::found_blocks::unix_now;
+use crate::found::journal::unix_now;
 use crate::shutdown::Shutdown;
 use crate::stats::{estimate, Stats};
 use keys::{AuthError, KeyStore, Scope};
@@ -40,6 +40,9 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_FAILURES: u32 = 10;
 /// Control requests carry at most a short reason.
 const MAX_BODY: usize = 4096;
+/// Addresses tracked for failed authentications at most: an attacker with
+/// many addresses must not grow the map without bound.
+const MAX_TRACKED: usize = 4096;
 
 /// What the API serves.
 #[derive(Debug, Clone)]
@@ -69,6 +72,19 @@ impl ApiServer {
     /// Waits for the server to stop (after the shutdown signal).
     pub fn join(self) {
         let _ = self.thread.join();
+    }
+
+    /// Waits for the server to stop until `deadline` (an open event stream
+    /// can hold a graceful stop up); false if it had not stopped by then.
+    pub fn join_until(self, deadline: Instant) -> bool {
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.thread.join();
+        true
     }
 }
 
@@ -105,6 +121,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Counts a failed authentication from `ip` at `now`. The map holds at
+/// most [`MAX_TRACKED`] addresses: expired entries go first, then the
+/// oldest.
+fn remember_failure(failures: &mut HashMap<IpAddr, (Instant, u32)>, ip: IpAddr, now: Instant) {
+    if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
+        failures.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
+        if failures.len() >= MAX_TRACKED {
+            let oldest = failures
+                .iter()
+                .min_by_key(|(_, (since, _))| *since)
+                .map(|(ip, _)| *ip);
+            if let Some(oldest) = oldest {
+                failures.remove(&oldest);
+            }
+        }
+    }
+    let entry = failures.entry(ip).or_insert((now, 0));
+    if now.duration_since(entry.0) >= FAILURE_WINDOW {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+}
+
 impl ApiState {
     fn blocked(&self, ip: IpAddr) -> bool {
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,14 +154,7 @@ impl ApiState {
 
     fn failed(&self, ip: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 10_000 {
-            failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
-        }
-        let entry = failures.entry(ip).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= FAILURE_WINDOW {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
+        remember_failure(&mut failures, ip, Instant::now());
     }
 
     /// The name of the key that may do `need`, or the response refusing.
@@ -183,7 +215,12 @@ impl ApiState {
             "rejected": snap.count(|d| d.rejected),
             "stale": snap.count(|d| d.stale),
             "hw_errors": snap.count(|d| d.hw_errors),
+            "dropped": snap.count(|d| d.dropped),
+            "throttled": snap.pools.iter().map(|p| p.throttled).sum::<u64>(),
+            "unanswered": snap.pools.iter().map(|p| p.unanswered).sum::<u64>(),
             "blocks": snap.count(|d| d.blocks),
+            "blocks_accepted": snap.pools.iter().map(|p| p.blocks_accepted).sum::<u64>(),
+            "blocks_rejected": snap.pools.iter().map(|p| p.blocks_rejected + p.blocks_stale).sum::<u64>(),
             "best_share": snap.best_share,
             "devices": snap.devices.len(),
             "devices_mining": (0..snap.devices.len()).filter(|i| self.control.may_run(*i)).count(),
@@ -206,6 +243,7 @@ impl ApiState {
                     "state": self.control.state(i),
                     "enabled": self.control.is_enabled(i),
                     "health": self.control.health(i),
+                    "health_reason": self.control.health_reason(i),
                     "resets": self.control.resets(i),
                     "throttle_ms": self.control.pause(i).as_secs_f64() * 1000.0,
                     "hashrate_5s": d.hashrate_5s,
@@ -217,6 +255,7 @@ impl ApiState {
                     "stale": d.stale,
                     "hw_errors": d.hw_errors,
                     "blocks": d.blocks,
+                    "dropped": d.dropped,
                     "device_busy": d.device_busy,
                     "sensors": self.control.readings(i),
                 })
@@ -465,7 +504,8 @@ async fn keep_keys_fresh(state: Arc<ApiState>, shutdown: Shutdown) {
             tokio::select! {
                 _ = h.recv() => {
                     tracing::info!("SIGHUP: re-reading the API keys");
-                    state.config.keys.reload();
+                    let keys = state.config.keys.clone();
+                    let _ = tokio::task::spawn_blocking(move || keys.reload()).await;
                     continue;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -475,7 +515,9 @@ async fn keep_keys_fresh(state: Arc<ApiState>, shutdown: Shutdown) {
         }
         #[cfg(not(unix))]
         tokio::time::sleep(Duration::from_millis(500)).await;
-        state.config.keys.reload_if_changed();
+        // A file read: off the async thread, which serves every request.
+        let keys = state.config.keys.clone();
+        let _ = tokio::task::spawn_blocking(move || keys.reload_if_changed()).await;
     }
 }
 
@@ -486,5 +528,39 @@ async fn publish_status(state: Arc<ApiState>, shutdown: Shutdown) {
         if state.events.receiver_count() > 0 {
             let _ = state.events.send(("status", state.summary().to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failed_login_map_is_bounded() {
+        let mut failures = HashMap::new();
+        let start = Instant::now();
+        // Many addresses within one window: the oldest make room.
+        for i in 0..(MAX_TRACKED as u32 + 500) {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) << 64));
+            remember_failure(
+                &mut failures,
+                ip,
+                start + Duration::from_millis(u64::from(i)),
+            );
+        }
+        assert_eq!(failures.len(), MAX_TRACKED);
+        let first = IpAddr::from(std::net::Ipv6Addr::from(0u128));
+        assert!(!failures.contains_key(&first), "the oldest went first");
+        // An address already tracked keeps counting.
+        let last = IpAddr::from(std::net::Ipv6Addr::from(
+            u128::from(MAX_TRACKED as u32 + 499) << 64,
+        ));
+        let later = start + Duration::from_secs(5);
+        remember_failure(&mut failures, last, later);
+        assert_eq!(failures[&last].1, 2);
+        // Past the window, expired entries are cleared before anyone is evicted.
+        let much_later = start + FAILURE_WINDOW + Duration::from_secs(10);
+        remember_failure(&mut failures, first, much_later);
+        assert_eq!(failures.len(), 1);
     }
 }

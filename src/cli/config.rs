@@ -4,6 +4,10 @@
 //!
 //! ```toml
 //! found_blocks = "/var/lib/hashrig/found-blocks.jsonl"
+//! shutdown_grace = 10            # seconds to go on submitting once stopping
+//! [stratum]
+//! min_difficulty = 0.0001        # a pool asking for less gets this
+//! max_submit_rate = 50           # shares per second per pool
 //! [[pool]]                       # failover order
 //! url = "stratum+tcp://pool.example.com:3333"
 //! user = "WALLET.rig1"
@@ -41,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mine::RunArgs;
 use super::rig::RigArgs;
-use super::{BackendChoice, DeviceArgs, MineArgs, SoloArgs};
+use super::{BackendChoice, DeviceArgs, MineArgs, NodeArgs, SoloArgs};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +56,13 @@ pub struct PoolEntry {
     pub pass: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StratumEntry {
+    pub min_difficulty: Option<f64>,
+    pub max_submit_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -120,6 +131,10 @@ pub struct PowerEntry {
 pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found_blocks: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stratum: Option<StratumEntry>,
     #[serde(default, rename = "pool", skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +203,22 @@ impl Config {
                 if !url.tls {
                     bail!("pool[{i}].cert_sha256: only stratum+ssl/tls pools have certificates");
                 }
+            }
+        }
+        if let Some(g) = self.shutdown_grace {
+            if !(g.is_finite() && g > 0.0 && g <= 600.0) {
+                bail!("shutdown_grace {g}: must be a number of seconds above 0 and at most 600");
+            }
+        }
+        if let Some(st) = &self.stratum {
+            if let Some(d) = st.min_difficulty.filter(|d| !(d.is_finite() && *d > 0.0)) {
+                bail!("stratum.min_difficulty {d}: must be a positive number");
+            }
+            if let Some(r) = st
+                .max_submit_rate
+                .filter(|r| !(r.is_finite() && (0.01..=100_000.0).contains(r)))
+            {
+                bail!("stratum.max_submit_rate {r}: must be between 0.01 and 100000");
             }
         }
         if let Some(d) = &self.devices {
@@ -319,12 +350,17 @@ impl Config {
             run.batch_ms = ms;
         }
         fill(&mut run.found_blocks, &self.found_blocks);
+        fill(&mut run.shutdown_grace, &self.shutdown_grace);
     }
 
     pub fn apply_mine(&self, args: &mut MineArgs, m: &ArgMatches) {
         self.apply_devices(&mut args.devices, m);
         self.apply_run(&mut args.run, m);
         self.apply_rig(&mut args.rig);
+        if let Some(st) = &self.stratum {
+            fill(&mut args.min_difficulty, &st.min_difficulty);
+            fill(&mut args.max_submit_rate, &st.max_submit_rate);
+        }
         if args.pools.is_empty() {
             args.pools = self.pools.iter().map(|p| p.url.clone()).collect();
             args.users = self.pools.iter().map(|p| p.user.clone()).collect();
@@ -345,14 +381,20 @@ impl Config {
         self.apply_devices(&mut args.devices, m);
         self.apply_run(&mut args.run, m);
         self.apply_rig(&mut args.rig);
+        self.apply_node(&mut args.node);
         let Some(s) = &self.solo else { return };
-        fill(&mut args.rpc_url, &s.rpc_url);
         fill(&mut args.address, &s.address);
         fill(&mut args.coinbase_sig, &s.coinbase_sig);
-        if args.rpc_user.is_none() && args.rpc_pass.is_none() && args.rpc_cookie.is_none() {
-            args.rpc_user.clone_from(&s.rpc_user);
-            args.rpc_pass.clone_from(&s.rpc_pass);
-            args.rpc_cookie.clone_from(&s.rpc_cookie);
+    }
+
+    /// The node of `[solo]`, under the flags given.
+    pub fn apply_node(&self, node: &mut NodeArgs) {
+        let Some(s) = &self.solo else { return };
+        fill(&mut node.rpc_url, &s.rpc_url);
+        if node.rpc_user.is_none() && node.rpc_pass.is_none() && node.rpc_cookie.is_none() {
+            node.rpc_user.clone_from(&s.rpc_user);
+            node.rpc_pass.clone_from(&s.rpc_pass);
+            node.rpc_cookie.clone_from(&s.rpc_cookie);
         }
     }
 }
@@ -372,6 +414,10 @@ mod tests {
         let config = parse(
             r#"
 found_blocks = "/tmp/found.jsonl"
+shutdown_grace = 5
+[stratum]
+min_difficulty = 0.001
+max_submit_rate = 20
 [[pool]]
 url = "stratum+tcp://pool.example.com:3333"
 user = "wallet.rig"
@@ -433,5 +479,15 @@ kwh_price = 0.12
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch_ms") && err.contains("line 2"), "{err}");
+        let err = parse("[stratum]\nmin_difficulty = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stratum.min_difficulty -1"), "{err}");
+        let err = parse("[stratum]\nmax_submit_rate = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stratum.max_submit_rate 0"), "{err}");
+        let err = parse("shutdown_grace = 0\n").unwrap_err().to_string();
+        assert!(err.contains("shutdown_grace 0"), "{err}");
     }
 }

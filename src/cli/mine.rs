@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use hashrig::job::found_blocks::FoundBlockLog;
+use hashrig::found::journal::FoundBlockLog;
+use hashrig::job::stratum::options::{DEFAULT_MAX_SUBMIT_RATE, DEFAULT_MIN_DIFFICULTY};
 use hashrig::job::stratum::transport::parse_fingerprint;
 use hashrig::job::stratum::{PoolConfig, PoolUrl, StratumOptions, StratumTimeouts};
+use hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE;
 
 use super::DeviceArgs;
 
@@ -29,6 +31,10 @@ pub struct RunArgs {
     /// $XDG_DATA_HOME/hashrig/found-blocks.jsonl).
     #[arg(long, value_name = "FILE")]
     pub found_blocks: Option<PathBuf>,
+    /// Once stopping, how long to go on submitting what the devices found
+    /// before exiting, whatever the pool or node does.
+    #[arg(long, value_name = "S")]
+    pub shutdown_grace: Option<f64>,
 }
 
 /// Validated [`RunArgs`].
@@ -38,6 +44,7 @@ pub struct RunSettings {
     pub batch_time: Duration,
     pub json: bool,
     pub found_blocks: Arc<FoundBlockLog>,
+    pub shutdown_grace: Duration,
 }
 
 impl RunArgs {
@@ -63,11 +70,16 @@ impl RunArgs {
                 path.display()
             )
         })?;
+        let shutdown_grace = match self.shutdown_grace {
+            None => DEFAULT_SHUTDOWN_GRACE,
+            Some(s) => seconds("--shutdown-grace", s, 600.0)?,
+        };
         Ok(RunSettings {
             duration,
             batch_time: Duration::from_millis(self.batch_ms),
             json: self.json,
             found_blocks: Arc::new(found_blocks),
+            shutdown_grace,
         })
     }
 }
@@ -114,6 +126,14 @@ pub struct MineArgs {
     /// Return to a better pool once it has been healthy this many seconds.
     #[arg(long, default_value_t = 120.0, value_name = "S")]
     pub failback_after: f64,
+    /// The lowest share difficulty taken from a pool: one asking for less
+    /// gets shares of this difficulty [default: 0.0001].
+    #[arg(long, value_name = "DIFF")]
+    pub min_difficulty: Option<f64>,
+    /// Shares sent to a pool per second at most; the rest are counted as
+    /// throttled (blocks always go) [default: 50].
+    #[arg(long, value_name = "N")]
+    pub max_submit_rate: Option<f64>,
 }
 
 /// Validated `mine` settings.
@@ -175,7 +195,17 @@ impl MineArgs {
                 bail!("--suggest-diff {d}: must be a positive number");
             }
         }
+        let min_difficulty = self.min_difficulty.unwrap_or(DEFAULT_MIN_DIFFICULTY);
+        if !(min_difficulty.is_finite() && min_difficulty > 0.0) {
+            bail!("--min-difficulty {min_difficulty}: must be a positive number");
+        }
+        let max_submit_rate = self.max_submit_rate.unwrap_or(DEFAULT_MAX_SUBMIT_RATE);
+        if !(max_submit_rate.is_finite() && (0.01..=100_000.0).contains(&max_submit_rate)) {
+            bail!("--max-submit-rate {max_submit_rate}: must be between 0.01 and 100000 shares a second");
+        }
         let mut stratum = StratumOptions::new(pools);
+        stratum.min_difficulty = min_difficulty;
+        stratum.max_submit_rate = max_submit_rate;
         stratum.suggest_difficulty = self.suggest_diff;
         stratum.allow_redirect = self.allow_redirect;
         stratum.version_rolling = !self.no_version_rolling;
@@ -186,7 +216,6 @@ impl MineArgs {
             ..StratumTimeouts::default()
         };
         let run = self.run.settings()?;
-        stratum.found_blocks = Some(run.found_blocks.clone());
         let rig = self.rig.settings()?;
         Ok(MineSettings { run, rig, stratum })
     }

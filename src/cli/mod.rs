@@ -15,7 +15,7 @@ mod solo;
 
 pub use mine::{MineArgs, RunSettings};
 pub use rig::{RigArgs, RigSettings};
-pub use solo::SoloArgs;
+pub use solo::{NodeArgs, SoloArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +63,28 @@ pub enum Command {
     /// Check a config file and print the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The found-blocks file: send blocks no node has answered for.
+    #[command(subcommand, name = "found-blocks")]
+    FoundBlocks(FoundBlocksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FoundBlocksCommand {
+    /// Send every solo block in the file that no node has answered for
+    /// (found while the node was down, or left unsubmitted at a stop) to a
+    /// node with `submitblock`, and append each answer to the file.
+    Submit {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The found-blocks file (default:
+        /// $XDG_DATA_HOME/hashrig/found-blocks.jsonl, or found_blocks in
+        /// the config file).
+        #[arg(long, value_name = "FILE")]
+        found_blocks: Option<std::path::PathBuf>,
+        /// List what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,5 @@
-//! `hashrig solo` flags, and their validation into [`SoloSettings`].
+//! `hashrig solo` flags, and their validation into [`SoloSettings`]; the
+//! node flags it shares with `hashrig found-blocks submit`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,14 +13,9 @@ use hashrig::job::gbt::SoloOptions;
 use super::mine::{RunArgs, RunSettings};
 use super::DeviceArgs;
 
+/// How to reach a node's JSON-RPC.
 #[derive(Debug, Args)]
-pub struct SoloArgs {
-    #[command(flatten)]
-    pub devices: DeviceArgs,
-    #[command(flatten)]
-    pub run: RunArgs,
-    #[command(flatten)]
-    pub rig: super::RigArgs,
+pub struct NodeArgs {
     /// The node's JSON-RPC address, e.g. http://127.0.0.1:8332.
     #[arg(long, value_name = "URL")]
     pub rpc_url: Option<String>,
@@ -30,36 +26,13 @@ pub struct SoloArgs {
     /// The node's cookie file (instead of --rpc-user/--rpc-pass).
     #[arg(long, value_name = "FILE")]
     pub rpc_cookie: Option<PathBuf>,
-    /// Where block rewards go; must belong to the node's network.
-    #[arg(long, value_name = "ADDR")]
-    pub address: Option<String>,
-    /// A short text put into each coinbase.
-    #[arg(long, value_name = "TEXT")]
-    pub coinbase_sig: Option<String>,
-    /// Stop cleanly after this many blocks accepted by the node.
-    #[arg(long, value_name = "N")]
-    pub max_blocks: Option<u64>,
 }
 
-/// Validated `solo` settings.
-#[derive(Debug, Clone)]
-pub struct SoloSettings {
-    pub run: RunSettings,
-    pub rig: super::RigSettings,
-    pub solo: SoloOptions,
-}
-
-/// Longest `--coinbase-sig`: the scriptSig holds 100 bytes, of which the
-/// height and the extranonce take up to 14.
-const MAX_TAG: usize = 80;
-
-impl SoloArgs {
-    pub fn settings(&self) -> anyhow::Result<SoloSettings> {
+impl NodeArgs {
+    /// The validated endpoint; calls time out after `timeout`.
+    pub fn rpc(&self, timeout: Duration) -> anyhow::Result<NodeRpc> {
         let Some(url) = self.rpc_url.as_deref().map(str::trim) else {
             bail!("--rpc-url: the node's RPC address is needed (or [solo] rpc_url in the config file)");
-        };
-        let Some(address) = self.address.as_deref() else {
-            bail!("--address: the payout address is needed (or [solo] address in the config file)");
         };
         if url.starts_with("https://") {
             bail!(
@@ -85,6 +58,49 @@ impl SoloArgs {
             (Some(_), None, None) => bail!("--rpc-user: needs --rpc-pass"),
             (None, Some(_), None) => bail!("--rpc-pass: needs --rpc-user"),
         };
+        Ok(NodeRpc::new(url, auth, timeout))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SoloArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub rig: super::RigArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Where block rewards go; must belong to the node's network.
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
+    /// A short text put into each coinbase.
+    #[arg(long, value_name = "TEXT")]
+    pub coinbase_sig: Option<String>,
+    /// Stop cleanly after this many blocks accepted by the node.
+    #[arg(long, value_name = "N")]
+    pub max_blocks: Option<u64>,
+}
+
+/// Validated `solo` settings.
+#[derive(Debug, Clone)]
+pub struct SoloSettings {
+    pub run: RunSettings,
+    pub rig: super::RigSettings,
+    pub solo: SoloOptions,
+}
+
+/// Longest `--coinbase-sig`: the scriptSig holds 100 bytes, of which the
+/// height and the extranonce take up to 14.
+const MAX_TAG: usize = 80;
+
+impl SoloArgs {
+    pub fn settings(&self) -> anyhow::Result<SoloSettings> {
+        let rpc = self.node.rpc(Duration::from_secs(30))?;
+        let Some(address) = self.address.as_deref() else {
+            bail!("--address: the payout address is needed (or [solo] address in the config file)");
+        };
         let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
         if tag.len() > MAX_TAG {
             bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());
@@ -103,11 +119,10 @@ impl SoloArgs {
         let rig = self.rig.settings()?;
         Ok(SoloSettings {
             solo: SoloOptions {
-                rpc: NodeRpc::new(url, auth, Duration::from_secs(30)),
+                rpc,
                 address: address.to_owned(),
                 coinbase_tag: tag,
                 max_blocks: self.max_blocks,
-                found_blocks: Some(run.found_blocks.clone()),
                 poll_interval: Duration::from_secs(1),
             },
             run,

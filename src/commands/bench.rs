@@ -29,7 +29,10 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         rig: settings.rig.clone(),
         quiet,
         json_events: false,
+        found_blocks: None,
+        shutdown_grace: hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE,
     })?;
+    outcome.result()?;
     let seconds = outcome.seconds;
     let snapshot = outcome.snapshot;
     let mut total = 0.0;

@@ -1,7 +1,12 @@
 //! The long-running part shared by `bench`, `mine` and `solo`: devices,
 //! scheduler and job source started together, a status line every few
-//! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, or when
-//! the job source gives up.
+//! seconds, and a clean stop on the deadline, on Ctrl-C / SIGTERM, when the
+//! job source gives up, or when every device has failed.
+//!
+//! Stopping goes in one order, within one grace period from the signal:
+//! devices finish their batch, the job source drains what they found and
+//! submits what it can, then the process exits, whatever the pool or node
+//! does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +16,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use hashrig::backend::{enumerate, open, selftest, Device, DeviceInfo};
 use hashrig::control::RigControl;
-use hashrig::job::JobSource;
+use hashrig::found::journal::FoundBlockLog;
+use hashrig::job::source::JobSource;
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
@@ -34,6 +40,9 @@ pub struct Run {
     pub quiet: bool,
     /// Status events as JSON lines on standard output (`--json`).
     pub json_events: bool,
+    /// Where blocks are written the moment they are verified.
+    pub found_blocks: Option<Arc<FoundBlockLog>>,
+    pub shutdown_grace: Duration,
 }
 
 /// What a run leaves.
@@ -44,6 +53,8 @@ pub struct Outcome {
     pub seconds: f64,
     /// Why the job source stopped on its own, if it did.
     pub source_error: Option<String>,
+    /// Every device failed: which, and why.
+    pub devices_failed: Option<String>,
 }
 
 /// Enumerates, selects, opens and proves the devices the flags ask for.
@@ -113,6 +124,8 @@ pub fn mine_from(
         rig: rig.clone(),
         quiet,
         json_events: run.json,
+        found_blocks: Some(run.found_blocks.clone()),
+        shutdown_grace: run.shutdown_grace,
     })?;
     if run.json {
         println!("{}", summary_json(&outcome));
@@ -120,10 +133,20 @@ pub fn mine_from(
     if !quiet {
         print_summary(&outcome);
     }
-    if let Some(e) = outcome.source_error {
-        bail!("{e}");
+    outcome.result()
+}
+
+impl Outcome {
+    /// Failure if every device failed or the job source gave up.
+    pub fn result(&self) -> anyhow::Result<ExitCode> {
+        if let Some(failed) = &self.devices_failed {
+            bail!("every device failed: {failed}");
+        }
+        if let Some(e) = &self.source_error {
+            bail!("{e}");
+        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Installs the Ctrl-C / SIGTERM handler once per process.
@@ -139,12 +162,8 @@ fn stop_on_signal(shutdown: &Shutdown) {
 
 /// The scheduler's settings for these devices: controls (with the config
 /// file's per-device overrides applied), batch times, watchdog.
-fn scheduler_config(
-    infos: &[DeviceInfo],
-    pools: usize,
-    batch_time: Duration,
-    rig: &crate::cli::RigSettings,
-) -> SchedulerConfig {
+fn scheduler_config(infos: &[DeviceInfo], pools: usize, run: &Run) -> SchedulerConfig {
+    let rig = &run.rig;
     let control = Arc::new(RigControl::new(infos.len(), pools));
     let mut device_batch_times = vec![None; infos.len()];
     for o in &rig.device_overrides {
@@ -157,19 +176,38 @@ fn scheduler_config(
         }
     }
     SchedulerConfig {
-        batch_time,
+        batch_time: run.batch_time,
         device_batch_times,
         control,
         watchdog: WatchdogConfig {
             on_sick: rig.on_sick.clone(),
             ..WatchdogConfig::default()
         },
+        found_blocks: run.found_blocks.clone(),
+        shutdown_grace: run.shutdown_grace,
     }
 }
 
-pub fn run(run: Run) -> anyhow::Result<Outcome> {
+/// Which devices failed, and why, for the exit message.
+fn failed_devices(infos: &[DeviceInfo], control: &RigControl) -> String {
+    infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let why = control
+                .health_reason(i)
+                .unwrap_or_else(|| "no reason given".into());
+            format!("{} ({why})", info.label())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
+    let devices = std::mem::take(&mut run.devices);
+    let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
+    let scheduler = scheduler_config(&infos, run.stats.snapshot().pools.len(), &run);
     let Run {
-        devices,
         source,
         stats,
         duration,
@@ -177,9 +215,9 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         rig,
         quiet,
         json_events,
+        shutdown_grace,
+        ..
     } = run;
-    let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
-    let scheduler = scheduler_config(&infos, stats.snapshot().pools.len(), batch_time, &rig);
     let control = scheduler.control.clone();
     let work = Arc::new(WorkSource::new());
     let shutdown = Shutdown::new();
@@ -194,8 +232,78 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
+    watch_temperatures(&infos, &control, &rig, batch_time, &shutdown);
+    let started = Instant::now();
+    let (scheduler, source_thread) = Scheduler::start_with_source(
+        source,
+        devices,
+        work,
+        stats.clone(),
+        shutdown.clone(),
+        scheduler,
+    );
+
+    let devices_failed = wait_for_the_end(
+        &Watched {
+            infos: &infos,
+            stats: &stats,
+            control: &control,
+            source: &source_thread,
+            shutdown: &shutdown,
+        },
+        duration.map(|d| started + d),
+        json_events,
+        quiet,
+    );
+    // Devices first; the source drains what they found, within the grace
+    // period from this moment; then the process goes, whatever is left.
+    shutdown.trigger();
+    let stop_deadline = shutdown.triggered_at().unwrap_or_else(Instant::now) + shutdown_grace;
+    scheduler.join();
+    let seconds = started.elapsed().as_secs_f64();
+    let source_error = join_until(source_thread, stop_deadline + Duration::from_secs(1))
+        .map_err(|()| {
+            tracing::error!(
+                "the job source did not stop within the {shutdown_grace:?} grace period; leaving it"
+            );
+        })
+        .ok()
+        .and_then(|joined| match joined {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the job source crashed".into()),
+        });
+    if let Some(api) = api {
+        if !api.join_until(stop_deadline + Duration::from_secs(2)) {
+            tracing::warn!("the API server did not stop in time; leaving it");
+        }
+    }
+    let snapshot = stats.snapshot();
+    let estimates = hashrig::stats::estimate(
+        &snapshot,
+        rig.power_watts,
+        control.measured_power(),
+        rig.kwh_price,
+    );
+    Ok(Outcome {
+        snapshot,
+        estimates,
+        seconds,
+        source_error,
+        devices_failed,
+    })
+}
+
+/// Starts the thermal controller when the devices have sensors.
+fn watch_temperatures(
+    infos: &[DeviceInfo],
+    control: &Arc<RigControl>,
+    rig: &crate::cli::RigSettings,
+    batch_time: Duration,
+    shutdown: &Shutdown,
+) {
     let limits = rig.thermal;
-    match hashrig::thermal::system_sensor(&infos) {
+    match hashrig::thermal::system_sensor(infos) {
         Some(sensor) => {
             let names = infos.iter().map(DeviceInfo::label).collect();
             let _ = hashrig::thermal::spawn(
@@ -213,65 +321,69 @@ pub fn run(run: Run) -> anyhow::Result<Outcome> {
         }
         None => {}
     }
-    let started = Instant::now();
-    let (scheduler, source_thread) = Scheduler::start_with_source(
-        source,
-        devices,
-        work,
-        stats.clone(),
-        shutdown.clone(),
-        scheduler,
-    );
+}
 
-    let deadline = duration.map(|d| started + d);
-    let mut next_status = started + STATUS_EVERY;
+/// What the main thread watches while the rig runs.
+struct Watched<'a> {
+    infos: &'a [DeviceInfo],
+    stats: &'a Stats,
+    control: &'a RigControl,
+    source: &'a std::thread::JoinHandle<Result<(), hashrig::job::source::JobSourceError>>,
+    shutdown: &'a Shutdown,
+}
+
+/// Prints the status every few seconds until the deadline, a stop signal,
+/// the source's end, or every device failed (then returns which, and why).
+fn wait_for_the_end(
+    rig: &Watched<'_>,
+    deadline: Option<Instant>,
+    json_events: bool,
+    quiet: bool,
+) -> Option<String> {
+    let mut next_status = Instant::now() + STATUS_EVERY;
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_triggered() {
-            break;
+        if deadline.is_some_and(|d| Instant::now() >= d) || rig.shutdown.is_triggered() {
+            return None;
         }
-        if source_thread.is_finished() {
-            break;
+        if rig.source.is_finished() {
+            return None;
+        }
+        if rig.control.all_failed() {
+            let failed = failed_devices(rig.infos, rig.control);
+            tracing::error!("every device failed: {failed}; stopping");
+            return Some(failed);
         }
         let now = Instant::now();
         let mut wake = (now + Duration::from_millis(100)).min(next_status);
         if let Some(d) = deadline {
             wake = wake.min(d);
         }
-        shutdown.wait_timeout(wake.saturating_duration_since(now));
+        rig.shutdown
+            .wait_timeout(wake.saturating_duration_since(now));
         if Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
             if json_events {
-                println!("{}", status_json(&stats.snapshot(), &control));
+                println!("{}", status_json(&rig.stats.snapshot(), rig.control));
             }
             if !quiet {
-                print_status(&stats.snapshot(), &control);
+                print_status(&rig.stats.snapshot(), rig.control);
             }
             next_status += STATUS_EVERY;
         }
     }
-    shutdown.trigger();
-    scheduler.join();
-    let seconds = started.elapsed().as_secs_f64();
-    let source_error = match source_thread.join() {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("the job source crashed".into()),
-    };
-    if let Some(api) = api {
-        api.join();
+}
+
+/// Joins `thread` if it finishes by `deadline`; `Err(())` if it does not.
+fn join_until<T>(
+    thread: std::thread::JoinHandle<T>,
+    deadline: Instant,
+) -> Result<std::thread::Result<T>, ()> {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return Err(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    let snapshot = stats.snapshot();
-    let estimates = hashrig::stats::estimate(
-        &snapshot,
-        rig.power_watts,
-        control.measured_power(),
-        rig.kwh_price,
-    );
-    Ok(Outcome {
-        snapshot,
-        estimates,
-        seconds,
-        source_error,
-    })
+    Ok(thread.join())
 }
 
 fn print_status(snap: &Snapshot, control: &RigControl) {
@@ -407,12 +519,17 @@ pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
         "rejected": snap.count(|d| d.rejected),
         "stale": snap.count(|d| d.stale),
         "hw_errors": snap.count(|d| d.hw_errors),
+        "dropped": snap.count(|d| d.dropped),
+        "throttled": snap.pools.iter().map(|p| p.throttled).sum::<u64>(),
+        "unanswered": snap.pools.iter().map(|p| p.unanswered).sum::<u64>(),
         "blocks": snap.count(|d| d.blocks),
+        "blocks_accepted": snap.pools.iter().map(|p| p.blocks_accepted).sum::<u64>(),
+        "blocks_rejected": snap.pools.iter().map(|p| p.blocks_rejected + p.blocks_stale).sum::<u64>(),
         "best_share": snap.best_share,
         "devices": snap.devices,
         "pools": snap.pools,
         "estimates": outcome.estimates,
-        "error": outcome.source_error,
+        "error": outcome.devices_failed.as_ref().map(|f| format!("every device failed: {f}")).or(outcome.source_error.clone()),
     })
 }
 
@@ -443,8 +560,12 @@ pub fn print_summary(outcome: &Outcome) {
         eprintln!("  energy {kwh:.1} kWh a day, costing {cost:.2} a day");
     }
     for d in &snap.devices {
+        let dropped = match d.dropped {
+            0 => String::new(),
+            n => format!(", {n} shares dropped (the job source fell behind)"),
+        };
         eprintln!(
-            "  {}: {} avg, accepted {}, rejected {}, stale {}, hardware errors {}, blocks {}",
+            "  {}: {} avg, accepted {}, rejected {}, stale {}, hardware errors {}, blocks {}{dropped}",
             d.name,
             format_hashrate(d.hashrate_avg),
             d.accepted,
@@ -455,8 +576,24 @@ pub fn print_summary(outcome: &Outcome) {
         );
     }
     for p in &snap.pools {
+        let mut extra = String::new();
+        if p.blocks_submitted > 0 {
+            extra += &format!(
+                ", blocks accepted {} of {}",
+                p.blocks_accepted, p.blocks_submitted
+            );
+        }
+        for (n, what) in [
+            (p.throttled, "over the submission cap"),
+            (p.unanswered, "never answered"),
+            (p.bad_messages, "bad messages skipped"),
+        ] {
+            if n > 0 {
+                extra += &format!(", {n} {what}");
+            }
+        }
         eprintln!(
-            "  {}: accepted {}, rejected {}, stale {}, pool-effective {}{}",
+            "  {}: accepted {}, rejected {}, stale {}{extra}, pool-effective {}{}",
             p.name,
             p.accepted,
             p.rejected,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod devices;
+mod found_blocks;
 mod mine;
 mod miner;
 mod scan;
@@ -14,7 +15,7 @@ use anyhow::Context;
 use clap::ArgMatches;
 
 use crate::cli::config::{self, Config};
-use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand};
+use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand, FoundBlocksCommand};
 
 /// Runs a parsed command line; `matches` tells which flags were given, so
 /// that they override the config file. `driver_settings` are the
@@ -64,6 +65,20 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
             print!("{}", checked.masked());
             eprintln!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::FoundBlocks(FoundBlocksCommand::Submit {
+            mut node,
+            found_blocks,
+            dry_run,
+        }) => {
+            if let Some(c) = &config {
+                c.apply_node(&mut node);
+            }
+            let file = found_blocks
+                .or_else(|| config.as_ref().and_then(|c| c.found_blocks.clone()))
+                .or_else(hashrig::found::journal::FoundBlockLog::default_path)
+                .context("no data directory for the found-blocks file; give --found-blocks FILE")?;
+            found_blocks::submit(&node, &file, dry_run)
         }
     }
 }

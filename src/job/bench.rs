@@ -7,7 +7,9 @@ use std::time::Duration;
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget};
 
-use super::{Job, JobSource, JobSourceError, SourceContext};
+use super::source::{JobSource, JobSourceError, SourceContext};
+use super::{Job, Origin, SourceKind};
+use crate::found::sink::Taken;
 use crate::pow::target::DIFF1_TARGET;
 use crate::stats::ShareResult;
 
@@ -16,8 +18,9 @@ use crate::stats::ShareResult;
 #[derive(Debug, Default)]
 pub struct BenchSource;
 
-/// The benchmark's job: mainnet-shaped, nBits of difficulty 1, a coinbase
-/// with room for 4 + 8 bytes of extranonce.
+/// The benchmark's job: mainnet-shaped (nBits of block 840,000, so no
+/// benchmark share is ever taken for a block), a difficulty-1 share target,
+/// a coinbase with room for 4 + 8 bytes of extranonce.
 pub fn bench_job() -> Job {
     let coinbase1 = hex_bytes(
         "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff2003a08601",
@@ -36,11 +39,13 @@ pub fn bench_job() -> Job {
         extranonce1: vec![0xb3, 0x9c, 0x00, 0x01],
         extranonce2_size: 8,
         merkle_branch: vec![[0x11; 32], [0x22; 32], [0x33; 32]],
-        bits: CompactTarget::from_consensus(0x1d00_ffff),
+        bits: CompactTarget::from_consensus(0x1703_4219),
         time: 1_700_000_000,
         max_time_roll: 7200,
         clean: true,
         share_target: DIFF1_TARGET,
+        origin: Origin::new(SourceKind::Bench, 0, "bench"),
+        block_body: None,
     }
 }
 
@@ -57,11 +62,13 @@ impl JobSource for BenchSource {
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError> {
         ctx.work.publish(bench_job());
         ctx.stats.set_share_difficulty(Some(1.0));
-        while !ctx.shutdown.is_triggered() {
-            match ctx.found.recv_timeout(Duration::from_millis(100)) {
-                Ok(found) => ctx.stats.record_result(found.device, ShareResult::Accepted),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        // Until the devices are done: what they found in their last batch
+        // counts too.
+        while !ctx.grace_over() {
+            match ctx.found.wait(Duration::from_millis(100)) {
+                Taken::Found(found) => ctx.stats.record_result(found.device, ShareResult::Accepted),
+                Taken::Empty => {}
+                Taken::Closed => break,
             }
         }
         Ok(())

@@ -1,22 +1,50 @@
-//! Where work comes from: a job source (the synthetic benchmark now; a
-//! Stratum pool or a node's `getblocktemplate` later) turns what it is told
-//! to mine into [`Job`]s, and submits the [`Found`] nonces that come back.
+//! Where work comes from: a job source (the synthetic benchmark, a Stratum
+//! pool, a node's `getblocktemplate`) turns what it is told to mine into
+//! [`Job`]s, and submits what the devices found ([`crate::found`]) through
+//! the sink it is given ([`source`]).
 
 pub mod bench;
-pub mod found_blocks;
 pub mod gbt;
+pub mod source;
 pub mod stratum;
 
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use bitcoin::block::Header;
 use bitcoin::{BlockHash, CompactTarget, Target};
 
-use crate::control::RigControl;
-use crate::shutdown::Shutdown;
-use crate::stats::Stats;
-use crate::work::{Work, WorkSource};
+use crate::pow::block::BlockBody;
+
+/// What kind of source issued a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Bench,
+    /// A Stratum pool.
+    Pool,
+    /// A node, by `getblocktemplate` (solo mining).
+    Node,
+}
+
+/// Where a job came from: blocks are kept one per parent and origin, and
+/// the found-blocks file names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub kind: SourceKind,
+    /// The pool's place in the failover list; 0 for a node or the bench.
+    pub index: usize,
+    /// The pool or node URL.
+    pub name: Arc<str>,
+}
+
+impl Origin {
+    pub fn new(kind: SourceKind, index: usize, name: &str) -> Self {
+        Origin {
+            kind,
+            index,
+            name: name.into(),
+        }
+    }
+}
 
 /// What a job source says to mine. Immutable once published; shared by `Arc`.
 ///
@@ -47,8 +75,12 @@ pub struct Job {
     pub max_time_roll: u32,
     /// Old work is worthless: every device drops it within one batch.
     pub clean: bool,
-    /// The share target in force when the job was issued.
+    /// The share target in force when the job was issued. A source that
+    /// takes no shares (solo) sets `Target::ZERO`: then only blocks are found.
     pub share_target: Target,
+    pub origin: Origin,
+    /// The rest of the block, for a source that builds whole blocks (solo).
+    pub block_body: Option<Arc<BlockBody>>,
 }
 
 impl Job {
@@ -68,68 +100,4 @@ impl Job {
         ]
         .concat()
     }
-}
-
-/// A nonce that passed the full 256-bit check on the CPU.
-#[derive(Debug, Clone)]
-pub struct Found {
-    pub work: Arc<Work>,
-    pub nonce: u32,
-    pub hash: BlockHash,
-    /// Meets the job's share target.
-    pub is_share: bool,
-    /// Meets the block target: always submitted, whatever the share target.
-    pub is_block: bool,
-    /// The pool difficulty this hash satisfies.
-    pub difficulty: f64,
-    /// Index of the device that found it, into [`Stats::devices`].
-    pub device: usize,
-}
-
-impl Found {
-    /// The complete header that produced the hash.
-    pub fn header(&self) -> Header {
-        Header {
-            nonce: self.nonce,
-            ..self.work.header
-        }
-    }
-}
-
-/// Why a job source stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JobSourceError {
-    #[error("job source {source_name}: {message}")]
-    Failed {
-        source_name: String,
-        message: String,
-    },
-}
-
-/// What a job source gets to do its work.
-pub struct SourceContext {
-    /// Where to publish jobs; devices take work from it.
-    pub work: Arc<WorkSource>,
-    /// Verified shares and blocks from every device.
-    pub found: Receiver<Found>,
-    /// Where to count accepted, rejected and stale results.
-    pub stats: Arc<Stats>,
-    /// Fires when the miner is stopping.
-    pub shutdown: Shutdown,
-    /// Operator requests (a pool switch from the API).
-    pub control: Arc<RigControl>,
-}
-
-/// A source of jobs and a sink for shares and blocks.
-///
-/// `run` is blocking and owns its thread: a network source starts its own
-/// async runtime inside. It publishes jobs with [`WorkSource::publish`],
-/// receives [`Found`] from the scheduler, submits them, and records the
-/// answers in [`Stats`]. It returns when `shutdown` fires, after submitting
-/// or recording what is in flight.
-pub trait JobSource: Send {
-    /// A short name for logs: a pool URL, a node URL, "bench".
-    fn name(&self) -> String;
-    fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError>;
 }

@@ -164,6 +164,25 @@ pub fn coinbase_merkle_branch(txids: &[[u8; 32]]) -> Vec<[u8; 32]> {
     branch
 }
 
+/// What completes a block around its header: the coinbase cut around its
+/// extranonce and the template's other transactions, serialized. A solo job
+/// carries it, so a block found on the job can be written out whole the
+/// moment the CPU verifies it, whatever happens to the template later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockBody {
+    pub height: u32,
+    pub coinbase: CoinbaseParts,
+    pub transactions: Vec<Vec<u8>>,
+}
+
+impl BlockBody {
+    /// The whole block for `header`, with `extranonce` in the coinbase.
+    pub fn block_bytes(&self, header: &Header, extranonce: &[u8]) -> Vec<u8> {
+        let coinbase = self.coinbase.block_serialization(extranonce);
+        serialize_block(header, &coinbase, &self.transactions)
+    }
+}
+
 /// A whole block for `submitblock`: header, transaction count, coinbase,
 /// and the template's transactions as given.
 pub fn serialize_block(header: &Header, coinbase: &[u8], transactions: &[Vec<u8>]) -> Vec<u8> {

@@ -3,18 +3,17 @@
 
 mod estimates;
 mod histogram;
+mod meter;
 
 pub use estimates::{estimate, expected_seconds, Estimates};
 
 pub use histogram::{Histogram, BUCKETS};
 
-use std::collections::VecDeque;
+use meter::{Meter, LONGEST_WINDOW};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// The longest window a meter keeps: 15 minutes.
-const LONGEST_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// How a job source's peer answered a submitted share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,42 +22,6 @@ pub enum ShareResult {
     Rejected,
     /// The job was gone (a new block, a dropped job) by the time it arrived.
     Stale,
-}
-
-/// Hashes done over time, as (time, nonces) samples of whole batches.
-#[derive(Debug, Default)]
-struct Meter {
-    samples: VecDeque<(Instant, u64)>,
-}
-
-impl Meter {
-    fn record(&mut self, at: Instant, nonces: u64) {
-        self.samples.push_back((at, nonces));
-        while let Some((t, _)) = self.samples.front() {
-            if at.duration_since(*t) > LONGEST_WINDOW {
-                self.samples.pop_front();
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Hashes per second over the last `window`, or over the time since
-    /// `started` while that is shorter.
-    fn rate(&self, now: Instant, window: Duration, started: Instant) -> f64 {
-        let span = window.min(now.duration_since(started));
-        if span.is_zero() {
-            return 0.0;
-        }
-        let sum: u64 = self
-            .samples
-            .iter()
-            .rev()
-            .take_while(|(t, _)| now.duration_since(*t) <= window)
-            .map(|(_, n)| n)
-            .sum();
-        sum as f64 / span.as_secs_f64()
-    }
 }
 
 /// Counters of one device.
@@ -72,22 +35,25 @@ pub struct DeviceStats {
     stale: AtomicU64,
     hw_errors: AtomicU64,
     blocks: AtomicU64,
+    /// Shares the sink had no room for.
+    dropped: AtomicU64,
     /// Device-measured busy time and the wall time of the same scans.
     busy_ns: AtomicU64,
     timed_scan_ns: AtomicU64,
 }
 
 impl DeviceStats {
-    fn new(name: String) -> Self {
+    fn new(name: String, origin: Instant) -> Self {
         DeviceStats {
             name,
-            meter: Mutex::default(),
+            meter: Mutex::new(Meter::new(origin)),
             nonces: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             hw_errors: AtomicU64::new(0),
             blocks: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             timed_scan_ns: AtomicU64::new(0),
         }
@@ -108,7 +74,11 @@ pub struct DeviceSnapshot {
     pub rejected: u64,
     pub stale: u64,
     pub hw_errors: u64,
+    /// Blocks found: the first hash on each parent, written to the
+    /// found-blocks file.
     pub blocks: u64,
+    /// Shares dropped because the job source was not taking them.
+    pub dropped: u64,
     /// Fraction of scan time the device itself computed (GPU timestamps or
     /// OpenCL profiling), where the backend measures it.
     pub device_busy: Option<f64>,
@@ -127,6 +97,17 @@ struct PoolStats {
     /// Round trip of the last answered submission, in microseconds; 0 if none.
     latency_us: AtomicU64,
     last_reject: Mutex<Option<String>>,
+    /// Shares not sent: over the submission cap.
+    throttled: AtomicU64,
+    /// Shares sent and never answered (timed out, or the link broke).
+    unanswered: AtomicU64,
+    /// Lines from the pool that were not valid messages, skipped.
+    bad_messages: AtomicU64,
+    /// Block submissions, counted apart from shares, by answer.
+    blocks_submitted: AtomicU64,
+    blocks_accepted: AtomicU64,
+    blocks_rejected: AtomicU64,
+    blocks_stale: AtomicU64,
 }
 
 /// A point-in-time copy of one pool's figures.
@@ -143,6 +124,13 @@ pub struct PoolSnapshot {
     pub effective_hashrate: f64,
     pub latency_ms: Option<f64>,
     pub last_reject: Option<String>,
+    pub throttled: u64,
+    pub unanswered: u64,
+    pub bad_messages: u64,
+    pub blocks_submitted: u64,
+    pub blocks_accepted: u64,
+    pub blocks_rejected: u64,
+    pub blocks_stale: u64,
 }
 
 /// A point-in-time copy of every figure.
@@ -189,9 +177,13 @@ pub struct Stats {
 impl Stats {
     /// One set of counters per device, in the scheduler's device order.
     pub fn new(device_names: Vec<String>) -> Self {
+        let started = Instant::now();
         Stats {
-            started: Instant::now(),
-            devices: device_names.into_iter().map(DeviceStats::new).collect(),
+            started,
+            devices: device_names
+                .into_iter()
+                .map(|name| DeviceStats::new(name, started))
+                .collect(),
             pools: Vec::new(),
             active_pool: AtomicUsize::new(usize::MAX),
             best_share: Mutex::new(0.0),
@@ -214,6 +206,13 @@ impl Stats {
                 connected: AtomicBool::new(false),
                 latency_us: AtomicU64::new(0),
                 last_reject: Mutex::new(None),
+                throttled: AtomicU64::new(0),
+                unanswered: AtomicU64::new(0),
+                bad_messages: AtomicU64::new(0),
+                blocks_submitted: AtomicU64::new(0),
+                blocks_accepted: AtomicU64::new(0),
+                blocks_rejected: AtomicU64::new(0),
+                blocks_stale: AtomicU64::new(0),
             })
             .collect();
         self
@@ -249,6 +248,51 @@ impl Stats {
         }
         if let Some(reason) = reason {
             *p.last_reject.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        }
+    }
+
+    /// Counts a block submission to a pool or node, and its answer.
+    pub fn record_block_result(&self, pool: usize, result: ShareResult, reason: Option<&str>) {
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
+        p.blocks_submitted.fetch_add(1, Ordering::Relaxed);
+        let counter = match result {
+            ShareResult::Accepted => &p.blocks_accepted,
+            ShareResult::Rejected => &p.blocks_rejected,
+            ShareResult::Stale => &p.blocks_stale,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = reason {
+            *p.last_reject.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
+        }
+    }
+
+    /// A share not sent to `pool`: over its submission cap.
+    pub fn record_throttled(&self, pool: usize) {
+        if let Some(p) = self.pools.get(pool) {
+            p.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A share `pool` never answered.
+    pub fn record_unanswered(&self, pool: usize) {
+        if let Some(p) = self.pools.get(pool) {
+            p.unanswered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A line from `pool` that was not a valid message.
+    pub fn record_bad_message(&self, pool: usize) {
+        if let Some(p) = self.pools.get(pool) {
+            p.bad_messages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A share the sink had no room for.
+    pub fn record_dropped(&self, device: usize) {
+        if let Some(d) = self.device(device) {
+            d.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -381,6 +425,7 @@ impl Stats {
                     stale: d.stale.load(Ordering::Relaxed),
                     hw_errors: d.hw_errors.load(Ordering::Relaxed),
                     blocks: d.blocks.load(Ordering::Relaxed),
+                    dropped: d.dropped.load(Ordering::Relaxed),
                     device_busy: match d.timed_scan_ns.load(Ordering::Relaxed) {
                         0 => None,
                         wall => Some(d.busy_ns.load(Ordering::Relaxed) as f64 / wall as f64),
@@ -420,6 +465,13 @@ impl Stats {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .clone(),
+                    throttled: p.throttled.load(Ordering::Relaxed),
+                    unanswered: p.unanswered.load(Ordering::Relaxed),
+                    bad_messages: p.bad_messages.load(Ordering::Relaxed),
+                    blocks_submitted: p.blocks_submitted.load(Ordering::Relaxed),
+                    blocks_accepted: p.blocks_accepted.load(Ordering::Relaxed),
+                    blocks_rejected: p.blocks_rejected.load(Ordering::Relaxed),
+                    blocks_stale: p.blocks_stale.load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -476,19 +528,6 @@ pub fn format_hashrate(rate: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn meter_windows() {
-        let start = Instant::now();
-        let mut m = Meter::default();
-        let t = start + Duration::from_secs(100);
-        m.record(t - Duration::from_secs(50), 1000);
-        m.record(t - Duration::from_secs(2), 500);
-        assert_eq!(m.rate(t, Duration::from_secs(5), start), 100.0);
-        assert_eq!(m.rate(t, Duration::from_secs(60), start), 1500.0 / 60.0);
-        // Shorter uptime than the window: divide by the uptime.
-        assert_eq!(m.rate(t, LONGEST_WINDOW, start), 1500.0 / 100.0);
-    }
 
     #[test]
     fn counters_and_best_share() {

@@ -1,37 +1,34 @@
 //! Solo mining straight from a node: `getblocktemplate` (long poll, or a
 //! poll of the best block when the node has none), a coinbase paying the
 //! operator's address, and `submitblock` for every block found, retried
-//! until the node answers. Each found block is appended to the found-blocks
-//! file before it is submitted.
+//! until the node answers. Each found block is in the found-blocks file
+//! before it reaches this source (the sink writes it when it is verified);
+//! what the node answered is appended after it.
 
 pub mod rpc;
+pub mod submit;
 pub mod template;
 
-use std::collections::{HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
 
-use bitcoin::{Address, BlockHash, Network, ScriptBuf};
+use bitcoin::{Address, Network, ScriptBuf};
 use serde_json::{json, Value};
 
-use crate::job::found_blocks::{unix_now, FoundBlockLog};
-use crate::job::{Found, JobSource, JobSourceError, SourceContext};
-use crate::pow::block::serialize_block;
+use crate::found::journal::{answer_record, BlockOutcome};
+use crate::found::{Found, FoundSink, Taken};
+use crate::job::source::{JobSource, JobSourceError, SourceContext};
+use crate::job::{Origin, SourceKind};
 use crate::pow::target::target_difficulty;
 use crate::shutdown::Shutdown;
 use crate::stats::{format_difficulty, ShareResult};
 use rpc::{NodeError, NodeRpc};
-use template::{assemble, Assembled, BlockTemplate};
+use submit::submit_block;
+use template::{assemble, BlockTemplate};
 
-/// Templates kept to rebuild blocks found on them.
-const RECENT_TEMPLATES: usize = 8;
 /// How long a long poll may hang before it is renewed.
 const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
-/// After shutdown, how long a block submission is still retried (it is in
-/// the found-blocks file either way).
-const SUBMIT_GRACE: Duration = Duration::from_secs(30);
 
 /// Everything the solo source is told.
 #[derive(Debug, Clone)]
@@ -43,7 +40,6 @@ pub struct SoloOptions {
     pub coinbase_tag: Vec<u8>,
     /// Stop after this many blocks the node accepted.
     pub max_blocks: Option<u64>,
-    pub found_blocks: Option<Arc<FoundBlockLog>>,
     /// Best-block poll interval when the node has no long poll.
     pub poll_interval: Duration,
 }
@@ -67,12 +63,6 @@ pub fn payout_script(address: &str, network: Network) -> Result<ScriptBuf, Strin
         format!("--address {address:?}: not an address of the node's network ({network})")
     })?;
     Ok(checked.script_pubkey())
-}
-
-/// What the main loop waits on.
-enum Event {
-    Found(Box<Found>),
-    Template(Box<BlockTemplate>),
 }
 
 /// The solo-mining job source.
@@ -137,30 +127,12 @@ impl JobSource for GbtSource {
         let script = payout_script(&self.options.address, network).map_err(failed)?;
         tracing::info!("solo mining on {chain} to {}", self.options.address);
 
-        let (events, inbox) = mpsc::channel();
-        let found = ctx.found;
-        let forward = events.clone();
-        std::thread::Builder::new()
-            .name("solo-found".into())
-            .spawn(move || {
-                while let Ok(f) = found.recv() {
-                    if forward.send(Event::Found(Box::new(f))).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| failed(format!("could not start a thread: {e}")))?;
-        let ctx = SourceContext {
-            found: mpsc::channel().1,
-            ..ctx
-        };
         let mut miner = Solo {
             options: &self.options,
             ctx: &ctx,
             script,
-            recent: VecDeque::new(),
+            origin: Origin::new(SourceKind::Node, 0, &self.options.rpc.url),
             current: None,
-            solved_parents: HashSet::new(),
             accepted: 0,
         };
         // The first template; then the updater keeps them coming.
@@ -169,11 +141,13 @@ impl JobSource for GbtSource {
         };
         let longpoll_id = first.longpoll_id.clone();
         miner.use_template(first);
+        let (templates, inbox) = mpsc::channel();
         spawn_updater(
             rpc.clone(),
             longpoll_id,
             self.options.poll_interval,
-            events,
+            templates,
+            ctx.found.clone(),
             ctx.shutdown.clone(),
         )
         .map_err(|e| failed(format!("could not start a thread: {e}")))?;
@@ -183,12 +157,14 @@ impl JobSource for GbtSource {
 }
 
 /// Sends a template whenever the node has a new one: by long poll when the
-/// node offers it, by polling the best block hash otherwise.
+/// node offers it, by polling the best block hash otherwise. Each one wakes
+/// the source from its wait on the sink.
 fn spawn_updater(
     rpc: NodeRpc,
     longpoll_id: Option<String>,
     poll_interval: Duration,
-    events: Sender<Event>,
+    templates: Sender<Box<BlockTemplate>>,
+    wake: FoundSink,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -221,9 +197,10 @@ fn spawn_updater(
                         if template.longpoll_id.is_some() {
                             longpoll_id = template.longpoll_id.clone();
                         }
-                        if events.send(Event::Template(Box::new(template))).is_err() {
+                        if templates.send(Box::new(template)).is_err() {
                             break;
                         }
+                        wake.wake();
                     }
                     Ok(Err(e)) => {
                         tracing::error!("{e}; not mined");
@@ -245,12 +222,9 @@ struct Solo<'a> {
     options: &'a SoloOptions,
     ctx: &'a SourceContext,
     script: ScriptBuf,
-    /// Recently published jobs by generation, with their block parts.
-    recent: VecDeque<(u64, Arc<Assembled>)>,
+    origin: Origin,
     /// The template being mined.
     current: Option<BlockTemplate>,
-    /// Parents a block was found on: one block per parent can win.
-    solved_parents: HashSet<BlockHash>,
     accepted: u64,
 }
 
@@ -259,16 +233,33 @@ impl Solo<'_> {
         &self.options.rpc.url
     }
 
-    fn run(&mut self, inbox: &Receiver<Event>) {
+    fn run(&mut self, templates: &Receiver<Box<BlockTemplate>>) {
         while !self.ctx.shutdown.is_triggered() && !self.done() {
-            match inbox.recv_timeout(Duration::from_millis(100)) {
-                Ok(Event::Template(t)) => self.use_template(*t),
-                Ok(Event::Found(f)) => self.on_found(*f),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            match self.ctx.found.wait(Duration::from_millis(200)) {
+                Taken::Found(found) => self.on_found(*found),
+                Taken::Empty => {}
+                // No device left to find anything; the miner decides.
+                Taken::Closed => {
+                    self.ctx.shutdown.wait_timeout(Duration::from_millis(100));
+                }
+            }
+            while let Ok(template) = templates.try_recv() {
+                self.use_template(*template);
             }
         }
         self.ctx.work.withdraw();
+        if self.done() {
+            return;
+        }
+        // Stopping: what the devices found in their last batches is
+        // submitted too, while the grace period lasts.
+        while !self.ctx.grace_over() {
+            match self.ctx.found.wait(Duration::from_millis(100)) {
+                Taken::Found(found) => self.on_found(*found),
+                Taken::Empty => {}
+                Taken::Closed => break,
+            }
+        }
     }
 
     fn done(&self) -> bool {
@@ -314,16 +305,25 @@ impl Solo<'_> {
                 return;
             }
         }
-        if self.solved_parents.contains(&template.prev_hash) {
-            // Our block on this parent is in flight; wait for the next tip.
+        if self
+            .ctx
+            .found
+            .is_solved(self.origin.index, &template.prev_hash)
+        {
+            // One block per parent: ours is found; wait for the next tip.
             return;
         }
         let new_parent = self
             .current
             .as_ref()
             .is_none_or(|c| c.prev_hash != template.prev_hash);
-        let assembled = match assemble(&template, &self.script, &self.options.coinbase_tag) {
-            Ok(a) => a,
+        let mut job = match assemble(
+            &template,
+            &self.script,
+            &self.options.coinbase_tag,
+            self.origin.clone(),
+        ) {
+            Ok(job) => job,
             Err(e) => {
                 tracing::error!("{}: {e}; not mined", self.url());
                 if new_parent {
@@ -332,10 +332,9 @@ impl Solo<'_> {
                 return;
             }
         };
-        let mut job = assembled.job.clone();
         job.clean = new_parent;
         let published = self.ctx.work.publish(job);
-        let difficulty = target_difficulty(&published.share_target);
+        let difficulty = target_difficulty(&published.block_target());
         self.ctx.stats.set_network_difficulty(Some(difficulty));
         tracing::info!(
             "{}: template for height {} ({} transactions, difficulty {})",
@@ -344,82 +343,63 @@ impl Solo<'_> {
             template.transactions.len(),
             format_difficulty(difficulty)
         );
-        self.recent
-            .push_back((published.generation, Arc::new(assembled)));
-        while self.recent.len() > RECENT_TEMPLATES {
-            self.recent.pop_front();
-        }
         self.current = Some(template);
     }
 
+    /// A block (shares mean nothing here): submitted until the node answers
+    /// or the grace period after a stop is over, and the answer recorded.
     fn on_found(&mut self, found: Found) {
         if !found.is_block {
             return;
         }
-        let generation = found.work.job.generation;
-        let Some(assembled) = self
-            .recent
-            .iter()
-            .find(|(g, _)| *g == generation)
-            .map(|(_, a)| a.clone())
-        else {
-            tracing::warn!("a block on a template no longer kept: {}", found.hash);
+        let job = &found.work.job;
+        let Some(body) = &job.block_body else {
             return;
         };
-        let parent = found.work.job.prev_hash;
-        if !self.solved_parents.insert(parent) {
-            return; // another nonce of the same parent: only one can win
+        let on_current = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.prev_hash == job.prev_hash);
+        if on_current && !self.ctx.shutdown.is_triggered() {
+            // Devices stop this parent until the next template.
+            self.ctx.work.withdraw();
         }
-        // Devices stop this template until the next arrives.
-        self.ctx.work.withdraw();
-        self.ctx.stats.record_block(found.device);
-        let header = found.header();
-        let coinbase = assembled
-            .coinbase
-            .block_serialization(&found.work.extranonce2);
-        let block = hex::encode(serialize_block(&header, &coinbase, &assembled.transactions));
+        let hash = found.hash.to_string();
+        let block = hex::encode(body.block_bytes(&found.header(), &found.work.extranonce2));
         tracing::warn!(
-            "BLOCK found at height {} by device {}: {}",
-            assembled.height,
-            found.device,
-            found.hash
+            "BLOCK at height {} submitted to {}: {hash}",
+            body.height,
+            self.url()
         );
-        self.record(json!({
-            "found_at": unix_now(),
-            "source": "solo",
-            "node": self.url(),
-            "height": assembled.height,
-            "hash": found.hash.to_string(),
-            "block": block,
-        }));
-        let (result, reason) = self.submit(&block);
-        self.record(json!({"hash": found.hash.to_string(), "result": reason.as_deref().unwrap_or("accepted")}));
-        let difficulty = target_difficulty(&found.work.job.share_target);
-        self.ctx
-            .stats
-            .record_pool_result(0, found.device, result, difficulty, reason.as_deref());
-        match result {
-            ShareResult::Accepted => {
-                self.accepted += 1;
-                tracing::info!("{}: block {} accepted", self.url(), found.hash);
-            }
-            _ => {
-                tracing::warn!(
-                    "{}: block {} not accepted: {}",
-                    self.url(),
-                    found.hash,
+        let ctx = self.ctx;
+        let (outcome, reason) = submit_block(&self.options.rpc, &block, &|| ctx.stop_deadline());
+        self.record(answer_record(&hash, self.url(), outcome, reason.as_deref()));
+        let result = match outcome {
+            BlockOutcome::Accepted => ShareResult::Accepted,
+            BlockOutcome::Rejected => ShareResult::Rejected,
+            BlockOutcome::Stale => ShareResult::Stale,
+            BlockOutcome::Unsubmitted => {
+                tracing::error!(
+                    "block {hash} not submitted: {}; it is in the found-blocks file: `hashrig found-blocks submit` sends it later",
                     reason.unwrap_or_default()
                 );
-                // Mine this parent again.
-                self.solved_parents.remove(&parent);
-                self.current = None;
+                return;
             }
+        };
+        self.ctx
+            .stats
+            .record_block_result(0, result, reason.as_deref());
+        if result == ShareResult::Accepted {
+            self.accepted += 1;
+            tracing::info!("{}: block {hash} accepted", self.url());
+        } else {
+            tracing::error!(
+                "{}: block {hash} not accepted: {}; mining resumes on the next block from the network",
+                self.url(),
+                reason.unwrap_or_default()
+            );
         }
-        if self.solved_parents.len() > 64 {
-            self.solved_parents.clear();
-            self.solved_parents.insert(parent);
-        }
-        if !self.done() {
+        if on_current && !self.done() && !self.ctx.shutdown.is_triggered() {
             if let Some(template) = self.fetch_template() {
                 self.use_template(template);
             }
@@ -427,64 +407,11 @@ impl Solo<'_> {
     }
 
     fn record(&self, record: Value) {
-        if let Some(log) = &self.options.found_blocks {
-            if let Err(e) = log.append(&record) {
-                tracing::error!(
-                    "could not write to {}: {e}; record: {record}",
-                    log.path().display()
-                );
-            }
-        }
-    }
-
-    /// Submits until the node answers; its answer as a result and reason.
-    fn submit(&self, block: &str) -> (ShareResult, Option<String>) {
-        let mut delay = Duration::from_millis(250);
-        let mut stopping_since: Option<Instant> = None;
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            match self.options.rpc.call("submitblock", json!([block])) {
-                Ok(Value::Null) => return (ShareResult::Accepted, None),
-                Ok(Value::String(reason)) => {
-                    let reason: String = reason.chars().take(200).collect();
-                    return match reason.as_str() {
-                        // An earlier attempt got through before the link broke.
-                        "duplicate" if attempts > 1 => (ShareResult::Accepted, None),
-                        "inconclusive" => (ShareResult::Stale, Some(reason)),
-                        _ => (ShareResult::Rejected, Some(reason)),
-                    };
-                }
-                Ok(other) => {
-                    return (
-                        ShareResult::Rejected,
-                        Some(format!(
-                            "unexpected answer {}",
-                            other.to_string().chars().take(80).collect::<String>()
-                        )),
-                    );
-                }
-                Err(NodeError::Rpc { message, code, .. }) => {
-                    return (
-                        ShareResult::Rejected,
-                        Some(format!("{message} (code {code})")),
-                    );
-                }
-                Err(e) => {
-                    if self.ctx.shutdown.is_triggered() {
-                        let since = *stopping_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > SUBMIT_GRACE {
-                            tracing::error!(
-                                "giving up submitting the block: {e}; it is in the found-blocks file"
-                            );
-                            return (ShareResult::Stale, Some(format!("not submitted: {e}")));
-                        }
-                    }
-                    tracing::warn!("submitting the block: {e}; retrying in {delay:?}");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+        let Some(log) = self.ctx.found.journal() else {
+            return;
+        };
+        if let Err(e) = log.append(&record) {
+            tracing::error!("{e}; record: {record}");
         }
     }
 }

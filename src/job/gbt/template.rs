@@ -3,15 +3,16 @@
 //! and assembled with a payout into a [`Job`] and the parts of its block.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bitcoin::consensus::deserialize;
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, ScriptBuf, Target, Transaction, Txid};
 use serde_json::Value;
 
-use crate::job::Job;
+use crate::job::{Job, Origin};
 use crate::pow::block::{
-    coinbase_merkle_branch, CoinbaseError, CoinbaseParts, CoinbaseSpec, SOLO_EXTRANONCE,
+    coinbase_merkle_branch, BlockBody, CoinbaseError, CoinbaseParts, CoinbaseSpec, SOLO_EXTRANONCE,
 };
 
 /// Most transactions accepted in one template.
@@ -221,22 +222,16 @@ fn parse_transaction(index: usize, tx: &Value) -> Result<TemplateTransaction, Te
     })
 }
 
-/// A template made minable: the job, and what completes its block.
-#[derive(Debug, Clone)]
-pub struct Assembled {
-    pub job: Job,
-    pub coinbase: CoinbaseParts,
-    pub transactions: Vec<Vec<u8>>,
-    pub height: u32,
-}
-
-/// Builds the coinbase paying `payout_script`, the job, and checks the
-/// block against the template's size and weight limits.
+/// Builds the coinbase paying `payout_script`, the job (carrying the rest
+/// of its block, so a block found on it is complete the moment it is
+/// verified), and checks the block against the template's size and weight
+/// limits. Solo mining has no shares: the job's share target is zero.
 pub fn assemble(
     template: &BlockTemplate,
     payout_script: &ScriptBuf,
     tag: &[u8],
-) -> Result<Assembled, TemplateError> {
+    origin: Origin,
+) -> Result<Job, TemplateError> {
     let coinbase = CoinbaseParts::build(&CoinbaseSpec {
         height: template.height,
         value: template.coinbase_value,
@@ -277,14 +272,23 @@ pub fn assemble(
         .iter()
         .map(|t| t.txid.to_byte_array())
         .collect();
-    let job = Job {
+    let body = BlockBody {
+        height: template.height,
+        coinbase,
+        transactions: template
+            .transactions
+            .iter()
+            .map(|t| t.data.clone())
+            .collect(),
+    };
+    Ok(Job {
         id: format!("{}", template.height),
         generation: 0,
         version: template.version,
         version_mask: 0,
         prev_hash: template.prev_hash,
-        coinbase1: coinbase.prefix.clone(),
-        coinbase2: coinbase.suffix.clone(),
+        coinbase1: body.coinbase.prefix.clone(),
+        coinbase2: body.coinbase.suffix.clone(),
         extranonce1: Vec::new(),
         extranonce2_size: SOLO_EXTRANONCE,
         merkle_branch: coinbase_merkle_branch(&txids),
@@ -292,17 +296,9 @@ pub fn assemble(
         time: template.curtime.max(template.mintime),
         max_time_roll: if template.time_mutable { TIME_ROLL } else { 0 },
         clean: true,
-        share_target: Target::from_compact(template.bits),
-    };
-    Ok(Assembled {
-        job,
-        coinbase,
-        transactions: template
-            .transactions
-            .iter()
-            .map(|t| t.data.clone())
-            .collect(),
-        height: template.height,
+        share_target: Target::ZERO,
+        origin,
+        block_body: Some(Arc::new(body)),
     })
 }
 
@@ -395,33 +391,40 @@ mod tests {
         ScriptBuf::from_bytes(hex::decode("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap())
     }
 
+    fn node() -> Origin {
+        Origin::new(crate::job::SourceKind::Node, 0, "http://127.0.0.1:8332")
+    }
+
     #[test]
     fn core_template_assembles_into_a_block_rust_bitcoin_accepts() {
         let txs = [segwit_tx(1), segwit_tx(2), segwit_tx(3)];
         let template = BlockTemplate::try_from(&core_template(&txs)).unwrap();
         assert!(template.witness_commitment.is_some());
         assert_eq!(template.weight_limit, Some(4_000_000));
-        let assembled = assemble(&template, &payout(), b"/hashrig/").unwrap();
+        let job = assemble(&template, &payout(), b"/hashrig/", node()).unwrap();
         let extranonce = [7u8; 8];
-        let mut coinbase = assembled.job.coinbase1.clone();
+        let mut coinbase = job.coinbase1.clone();
         coinbase.extend_from_slice(&extranonce);
-        coinbase.extend_from_slice(&assembled.job.coinbase2);
+        coinbase.extend_from_slice(&job.coinbase2);
         let header = Header {
-            version: Version::from_consensus(assembled.job.version),
-            prev_blockhash: assembled.job.prev_hash,
-            merkle_root: crate::pow::merkle::merkle_root_from_branch(
-                &coinbase,
-                &assembled.job.merkle_branch,
-            ),
-            time: assembled.job.time,
-            bits: assembled.job.bits,
+            version: Version::from_consensus(job.version),
+            prev_blockhash: job.prev_hash,
+            merkle_root: crate::pow::merkle::merkle_root_from_branch(&coinbase, &job.merkle_branch),
+            time: job.time,
+            bits: job.bits,
             nonce: 42,
         };
-        let bytes = serialize_block(
-            &header,
-            &assembled.coinbase.block_serialization(&extranonce),
-            &assembled.transactions,
+        let body = job.block_body.as_ref().unwrap();
+        let bytes = body.block_bytes(&header, &extranonce);
+        assert_eq!(
+            bytes,
+            serialize_block(
+                &header,
+                &body.coinbase.block_serialization(&extranonce),
+                &body.transactions
+            )
         );
+        assert_eq!(job.share_target, Target::ZERO, "solo takes no shares");
         let block: Block = bitcoin::consensus::deserialize(&bytes).unwrap();
         assert!(block.check_merkle_root(), "merkle root");
         assert!(block.check_witness_commitment(), "witness commitment");
@@ -430,8 +433,8 @@ mod tests {
         assert_eq!(block.txdata[0].output[0].value.to_sat(), 312_502_000);
         assert_eq!(block.txdata.len(), 4);
         assert!(block.weight().to_wu() <= 4_000_000);
-        assert_eq!(assembled.job.time, 1_732_000_100);
-        assert_eq!(assembled.job.max_time_roll, TIME_ROLL);
+        assert_eq!(job.time, 1_732_000_100);
+        assert_eq!(job.max_time_roll, TIME_ROLL);
     }
 
     #[test]
@@ -441,7 +444,7 @@ mod tests {
         t["weightlimit"] = json!(1000);
         let template = BlockTemplate::try_from(&t).unwrap();
         assert!(matches!(
-            assemble(&template, &payout(), b""),
+            assemble(&template, &payout(), b"", node()),
             Err(TemplateError::TooLarge {
                 unit: "weight units",
                 ..
@@ -451,7 +454,7 @@ mod tests {
         t["sizelimit"] = json!(200);
         let template = BlockTemplate::try_from(&t).unwrap();
         assert!(matches!(
-            assemble(&template, &payout(), b""),
+            assemble(&template, &payout(), b"", node()),
             Err(TemplateError::TooLarge { unit: "bytes", .. })
         ));
     }

@@ -9,7 +9,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Target};
 use serde_json::Value;
 
-use crate::job::Job;
+use crate::job::{Job, Origin};
 
 /// Most merkle branches a notify may carry: 2^32 transactions need 32.
 pub const MAX_MERKLE_BRANCHES: usize = 32;
@@ -203,6 +203,8 @@ pub struct Session {
     pub extranonce2_size: usize,
     pub share_target: Target,
     pub version_mask: u32,
+    /// The pool, as jobs name where they came from.
+    pub origin: Origin,
 }
 
 impl Notify {
@@ -226,6 +228,8 @@ impl Notify {
             max_time_roll: 600,
             clean: self.clean,
             share_target: session.share_target,
+            origin: session.origin.clone(),
+            block_body: None,
         }
     }
 }
@@ -412,6 +416,7 @@ mod tests {
             extranonce2_size: 4,
             share_target: share_target(1.0).unwrap(),
             version_mask: 0,
+            origin: Origin::new(crate::job::SourceKind::Pool, 0, "stratum+tcp://pool:3333"),
         };
         let job = Arc::new(notify.to_job(&session));
         // submit ["slush.miner1","bf","00000001","504e86ed","b2957c02"]

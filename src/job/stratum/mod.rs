@@ -5,11 +5,13 @@
 
 pub mod client;
 pub mod messages;
+pub mod options;
 pub mod replies;
 mod session;
 pub mod transport;
 pub mod url;
 
-pub use client::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
+pub use client::StratumSource;
 pub use messages::{submit_params, Notify, ServerMessage, Session, StratumError, SubscribeResult};
+pub use options::{PoolConfig, StratumOptions, StratumTimeouts};
 pub use url::{PoolUrl, PoolUrlError};

@@ -37,9 +37,9 @@ pub enum Line {
 }
 
 /// `LinesCodec::new_with_max_length`, with an oversized line reported as
-/// an item rather than an error: `Framed` ends the stream after any decode
-/// error, and one bad line from a pool is no reason to drop the connection.
-/// The inner codec discards the rest of the long line by itself.
+/// an item rather than an error (`Framed` ends the stream after any decode
+/// error), so the session can say why it hangs up. The inner codec
+/// discards the rest of the long line by itself: memory stays bounded.
 #[derive(Debug)]
 pub struct BoundedLines(LinesCodec);
 
@@ -127,7 +127,14 @@ pub async fn connect(
             })?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn PoolStream> = if url.tls {
-            let config = tls_config(&name, pin)?;
+            // The system's roots are files: read them off the async thread.
+            let for_config = name.clone();
+            let config = tokio::task::spawn_blocking(move || tls_config(&for_config, pin))
+                .await
+                .map_err(|e| ConnectError::Io {
+                    url: name.clone(),
+                    source: std::io::Error::other(e),
+                })??;
             let server =
                 ServerName::try_from(host.to_owned()).map_err(|_| ConnectError::ServerName {
                     url: name.clone(),

@@ -2,40 +2,51 @@
 //! subscribe, authorize, then jobs in and shares out until the link is
 //! lost, the pool redirects, a better pool is healthy again, or the miner
 //! stops. What outlives a connection (unanswered shares, the session id to
-//! resume) is kept by the client in [`Carry`]. Shares in and out: `shares`.
+//! resume, requests the pool does not take) is kept in [`Carry`]. Shares in
+//! and out: `shares`.
+//!
+//! Real pools differ in what they refuse and how. ckpool drops the
+//! connection of a client that sends anything before `mining.subscribe`
+//! (BIP 310's `mining.configure` included); others answer an optional
+//! request with an error, or never. An optional request that is refused,
+//! left unanswered while the miner is not yet authorized, or pending when
+//! the pool hangs up, is left out for that pool from then on, and the miner
+//! reconnects at once without it. A line that is not a valid message is
+//! counted and skipped; only an oversized one ends the connection.
 
+mod carry;
+mod handshake;
 mod shares;
 
-use std::collections::{HashMap, VecDeque};
+pub use carry::{Carry, Optional};
+
+use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitcoin::Target;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::LinesCodecError;
 
-use super::transport::Line;
-
-use super::client::{Carry, PoolConfig, StratumOptions};
 use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
-use super::replies::{
-    configure_params, granted_version_mask, request_line, subscribe_params, Incoming, Reply,
-};
-use super::transport::PoolLines;
-use crate::job::{Found, Job, SourceContext};
+use super::options::{PoolConfig, StratumOptions};
+use super::replies::{request_line, Incoming, Reply};
+use super::transport::{Line, PoolLines, MAX_LINE};
+use crate::job::source::SourceContext;
+use crate::job::{Job, Origin, SourceKind};
 use crate::pow::target::{share_target, target_difficulty, DIFF1_TARGET};
+use shares::InFlight;
 
 /// Jobs kept per connection for share checks: pools send one every 30-60 s
 /// between clean jobs.
 const MAX_JOBS: usize = 32;
-/// Malformed lines tolerated before the connection is dropped.
-const MAX_BAD_LINES: u32 = 20;
+/// Bad lines logged per connection at warning level; the rest are counted.
+const BAD_LINES_LOGGED: u32 = 5;
 /// Longest wait for a write to the pool.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait, when stopping, for the pool to answer shares in flight.
-const FINAL_REPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -45,6 +56,9 @@ pub enum End {
     /// The link broke, the pool went silent or sent nonsense. `healthy`
     /// when the connection had been mining: then it is simply retried.
     Lost { reason: String, healthy: bool },
+    /// The pool did not take an optional request: reconnect at once,
+    /// without it.
+    Fallback(Optional),
     /// The pool refused the miner (authorization, subscription): try the
     /// next pool.
     Refused(String),
@@ -60,19 +74,12 @@ pub enum End {
     Switch(usize),
 }
 
-/// What a request was, to interpret its reply.
+/// What a request other than a submit was, to interpret its reply.
 #[derive(Debug)]
-enum Pending {
-    Configure,
+enum Request {
+    Optional { which: Optional, sent: Instant },
     Subscribe,
     Authorize,
-    ExtranonceSubscribe,
-    SuggestDifficulty,
-    Submit {
-        found: Box<Found>,
-        sent: Instant,
-        difficulty: f64,
-    },
 }
 
 pub struct Connection<'a> {
@@ -82,8 +89,11 @@ pub struct Connection<'a> {
     pub ctx: &'a SourceContext,
     pub carry: &'a mut Carry,
     pub lines: PoolLines,
+    origin: Origin,
     next_id: u64,
-    pending: HashMap<u64, Pending>,
+    requests: HashMap<u64, Request>,
+    /// Shares sent and not yet answered, by id (so oldest first).
+    submits: BTreeMap<u64, InFlight>,
     /// extranonce1 and extranonce2 size, once subscribed.
     extranonce: Option<(Vec<u8>, usize)>,
     authorized: bool,
@@ -101,6 +111,8 @@ pub struct Connection<'a> {
     connected_at: Instant,
     last_notify: Instant,
     bad_lines: u32,
+    /// Said once per connection: the pool's difficulty is under the floor.
+    floor_warned: bool,
 }
 
 impl<'a> Connection<'a> {
@@ -120,8 +132,10 @@ impl<'a> Connection<'a> {
             ctx,
             carry,
             lines,
+            origin: Origin::new(SourceKind::Pool, pool_index, &pool.url.to_string()),
             next_id: 1,
-            pending: HashMap::new(),
+            requests: HashMap::new(),
+            submits: BTreeMap::new(),
             extranonce: None,
             authorized: false,
             share_target: DIFF1_TARGET,
@@ -134,6 +148,7 @@ impl<'a> Connection<'a> {
             connected_at: now,
             last_notify: now,
             bad_lines: 0,
+            floor_warned: false,
         }
     }
 
@@ -142,76 +157,61 @@ impl<'a> Connection<'a> {
     }
 
     /// Handshakes and mines until the connection ends.
-    pub async fn run(
-        mut self,
-        found_rx: &mut mpsc::UnboundedReceiver<Found>,
-        mut failback: Option<oneshot::Receiver<usize>>,
-    ) -> End {
+    pub async fn run(mut self, mut failback: Option<oneshot::Receiver<usize>>) -> End {
         let end = match self.handshake().await {
-            Ok(()) => self.serve(found_rx, &mut failback).await,
+            Ok(()) => self.serve(&mut failback).await,
             Err(end) => end,
         };
-        self.finish(end, found_rx).await
+        let end = self.blame_optional(end);
+        self.finish(end).await
     }
 
-    async fn handshake(&mut self) -> Result<(), End> {
-        if self.options.version_rolling {
-            self.request("mining.configure", configure_params(), Pending::Configure)
-                .await?;
-        }
-        let resume = self.carry.session_ids[self.pool_index].clone();
-        self.request(
-            "mining.subscribe",
-            subscribe_params(&self.options.agent, resume.as_deref()),
-            Pending::Subscribe,
-        )
-        .await?;
-        if let Some(d) = self.options.suggest_difficulty {
-            self.request(
-                "mining.suggest_difficulty",
-                json!([d]),
-                Pending::SuggestDifficulty,
-            )
-            .await?;
-        }
-        let params = json!([self.pool.user, self.pool.password]);
-        self.request("mining.authorize", params, Pending::Authorize)
-            .await
-    }
-
-    async fn serve(
-        &mut self,
-        found_rx: &mut mpsc::UnboundedReceiver<Found>,
-        failback: &mut Option<oneshot::Receiver<usize>>,
-    ) -> End {
+    async fn serve(&mut self, failback: &mut Option<oneshot::Receiver<usize>>) -> End {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let timeouts = &self.options.timeouts;
+        let sink = self.ctx.found.clone();
         loop {
             let result = tokio::select! {
                 line = self.lines.next() => self.on_line(line).await,
-                found = found_rx.recv() => match found {
+                found = sink.next() => match found {
                     Some(found) => self.on_found(found).await,
+                    // Every device is gone: nothing more to mine for.
                     None => Err(End::Shutdown),
                 },
                 better = wait_failback(failback) => Err(End::FailBack(better)),
-                _ = tick.tick() => {
-                    if self.ctx.shutdown.is_triggered() {
-                        Err(End::Shutdown)
-                    } else if let Some(pool) = self.ctx.control.take_pool_request().filter(|p| *p != self.pool_index) {
-                        Err(End::Switch(pool))
-                    } else if !self.authorized && self.connected_at.elapsed() > timeouts.connect {
-                        Err(self.lost(format!("no answer to subscribe/authorize in {:?}", timeouts.connect)))
-                    } else if self.last_notify.elapsed() > timeouts.silence {
-                        Err(self.lost(format!("no job for {:?}", timeouts.silence)))
-                    } else {
-                        Ok(())
-                    }
-                }
+                _ = tick.tick() => self.on_tick(),
             };
             if let Err(end) = result {
                 return end;
             }
         }
+    }
+
+    /// Timers: stopping, operator switches, silence, unanswered requests.
+    fn on_tick(&mut self) -> Result<(), End> {
+        let timeouts = &self.options.timeouts;
+        if self.ctx.shutdown.is_triggered() {
+            return Err(End::Shutdown);
+        }
+        if let Some(pool) = self
+            .ctx
+            .control
+            .take_pool_request()
+            .filter(|p| *p != self.pool_index)
+        {
+            return Err(End::Switch(pool));
+        }
+        self.check_optionals()?;
+        self.expire_submits();
+        if !self.authorized && self.connected_at.elapsed() > timeouts.connect {
+            return Err(self.lost(format!(
+                "no answer to subscribe/authorize in {:?}",
+                timeouts.connect
+            )));
+        }
+        if self.last_notify.elapsed() > timeouts.silence {
+            return Err(self.lost(format!("no job for {:?}", timeouts.silence)));
+        }
+        Ok(())
     }
 
     /// A lost connection; healthy if it had mined.
@@ -222,17 +222,21 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// On shutdown, submits what the devices still send and waits briefly
-    /// for answers; on any end, keeps unanswered shares for the next
-    /// connection.
-    async fn finish(mut self, end: End, found_rx: &mut mpsc::UnboundedReceiver<Found>) -> End {
+    /// On shutdown, submits what the devices still find and waits for
+    /// answers until the sink is drained and answered or the grace period
+    /// is over; on any end, keeps unanswered shares for the next connection.
+    async fn finish(mut self, end: End) -> End {
         if matches!(end, End::Shutdown) && self.authorized {
-            let deadline = tokio::time::Instant::now() + FINAL_REPLY_WAIT;
+            let deadline = self
+                .ctx
+                .stop_deadline()
+                .unwrap_or_else(|| Instant::now() + self.ctx.grace);
+            let sink = self.ctx.found.clone();
             let mut devices_done = false;
-            while !(devices_done && self.pending_submits() == 0) {
+            while !(devices_done && self.submits.is_empty()) {
                 let step = tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    found = found_rx.recv(), if !devices_done => match found {
+                    _ = tokio::time::sleep_until(deadline.into()) => break,
+                    found = sink.next(), if !devices_done => match found {
                         Some(found) => self.on_found(found).await,
                         None => { devices_done = true; Ok(()) }
                     },
@@ -243,19 +247,15 @@ impl<'a> Connection<'a> {
                 }
             }
         }
-        for (_, pending) in self.pending.drain() {
-            if let Pending::Submit { found, .. } = pending {
-                self.carry.keep(self.pool_index, *found, &self.ctx.stats);
+        for (_, in_flight) in std::mem::take(&mut self.submits) {
+            if matches!(end, End::Shutdown) {
+                self.ctx.stats.record_unanswered(self.pool_index);
+            } else {
+                self.carry
+                    .keep(self.pool_index, *in_flight.found, &self.ctx.stats);
             }
         }
         end
-    }
-
-    fn pending_submits(&self) -> usize {
-        self.pending
-            .values()
-            .filter(|p| matches!(p, Pending::Submit { .. }))
-            .count()
     }
 
     async fn send(&mut self, line: String) -> Result<(), End> {
@@ -266,10 +266,15 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn request(&mut self, method: &str, params: Value, kind: Pending) -> Result<(), End> {
+    fn take_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.insert(id, kind);
+        id
+    }
+
+    async fn request(&mut self, method: &str, params: Value, kind: Request) -> Result<(), End> {
+        let id = self.take_id();
+        self.requests.insert(id, kind);
         self.send(request_line(id, method, params)).await
     }
 
@@ -277,11 +282,11 @@ impl<'a> Connection<'a> {
         let text = match line {
             None => return Err(self.lost("the pool closed the connection".into())),
             Some(Err(e)) => return Err(self.lost(format!("read failed: {e}"))),
+            // Bounded memory needs a bound on lines; a pool past it is not
+            // one to keep talking to.
             Some(Ok(Line::TooLong)) => {
-                return self.bad_line(format!(
-                    "a line longer than {} bytes (discarded)",
-                    super::transport::MAX_LINE
-                ));
+                self.ctx.stats.record_bad_message(self.pool_index);
+                return Err(self.lost(format!("a line longer than {MAX_LINE} bytes")));
             }
             Some(Ok(Line::Text(text))) => text,
         };
@@ -290,7 +295,10 @@ impl<'a> Connection<'a> {
         }
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(e) => return self.bad_line(format!("not JSON ({e})")),
+            Err(e) => {
+                self.bad_line(format!("not JSON ({e})"));
+                return Ok(());
+            }
         };
         match Incoming::try_from(&value) {
             Ok(Incoming::Reply(reply)) => self.on_reply(reply).await,
@@ -299,34 +307,36 @@ impl<'a> Connection<'a> {
                 tracing::debug!("{}: reply to no request: {error}", self.url());
                 Ok(())
             }
-            Err(e) => self.bad_line(e.to_string()),
+            Err(e) => {
+                self.bad_line(e.to_string());
+                Ok(())
+            }
         }
     }
 
-    fn bad_line(&mut self, why: String) -> Result<(), End> {
+    /// Counts and skips a line that is no valid message.
+    fn bad_line(&mut self, why: String) {
         self.bad_lines += 1;
-        tracing::warn!("{}: ignored a bad message: {why}", self.url());
-        if self.bad_lines > MAX_BAD_LINES {
-            return Err(self.lost(format!("{} bad messages", self.bad_lines)));
+        self.ctx.stats.record_bad_message(self.pool_index);
+        if self.bad_lines <= BAD_LINES_LOGGED {
+            tracing::warn!("{}: ignored a bad message: {why}", self.url());
+        } else {
+            tracing::debug!("{}: ignored a bad message: {why}", self.url());
         }
-        Ok(())
     }
 
     async fn on_reply(&mut self, reply: Reply) -> Result<(), End> {
-        let Some(kind) = self.pending.remove(&reply.id) else {
+        if let Some(in_flight) = self.submits.remove(&reply.id) {
+            self.on_submit_reply(in_flight, &reply);
+            return Ok(());
+        }
+        let Some(kind) = self.requests.remove(&reply.id) else {
             tracing::debug!("{}: reply to unknown id {}", self.url(), reply.id);
             return Ok(());
         };
         match kind {
-            Pending::Configure => {
-                self.granted_mask = granted_version_mask(&reply).unwrap_or(0);
-                self.version_mask = self.granted_mask;
-                match self.granted_mask {
-                    0 => tracing::info!("{}: no version rolling", self.url()),
-                    m => tracing::info!("{}: version rolling, mask {m:08x}", self.url()),
-                }
-            }
-            Pending::Subscribe => {
+            Request::Optional { which, .. } => self.on_optional_reply(which, &reply),
+            Request::Subscribe => {
                 if reply.error.is_some() {
                     // Perhaps only the resumed session was refused.
                     self.carry.session_ids[self.pool_index] = None;
@@ -353,7 +363,7 @@ impl<'a> Connection<'a> {
                     self.on_notify(notify).await?;
                 }
             }
-            Pending::Authorize => {
+            Request::Authorize => {
                 if !reply.is_true() {
                     return Err(End::Refused(format!(
                         "worker {:?} not authorized: {}",
@@ -363,24 +373,11 @@ impl<'a> Connection<'a> {
                 }
                 self.authorized = true;
                 tracing::info!("{}: authorized as {}", self.url(), self.pool.user);
-                // Optional: pools that do not know it answer with an error.
-                self.request(
-                    "mining.extranonce.subscribe",
-                    json!([]),
-                    Pending::ExtranonceSubscribe,
-                )
-                .await?;
-            }
-            Pending::ExtranonceSubscribe | Pending::SuggestDifficulty => {
-                if let Some(e) = &reply.error {
-                    tracing::debug!("{}: optional request refused: {}", self.url(), e.message);
+                if !self.leaves_out(Optional::ExtranonceSubscribe) {
+                    self.optional(Optional::ExtranonceSubscribe, json!([]))
+                        .await?;
                 }
             }
-            Pending::Submit {
-                found,
-                sent,
-                difficulty,
-            } => self.on_submit_reply(*found, sent, difficulty, &reply),
         }
         Ok(())
     }
@@ -394,13 +391,7 @@ impl<'a> Connection<'a> {
                     self.early_notify = Some(notify);
                 }
             }
-            ServerMessage::SetDifficulty(difficulty) => match share_target(difficulty) {
-                Ok(target) => {
-                    tracing::info!("{}: difficulty {difficulty} from the next job", self.url());
-                    self.share_target = target;
-                }
-                Err(e) => tracing::warn!("{}: ignored: {e}", self.url()),
-            },
+            ServerMessage::SetDifficulty(difficulty) => self.on_difficulty(difficulty),
             ServerMessage::SetExtranonce {
                 extranonce1,
                 extranonce2_size,
@@ -456,6 +447,30 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
+    /// `mining.set_difficulty`, from the next job, and never below the
+    /// floor: a pool asking for 1e-9 would make every hash a share.
+    fn on_difficulty(&mut self, difficulty: f64) {
+        let floor = self.options.min_difficulty;
+        let used = if difficulty < floor {
+            if !std::mem::replace(&mut self.floor_warned, true) {
+                tracing::warn!(
+                    "{}: difficulty {difficulty} is below the floor {floor} (--min-difficulty): shares are sent at {floor}",
+                    self.url()
+                );
+            }
+            floor
+        } else {
+            difficulty
+        };
+        match share_target(used) {
+            Ok(target) => {
+                tracing::info!("{}: difficulty {used} from the next job", self.url());
+                self.share_target = target;
+            }
+            Err(e) => tracing::warn!("{}: ignored: {e}", self.url()),
+        }
+    }
+
     async fn on_notify(&mut self, notify: Arc<Notify>) -> Result<(), End> {
         let Some((extranonce1, extranonce2_size)) = self.extranonce.clone() else {
             return Ok(());
@@ -466,6 +481,7 @@ impl<'a> Connection<'a> {
             extranonce2_size,
             share_target: self.share_target,
             version_mask: self.version_mask,
+            origin: self.origin.clone(),
         };
         let mut job = notify.to_job(&session);
         // A new previous block makes old work worthless, flag or no flag.
@@ -481,7 +497,6 @@ impl<'a> Connection<'a> {
         self.ctx
             .stats
             .set_share_difficulty(Some(target_difficulty(&job.share_target)));
-        self.carry.issued(job.generation, self.pool_index);
         if clean {
             self.jobs.clear();
         }
@@ -500,13 +515,17 @@ impl<'a> Connection<'a> {
             // Shares found while disconnected, still worth sending?
             for found in self.carry.take_backlog() {
                 let work_job = &found.work.job;
-                let same_session = self.carry.pool_of(work_job.generation) == Some(self.pool_index)
+                let same_session = work_job.origin.index == self.pool_index
                     && work_job.extranonce1 == job.extranonce1
                     && work_job.prev_hash == job.prev_hash;
-                if same_session {
+                if !same_session {
+                    self.count_stale(&found, "its job ended with the old connection");
+                } else if found.is_block || self.carry.may_submit(self.pool_index) {
                     self.submit(found).await?;
                 } else {
-                    self.count_stale(&found, "its job ended with the old connection");
+                    // Held to the same budget: a backlog is no reason to
+                    // flood a pool that has just come back.
+                    self.ctx.stats.record_throttled(self.pool_index);
                 }
             }
         }

@@ -1,26 +1,46 @@
 //! Shares in and out of one connection: what the devices found, checked
-//! against the jobs this connection still has, submitted, and the pool's
-//! answer counted per pool and per device.
+//! against the jobs this connection still has, held to the pool's
+//! submission budget, submitted, and the pool's answer counted per pool and
+//! per device, blocks apart from shares.
 
 use std::time::Instant;
 
-use super::super::client::record_block;
 use super::super::messages::submit_params;
 use super::super::replies::Reply;
-use super::{Connection, End, Pending};
-use crate::job::Found;
+use super::{Connection, End};
+use crate::found::journal::{answer_record, BlockOutcome};
+use crate::found::Found;
 use crate::pow::target::target_difficulty;
 use crate::stats::ShareResult;
 
+/// Shares awaiting an answer at most; past it the oldest is given up on.
+const MAX_IN_FLIGHT: usize = 1000;
+
+/// A share sent and not yet answered.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    pub found: Box<Found>,
+    pub sent: Instant,
+    /// The share difficulty of its job, what the pool credits.
+    pub difficulty: f64,
+}
+
+fn outcome_of(result: ShareResult) -> BlockOutcome {
+    match result {
+        ShareResult::Accepted => BlockOutcome::Accepted,
+        ShareResult::Rejected => BlockOutcome::Rejected,
+        ShareResult::Stale => BlockOutcome::Stale,
+    }
+}
+
 impl Connection<'_> {
-    /// The pool's answer to a submitted share.
-    pub(super) fn on_submit_reply(
-        &mut self,
-        found: Found,
-        sent: Instant,
-        difficulty: f64,
-        reply: &Reply,
-    ) {
+    /// The pool's answer to a submitted share or block.
+    pub(super) fn on_submit_reply(&mut self, in_flight: InFlight, reply: &Reply) {
+        let InFlight {
+            found,
+            sent,
+            difficulty,
+        } = in_flight;
         let stats = &self.ctx.stats;
         stats.record_pool_latency(self.pool_index, sent.elapsed());
         let (result, reason) = if reply.is_true() {
@@ -30,13 +50,19 @@ impl Connection<'_> {
         } else {
             (ShareResult::Rejected, Some(reply.reason()))
         };
-        stats.record_pool_result(
-            self.pool_index,
-            found.device,
-            result,
-            difficulty,
-            reason.as_deref(),
-        );
+        if found.is_share {
+            stats.record_pool_result(
+                self.pool_index,
+                found.device,
+                result,
+                difficulty,
+                reason.as_deref(),
+            );
+        }
+        if found.is_block {
+            stats.record_block_result(self.pool_index, result, reason.as_deref());
+            self.record_block_answer(&found, result, reason.as_deref());
+        }
         let what = if found.is_block { "BLOCK" } else { "share" };
         match (result, reason) {
             (ShareResult::Accepted, _) => tracing::info!(
@@ -60,21 +86,43 @@ impl Connection<'_> {
         }
     }
 
+    /// Appends the pool's answer about a block to the found-blocks file, on
+    /// a blocking thread (it syncs to disk).
+    fn record_block_answer(&self, found: &Found, result: ShareResult, reason: Option<&str>) {
+        let Some(journal) = self.ctx.found.journal().cloned() else {
+            return;
+        };
+        let record = answer_record(
+            &found.hash.to_string(),
+            &self.url(),
+            outcome_of(result),
+            reason,
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = journal.append(&record) {
+                tracing::error!("{e}; record: {record}");
+            }
+        });
+    }
+
     pub(super) async fn on_found(&mut self, found: Found) -> Result<(), End> {
-        if found.is_block {
-            record_block(self.options, &self.ctx.stats, &self.url(), &found);
+        let job = &found.work.job;
+        if job.origin.index != self.pool_index {
+            self.count_stale(&found, "its job came from another pool");
+            return Ok(());
         }
-        let generation = found.work.job.generation;
-        let active = self.jobs.iter().any(|j| j.generation == generation);
-        if active {
-            return self.submit(found).await;
+        let active = self.jobs.iter().any(|j| j.generation == job.generation);
+        // A block on a dropped job of this pool is still worth asking about.
+        if !active && !found.is_block {
+            self.count_stale(&found, "its job was dropped before it was found");
+            return Ok(());
         }
-        if found.is_block && self.carry.pool_of(generation) == Some(self.pool_index) {
-            // A dropped job, but a block is always worth asking about.
-            return self.submit(found).await;
+        // Blocks are never held back.
+        if !found.is_block && !self.carry.may_submit(self.pool_index) {
+            self.ctx.stats.record_throttled(self.pool_index);
+            return Ok(());
         }
-        self.count_stale(&found, "its job was dropped before it was found");
-        Ok(())
+        self.submit(found).await
     }
 
     pub(super) fn count_stale(&self, found: &Found, why: &str) {
@@ -88,12 +136,35 @@ impl Connection<'_> {
                 "a block-solving share could not be submitted ({why}); it is in the found-blocks file"
             );
         }
-        self.ctx.stats.record_pool_result(
-            self.pool_index,
-            found.device,
-            ShareResult::Stale,
-            0.0,
-            None,
+        if found.is_share {
+            self.ctx.stats.record_pool_result(
+                self.pool_index,
+                found.device,
+                ShareResult::Stale,
+                0.0,
+                None,
+            );
+        }
+    }
+
+    /// Gives up on shares the pool has not answered in time.
+    pub(super) fn expire_submits(&mut self) {
+        let wait = self.options.timeouts.submit_answer;
+        while let Some(entry) = self.submits.first_entry() {
+            if entry.get().sent.elapsed() <= wait {
+                break;
+            }
+            let in_flight = entry.remove();
+            self.give_up(&in_flight, "no answer in time");
+        }
+    }
+
+    fn give_up(&self, in_flight: &InFlight, why: &str) {
+        self.ctx.stats.record_unanswered(self.pool_index);
+        tracing::debug!(
+            "{}: share of job {} unanswered: {why}",
+            self.url(),
+            in_flight.found.work.job.id
         );
     }
 
@@ -108,15 +179,21 @@ impl Connection<'_> {
             work.version,
         );
         let difficulty = target_difficulty(&work.job.share_target);
-        self.request(
-            "mining.submit",
-            params,
-            Pending::Submit {
+        if self.submits.len() >= MAX_IN_FLIGHT {
+            if let Some((_, oldest)) = self.submits.pop_first() {
+                self.give_up(&oldest, "too many awaiting an answer");
+            }
+        }
+        let id = self.take_id();
+        self.submits.insert(
+            id,
+            InFlight {
                 found: Box::new(found),
                 sent: Instant::now(),
                 difficulty,
             },
-        )
-        .await
+        );
+        self.send(super::request_line(id, "mining.submit", params))
+            .await
     }
 }

@@ -1,26 +1,30 @@
 //! The scheduler joins work to devices: one worker thread per device, each
 //! taking its own [`Work`] from the shared [`WorkSource`], scanning it in
 //! batches sized to take about `batch_time`, re-hashing every candidate on
-//! the CPU and passing verified shares and blocks to the job source.
+//! the CPU and offering verified shares and blocks to the [`FoundSink`],
+//! which the job source drains.
 //!
 //! A worker checks the job generation before every batch, so a new job
 //! reaches every device within one batch: `batch_time` bounds the lag.
 
+mod watchdog;
+
+pub use watchdog::WatchdogConfig;
+
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backend::{selftest, Device};
 use crate::control::{Health, RigControl};
-use crate::job::{Found, JobSource, JobSourceError, SourceContext};
-use crate::pow::header::with_nonce;
-use crate::pow::target::{hash_difficulty, meets};
+use crate::found::journal::FoundBlockLog;
+use crate::found::{verify, FoundProducer, FoundSink, Verdict, SINK_CAPACITY};
+use crate::job::source::{JobSource, JobSourceError, SourceContext};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::work::{Work, WorkSource};
+use watchdog::{mark_sick, watch_batches, Beat, Phase};
 
 /// How the scheduler runs devices.
 #[derive(Debug, Clone)]
@@ -32,7 +36,15 @@ pub struct SchedulerConfig {
     /// Enable/disable, thermal pauses and cutoffs, watchdog health.
     pub control: Arc<RigControl>,
     pub watchdog: WatchdogConfig,
+    /// Where blocks are written the moment they are verified.
+    pub found_blocks: Option<Arc<FoundBlockLog>>,
+    /// Once stopping, how long devices may take to finish and the job
+    /// source to submit what they found (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
 }
+
+/// The default `--shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -41,32 +53,8 @@ impl Default for SchedulerConfig {
             device_batch_times: Vec::new(),
             control: Arc::new(RigControl::default()),
             watchdog: WatchdogConfig::default(),
-        }
-    }
-}
-
-/// When a device is sick: reset once, then taken out of rotation.
-#[derive(Debug, Clone)]
-pub struct WatchdogConfig {
-    /// A batch this many times longer than its tuned length is sick...
-    pub slow_factor: u32,
-    /// ...and at least this long (first batches and tiny batch times).
-    pub slow_floor: Duration,
-    /// Hardware errors within the last [`HW_WINDOW`] batches that make a
-    /// device sick.
-    pub hw_errors: u32,
-    /// Run with `sh -c` when a device turns sick or fails, with
-    /// `HASHRIG_DEVICE`, `HASHRIG_DEVICE_NAME` and `HASHRIG_HEALTH` set.
-    pub on_sick: Option<String>,
-}
-
-impl Default for WatchdogConfig {
-    fn default() -> Self {
-        WatchdogConfig {
-            slow_factor: 20,
-            slow_floor: Duration::from_secs(10),
-            hw_errors: 8,
-            on_sick: None,
+            found_blocks: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -74,95 +62,17 @@ impl Default for WatchdogConfig {
 /// Batches over which hardware errors are counted.
 pub const HW_WINDOW: usize = 64;
 
-/// What the CPU made of a device's candidate nonce.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Meets the share target, the block target, or both.
-    Found(Found),
-    /// Passes the kernel's top-word test but not the full 256-bit target:
-    /// correct, and worth nothing.
-    Miss,
-    /// Does not even pass the top-word test: the device computed wrong.
-    HardwareError { top_word: u32 },
-}
-
-/// Re-hashes a candidate on the CPU with rust-bitcoin, independent of every
-/// backend, and classifies it.
-pub fn verify(work: &Arc<Work>, nonce: u32, device: usize) -> Verdict {
-    use bitcoin::hashes::Hash;
-    let hash = with_nonce(&work.header, nonce).block_hash();
-    let bytes = hash.to_byte_array();
-    let top_word = u32::from_le_bytes([bytes[28], bytes[29], bytes[30], bytes[31]]);
-    if top_word > work.kernel.target_top {
-        return Verdict::HardwareError { top_word };
-    }
-    let is_share = meets(&hash, &work.job.share_target);
-    let is_block = meets(&hash, &work.job.block_target());
-    if !is_share && !is_block {
-        return Verdict::Miss;
-    }
-    Verdict::Found(Found {
-        work: work.clone(),
-        nonce,
-        hash,
-        is_share,
-        is_block,
-        difficulty: hash_difficulty(&hash),
-        device,
-    })
-}
-
 /// The running device workers.
 pub struct Scheduler {
     workers: Vec<JoinHandle<()>>,
     watchdog: Option<JoinHandle<()>>,
-}
-
-/// What a worker shows the watchdog thread: when its current batch began
-/// (nanoseconds since the scheduler started, 0 when idle) and how long it
-/// should take.
-#[derive(Debug, Default)]
-struct Beat {
-    batch_started_ns: AtomicU64,
-    expected_ns: AtomicU64,
-}
-
-/// Runs the operator's hook for a device that turned sick or failed.
-fn run_hook(hook: &Option<String>, index: usize, name: &str, health: Health) {
-    let Some(command) = hook else {
-        return;
-    };
-    let health = format!("{health:?}").to_lowercase();
-    match std::process::Command::new("sh")
-        .args(["-c", command])
-        .env("HASHRIG_DEVICE", index.to_string())
-        .env("HASHRIG_DEVICE_NAME", name)
-        .env("HASHRIG_HEALTH", &health)
-        .spawn()
-    {
-        // Reaped on its own thread: a slow hook never blocks mining.
-        Ok(mut child) => {
-            std::thread::spawn(move || child.wait());
-        }
-        Err(e) => tracing::error!("--on-sick {command:?}: {e}"),
-    }
-}
-
-/// Marks a device sick and says so.
-fn mark_sick(control: &RigControl, hook: &Option<String>, index: usize, name: &str, why: &str) {
-    let health = control.mark_sick(index);
-    match health {
-        Health::Failed => {
-            tracing::error!("{name}: {why} again after a reset: taken out of rotation")
-        }
-        _ => tracing::warn!("{name}: {why}: sick, will be reset"),
-    }
-    run_hook(hook, index, name, health);
+    shutdown: Shutdown,
+    grace: Duration,
 }
 
 impl Scheduler {
     /// Starts `source` on its own thread and the devices on its work, joined
-    /// by the channel that carries what they find back to the source (which
+    /// by the sink that carries what they find back to the source (which
     /// submits it). The source sees the same `RigControl` as the devices.
     pub fn start_with_source(
         mut source: Box<dyn JobSource>,
@@ -172,32 +82,36 @@ impl Scheduler {
         shutdown: Shutdown,
         config: SchedulerConfig,
     ) -> (Self, JoinHandle<Result<(), JobSourceError>>) {
-        let (found_tx, found_rx) = std::sync::mpsc::channel();
+        let sink = FoundSink::new(SINK_CAPACITY, config.found_blocks.clone(), stats.clone());
         let ctx = SourceContext {
             work: work.clone(),
-            found: found_rx,
+            found: sink.clone(),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
             control: config.control.clone(),
+            grace: config.shutdown_grace,
         };
+        let scheduler = Scheduler::start(devices, work, stats, &sink, shutdown, config);
         let source = std::thread::spawn(move || source.run(ctx));
-        let scheduler = Scheduler::start(devices, work, stats, found_tx, shutdown, config);
         (scheduler, source)
     }
 
-    /// Starts one worker per device. Device `i` is counted in `stats` as
-    /// device `i`.
+    /// Starts one worker per device, each with its own producer of `sink`.
+    /// Device `i` is counted in `stats` as device `i`.
     pub fn start(
         devices: Vec<Box<dyn Device>>,
         work: Arc<WorkSource>,
         stats: Arc<Stats>,
-        found: Sender<Found>,
+        sink: &FoundSink,
         shutdown: Shutdown,
         config: SchedulerConfig,
     ) -> Self {
         let origin = Instant::now();
         let beats: Arc<Vec<Beat>> = Arc::new((0..devices.len()).map(|_| Beat::default()).collect());
         let names: Vec<String> = devices.iter().map(|d| d.info().label()).collect();
+        if devices.is_empty() {
+            sink.close();
+        }
         let workers = devices
             .into_iter()
             .enumerate()
@@ -207,7 +121,7 @@ impl Scheduler {
                     device,
                     work: work.clone(),
                     stats: stats.clone(),
-                    found: found.clone(),
+                    found: sink.producer(),
                     shutdown: shutdown.clone(),
                     batch_time: config
                         .device_batch_times
@@ -233,63 +147,44 @@ impl Scheduler {
             })
             .collect();
         let watchdog = {
-            let (control, shutdown, dog) =
-                (config.control.clone(), shutdown.clone(), config.watchdog);
+            let (control, stop, dog) = (config.control.clone(), shutdown.clone(), config.watchdog);
             std::thread::Builder::new()
                 .name("watchdog".into())
-                .spawn(move || watch_batches(&beats, &names, &control, &dog, &shutdown, origin))
+                .spawn(move || watch_batches(&beats, &names, &control, &dog, &stop, origin))
                 .ok()
         };
-        Scheduler { workers, watchdog }
+        Scheduler {
+            workers,
+            watchdog,
+            shutdown,
+            grace: config.shutdown_grace,
+        }
     }
 
-    /// Waits for every worker to finish (after the shutdown signal). A
-    /// worker stuck in a hung device is given up on after a while, so the
-    /// miner still exits.
+    /// Waits for every worker to finish its batch (after the shutdown
+    /// signal), until the grace period from the signal is over: a worker
+    /// stuck in a hung device is left behind, so the miner still exits.
     pub fn join(self) {
+        let deadline = self.shutdown.triggered_at().unwrap_or_else(Instant::now) + self.grace;
+        while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut stuck = 0;
         for worker in self.workers {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !worker.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
             if worker.is_finished() {
                 let _ = worker.join();
             } else {
-                tracing::error!("a device did not finish its batch within 30 s; leaving it");
+                stuck += 1;
             }
+        }
+        if stuck > 0 {
+            tracing::error!(
+                "{stuck} device(s) did not finish their batch within {:?}; leaving them",
+                self.grace
+            );
         }
         if let Some(dog) = self.watchdog {
             let _ = dog.join();
-        }
-    }
-}
-
-/// The watchdog thread: a batch running far past its expected length makes
-/// its device sick while it is still stuck, without waiting for it.
-fn watch_batches(
-    beats: &[Beat],
-    names: &[String],
-    control: &RigControl,
-    dog: &WatchdogConfig,
-    shutdown: &Shutdown,
-    origin: Instant,
-) {
-    let mut flagged = vec![0u64; beats.len()];
-    while !shutdown.wait_timeout(Duration::from_millis(100)) {
-        let now = origin.elapsed().as_nanos() as u64;
-        for (index, beat) in beats.iter().enumerate() {
-            let started = beat.batch_started_ns.load(Ordering::SeqCst);
-            if started == 0 || flagged[index] == started {
-                continue;
-            }
-            let expected = Duration::from_nanos(beat.expected_ns.load(Ordering::SeqCst));
-            let limit = (expected * dog.slow_factor).max(dog.slow_floor);
-            let running = Duration::from_nanos(now.saturating_sub(started));
-            if running > limit {
-                flagged[index] = started;
-                let why = format!("a batch has run {running:.1?}, over its {limit:.1?} limit");
-                mark_sick(control, &dog.on_sick, index, &names[index], &why);
-            }
         }
     }
 }
@@ -299,7 +194,7 @@ struct Worker {
     device: Box<dyn Device>,
     work: Arc<WorkSource>,
     stats: Arc<Stats>,
-    found: Sender<Found>,
+    found: FoundProducer,
     shutdown: Shutdown,
     batch_time: Duration,
     control: Arc<RigControl>,
@@ -342,28 +237,31 @@ impl Worker {
                 next_nonce = 0;
                 continue;
             }
-            let Some(work) = current.clone() else {
+            let Some(mut work) = current.clone() else {
                 continue;
             };
+            // Its block found, a parent whose block target is easier than
+            // the share target (regtest, test networks) has nothing more to
+            // give than shares: look for shares only, at full speed.
+            if work.hunts_block() && self.found.is_solved(&work.job) {
+                work = Arc::new(work.shares_only());
+                current = Some(work.clone());
+            }
             let count = batch
                 .min(candidate_cap(work.kernel.target_top, granularity))
                 .min(NONCE_SPACE - next_nonce);
             let started = Instant::now();
-            let beat = &self.beats[self.index];
             let expected = self.batch_time.mul_f64(count as f64 / batch as f64);
-            beat.expected_ns
-                .store(expected.as_nanos() as u64, Ordering::SeqCst);
-            beat.batch_started_ns.store(
-                (started.duration_since(self.origin).as_nanos() as u64).max(1),
-                Ordering::SeqCst,
-            );
-            let scanned = self.device.scan(&work.kernel, next_nonce as u32, count);
-            beat.batch_started_ns.store(0, Ordering::SeqCst);
-            let candidates = match scanned {
+            let candidates = match self.scan(&work, next_nonce, count, expected) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!("{label}: taken out of rotation: {e}");
-                    return;
+                    // Handed to the watchdog's rule: reset once, then out.
+                    self.sick(&label, &format!("scan failed: {e}"));
+                    if self.control.health(self.index) == Health::Sick {
+                        self.reset(&label);
+                    }
+                    current = None;
+                    continue;
                 }
             };
             let elapsed = started.elapsed();
@@ -377,48 +275,8 @@ impl Worker {
             tracing::trace!("{label}: {count} nonces in {elapsed:?} (device busy {busy:?})");
             self.stats.record_hashes(self.index, count, Instant::now());
             next_nonce += count;
-            let mut hw_errors = 0u32;
-            for nonce in candidates {
-                match verify(&work, nonce, self.index) {
-                    Verdict::Found(found) => {
-                        // Blocks are counted by the job source, which knows
-                        // whether a block is new (on regtest every other
-                        // nonce solves the same parent).
-                        self.stats.record_share_difficulty(found.difficulty);
-                        if self.found.send(found).is_err() {
-                            tracing::debug!("{label}: job source gone; stopping");
-                            return;
-                        }
-                    }
-                    Verdict::Miss => {}
-                    Verdict::HardwareError { top_word } => {
-                        hw_errors += 1;
-                        self.stats.record_hw_error(self.index);
-                        tracing::warn!(
-                            "{label}: hardware error: nonce {nonce} reported, but its hash's top word is {top_word:#010x} > {:#010x}",
-                            work.kernel.target_top
-                        );
-                    }
-                }
-            }
-            if hw_window.len() == HW_WINDOW {
-                hw_window.pop_front();
-            }
-            hw_window.push_back(hw_errors);
-            if hw_window.iter().sum::<u32>() >= self.watchdog.hw_errors {
-                hw_window.clear();
-                let why = format!(
-                    "{} hardware errors in {HW_WINDOW} batches",
-                    self.watchdog.hw_errors
-                );
-                mark_sick(
-                    &self.control,
-                    &self.watchdog.on_sick,
-                    self.index,
-                    &label,
-                    &why,
-                );
-            }
+            let hw_errors = self.check(&work, candidates, &label);
+            self.count_hw_errors(&mut hw_window, hw_errors, &label);
             if self.control.health(self.index) == Health::Sick {
                 self.reset(&label);
                 current = None;
@@ -434,26 +292,93 @@ impl Worker {
         }
     }
 
-    /// The watchdog's one reset: the backend's own, then the self-test.
+    /// One batch, watched by the watchdog.
+    fn scan(
+        &mut self,
+        work: &Work,
+        start: u64,
+        count: u64,
+        expected: Duration,
+    ) -> Result<Vec<u32>, crate::backend::DeviceError> {
+        let beat = &self.beats[self.index];
+        beat.begin(self.origin, expected, Phase::Scanning);
+        let scanned = self.device.scan(&work.kernel, start as u32, count);
+        beat.end();
+        scanned
+    }
+
+    fn sick(&self, label: &str, why: &str) {
+        mark_sick(
+            &self.control,
+            &self.watchdog.on_sick,
+            self.index,
+            label,
+            why,
+        );
+    }
+
+    /// Too many hardware errors over the last [`HW_WINDOW`] batches make the
+    /// device sick.
+    fn count_hw_errors(&self, window: &mut VecDeque<u32>, hw_errors: u32, label: &str) {
+        if window.len() == HW_WINDOW {
+            window.pop_front();
+        }
+        window.push_back(hw_errors);
+        if window.iter().sum::<u32>() >= self.watchdog.hw_errors {
+            window.clear();
+            let why = format!(
+                "{} hardware errors in {HW_WINDOW} batches",
+                self.watchdog.hw_errors
+            );
+            self.sick(label, &why);
+        }
+    }
+
+    /// Re-hashes a batch's candidates on the CPU and offers what they are
+    /// worth to the sink; returns the hardware errors among them.
+    fn check(&self, work: &Arc<Work>, candidates: Vec<u32>, label: &str) -> u32 {
+        let mut hw_errors = 0;
+        for nonce in candidates {
+            match verify(work, nonce, self.index) {
+                Verdict::Found(found) => {
+                    self.stats.record_share_difficulty(found.difficulty);
+                    self.found.offer(found);
+                }
+                Verdict::Miss => {}
+                Verdict::HardwareError { top_word } => {
+                    hw_errors += 1;
+                    self.stats.record_hw_error(self.index);
+                    tracing::warn!(
+                        "{label}: hardware error: nonce {nonce} reported, but its hash's top word is {top_word:#010x} > {:#010x}",
+                        work.kernel.target_top
+                    );
+                }
+            }
+        }
+        hw_errors
+    }
+
+    /// The watchdog's one reset: the backend's own, then the self-test,
+    /// watched like a batch (a hang here fails the device).
     fn reset(&mut self, label: &str) {
+        let beat = &self.beats[self.index];
+        self.control.begin_reset(self.index);
+        beat.begin(self.origin, self.watchdog.slow_floor, Phase::Resetting);
         let result = self
             .device
             .reset()
             .map_err(|e| e.to_string())
             .and_then(|()| selftest::run(self.device.as_mut()).map_err(|e| e.to_string()));
-        self.control.record_reset(self.index);
+        beat.end();
         match result {
-            Ok(()) => tracing::info!("{label}: reset and passed its self-test"),
-            Err(e) => {
-                let why = format!("reset failed ({e})");
-                mark_sick(
-                    &self.control,
-                    &self.watchdog.on_sick,
-                    self.index,
-                    label,
-                    &why,
-                );
+            Ok(()) if self.control.health(self.index) == Health::Failed => {
+                tracing::warn!("{label}: reset and passed its self-test, too late: it stays out")
             }
+            Ok(()) => {
+                self.control.reset_passed(self.index);
+                tracing::info!("{label}: reset and passed its self-test");
+            }
+            Err(e) => self.sick(label, &format!("reset failed ({e})")),
         }
     }
 }

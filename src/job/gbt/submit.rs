@@ -1,0 +1,124 @@
+//! `submitblock` (BIP 22), retried while the node cannot answer and there is
+//! time: shared by the solo source and `hashrig found-blocks submit`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::rpc::{NodeError, NodeRpc};
+use crate::found::journal::BlockOutcome;
+
+/// Longest pause between attempts.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// Reads a node's answer to `submitblock`: `null` is accepted; a string is
+/// why not (BIP 22). `attempts` counts this one: a "duplicate" after an
+/// earlier attempt means that attempt got through before its link broke.
+pub fn read_answer(answer: &Value, attempts: u32) -> (BlockOutcome, Option<String>) {
+    match answer {
+        Value::Null => (BlockOutcome::Accepted, None),
+        Value::String(reason) => {
+            let reason: String = reason.chars().take(200).collect();
+            match reason.as_str() {
+                "duplicate" if attempts > 1 => (BlockOutcome::Accepted, None),
+                "inconclusive" => (BlockOutcome::Stale, Some(reason)),
+                _ => (BlockOutcome::Rejected, Some(reason)),
+            }
+        }
+        other => (
+            BlockOutcome::Rejected,
+            Some(format!(
+                "unexpected answer {}",
+                other.to_string().chars().take(80).collect::<String>()
+            )),
+        ),
+    }
+}
+
+/// Submits `block` (hex) until the node answers, or until `deadline()`
+/// (asked before every attempt: a miner that starts stopping sets one)
+/// has passed: then the block is [`BlockOutcome::Unsubmitted`]. No call
+/// outlives the deadline.
+pub fn submit_block(
+    rpc: &NodeRpc,
+    block: &str,
+    deadline: &dyn Fn() -> Option<Instant>,
+) -> (BlockOutcome, Option<String>) {
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let result = match deadline() {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (BlockOutcome::Unsubmitted, Some("no time left".into()));
+                }
+                rpc.with_timeout(left).call("submitblock", json!([block]))
+            }
+            None => rpc.call("submitblock", json!([block])),
+        };
+        match result {
+            Ok(answer) => return read_answer(&answer, attempts),
+            Err(NodeError::Rpc { message, code, .. }) => {
+                return (
+                    BlockOutcome::Rejected,
+                    Some(format!("{message} (code {code})")),
+                );
+            }
+            Err(e) => {
+                let pause = match deadline() {
+                    Some(d) if Instant::now() + delay >= d => {
+                        tracing::error!("giving up submitting the block: {e}");
+                        return (BlockOutcome::Unsubmitted, Some(e.to_string()));
+                    }
+                    _ => delay,
+                };
+                tracing::warn!("submitting the block: {e}; retrying in {pause:?}");
+                std::thread::sleep(pause);
+                delay = (delay * 2).min(MAX_DELAY);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_as_bip22_gives_them() {
+        assert_eq!(read_answer(&Value::Null, 1).0, BlockOutcome::Accepted);
+        assert_eq!(
+            read_answer(&json!("duplicate"), 2).0,
+            BlockOutcome::Accepted
+        );
+        assert_eq!(
+            read_answer(&json!("duplicate"), 1),
+            (BlockOutcome::Rejected, Some("duplicate".into()))
+        );
+        assert_eq!(
+            read_answer(&json!("inconclusive"), 1).0,
+            BlockOutcome::Stale
+        );
+        assert_eq!(read_answer(&json!(42), 1).0, BlockOutcome::Rejected);
+    }
+
+    #[test]
+    fn an_unreachable_node_is_given_up_on_at_the_deadline() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let rpc = NodeRpc::new(
+            &url,
+            super::super::rpc::RpcAuth::None,
+            Duration::from_secs(5),
+        );
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(900);
+        let (outcome, reason) = submit_block(&rpc, "00", &|| Some(deadline));
+        assert_eq!(outcome, BlockOutcome::Unsubmitted);
+        assert!(reason.is_some_and(|r| r.contains("cannot connect")));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
