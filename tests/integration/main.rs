@@ -5,9 +5,12 @@
 //! installs PoCL and lavapipe.
 
 mod api;
+mod chaos;
 mod cli;
 mod common;
 mod gpu;
+mod pools;
+mod relay;
 mod rig;
 mod scheduler;
 mod solo;

@@ -4,12 +4,13 @@
 //! the other device keeps mining throughout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo};
 use hashrig::control::{Health, Readings, RigControl};
+use hashrig::found::{FoundSink, SINK_CAPACITY};
 use hashrig::job::bench::bench_job;
 use hashrig::job::Job;
 use hashrig::pow::KernelWork;
@@ -36,12 +37,25 @@ impl Sensor for TestSensor {
     }
 }
 
-/// A CPU device that can be made to hang (each scan waits `stall`) or to
-/// lie (each scan also reports a nonce that is no candidate).
+/// A CPU device that can be made to hang (each scan waits `stall`), to
+/// lie (each scan also reports a nonce that is no candidate), or to fail
+/// (each scan an error, as a lost GPU's driver returns).
 struct Faulty {
     inner: CpuDevice,
     stall: Arc<AtomicBool>,
     lie: bool,
+    broken: Arc<AtomicBool>,
+}
+
+impl Faulty {
+    fn new(stall: Arc<AtomicBool>, lie: bool) -> Self {
+        Faulty {
+            inner: CpuDevice::new(cpu::info(), 1),
+            stall,
+            lie,
+            broken: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl Device for Faulty {
@@ -52,6 +66,13 @@ impl Device for Faulty {
         self.inner.granularity()
     }
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(DeviceError::Driver {
+                device: "test".into(),
+                operation: "clEnqueueNDRangeKernel",
+                message: "CL_OUT_OF_RESOURCES".into(),
+            });
+        }
         if self.stall.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(700));
         }
@@ -68,7 +89,7 @@ struct Rig {
     control: Arc<RigControl>,
     shutdown: Shutdown,
     scheduler: Option<Scheduler>,
-    _found: mpsc::Receiver<hashrig::job::Found>,
+    _found: FoundSink,
 }
 
 impl Drop for Rig {
@@ -90,12 +111,12 @@ fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
         ..bench_job()
     });
     let shutdown = Shutdown::new();
-    let (tx, rx) = mpsc::channel();
+    let sink = FoundSink::new(SINK_CAPACITY, None, stats.clone());
     let scheduler = Scheduler::start(
         devices,
         work,
         stats.clone(),
-        tx,
+        &sink,
         shutdown.clone(),
         SchedulerConfig {
             batch_time: Duration::from_millis(50),
@@ -109,7 +130,7 @@ fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
         control,
         shutdown,
         scheduler: Some(scheduler),
-        _found: rx,
+        _found: sink,
     }
 }
 
@@ -198,11 +219,7 @@ fn a_hung_device_is_reset_once_then_taken_out() {
     let stall = Arc::new(AtomicBool::new(false));
     let (hook, command) = hook_file("hung");
     let rig = start(
-        Box::new(Faulty {
-            inner: CpuDevice::new(cpu::info(), 1),
-            stall: stall.clone(),
-            lie: false,
-        }),
+        Box::new(Faulty::new(stall.clone(), false)),
         WatchdogConfig {
             slow_factor: 4,
             slow_floor: Duration::from_millis(300),
@@ -237,11 +254,7 @@ fn a_hung_device_is_reset_once_then_taken_out() {
 #[test]
 fn a_device_answering_wrong_is_reset_then_taken_out() {
     let rig = start(
-        Box::new(Faulty {
-            inner: CpuDevice::new(cpu::info(), 1),
-            stall: Arc::new(AtomicBool::new(false)),
-            lie: true,
-        }),
+        Box::new(Faulty::new(Arc::new(AtomicBool::new(false)), true)),
         WatchdogConfig {
             hw_errors: 4,
             ..WatchdogConfig::default()
@@ -263,4 +276,81 @@ fn a_device_answering_wrong_is_reset_then_taken_out() {
         errors,
         "a failed device kept mining"
     );
+}
+
+#[test]
+fn a_device_whose_scans_fail_is_reset_then_failed_visibly() {
+    let faulty = Faulty::new(Arc::new(AtomicBool::new(false)), false);
+    let broken = faulty.broken.clone();
+    let (hook, command) = hook_file("broken");
+    let rig = start(
+        Box::new(faulty),
+        WatchdogConfig {
+            on_sick: Some(command),
+            ..WatchdogConfig::default()
+        },
+    );
+    wait_until("both devices mining", PATIENCE, || {
+        rig.nonces(1) > 0 && rig.nonces(0) > 0
+    });
+    broken.store(true, Ordering::SeqCst);
+    // Its reset's self-test fails too: out, with the driver's words.
+    wait_until("failed", PATIENCE, || {
+        rig.control.health(1) == Health::Failed
+    });
+    assert_eq!(rig.control.resets(1), 1);
+    assert_eq!(rig.control.state(1), "failed");
+    let reason = rig.control.health_reason(1).unwrap_or_default();
+    assert!(reason.contains("CL_OUT_OF_RESOURCES"), "{reason}");
+    let metrics = hashrig::api::metrics::render(&rig.stats.snapshot(), &rig.control);
+    assert!(
+        metrics.contains("hashrig_device_enabled{device=\"1\",state=\"failed\"} 0"),
+        "{metrics}"
+    );
+    assert!(!rig.control.all_failed(), "device 0 still mines");
+    assert!(rig.hashes(0, Duration::from_millis(300)));
+    wait_until("the hook's lines", PATIENCE, || {
+        std::fs::read_to_string(&hook).is_ok_and(|t| t.contains("1 sick") && t.contains("1 failed"))
+    });
+    let _ = std::fs::remove_file(hook);
+}
+
+#[test]
+fn when_every_device_fails_the_rig_says_so() {
+    let first = Faulty::new(Arc::new(AtomicBool::new(false)), false);
+    let second = Faulty::new(Arc::new(AtomicBool::new(false)), false);
+    let (broken_first, broken_second) = (first.broken.clone(), second.broken.clone());
+    let stats = Arc::new(Stats::new(vec!["a".into(), "b".into()]));
+    let control = Arc::new(RigControl::new(2, 0));
+    let work = Arc::new(WorkSource::new());
+    work.publish(bench_job());
+    let shutdown = Shutdown::new();
+    let sink = FoundSink::new(SINK_CAPACITY, None, stats.clone());
+    let scheduler = Scheduler::start(
+        vec![Box::new(first), Box::new(second)],
+        work,
+        stats.clone(),
+        &sink,
+        shutdown.clone(),
+        SchedulerConfig {
+            batch_time: Duration::from_millis(50),
+            control: control.clone(),
+            ..SchedulerConfig::default()
+        },
+    );
+    wait_until("both devices mining", PATIENCE, || {
+        stats.snapshot().devices.iter().all(|d| d.nonces > 0)
+    });
+    broken_first.store(true, Ordering::SeqCst);
+    broken_second.store(true, Ordering::SeqCst);
+    wait_until("every device failed", PATIENCE, || control.all_failed());
+    for i in 0..2 {
+        assert_eq!(control.state(i), "failed");
+        assert!(control
+            .health_reason(i)
+            .is_some_and(|r| r.contains("CL_OUT_OF_RESOURCES")));
+    }
+    shutdown.trigger();
+    scheduler.join();
+    assert!(sink.is_drained(), "the workers ended and the sink closed");
 }

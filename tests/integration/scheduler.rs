@@ -3,7 +3,6 @@
 //! device within one batch, and no header and nonce hashed twice.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,9 @@ use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::{CompactTarget, Transaction};
 use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo};
+use hashrig::found::{Found, FoundSink, Taken, SINK_CAPACITY};
 use hashrig::job::bench::bench_job;
-use hashrig::job::{Found, Job};
+use hashrig::job::Job;
 use hashrig::pow::KernelWork;
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
@@ -64,7 +64,7 @@ impl Device for Recording {
 struct Rig {
     work: Arc<WorkSource>,
     stats: Arc<Stats>,
-    found: Receiver<Found>,
+    found: FoundSink,
     shutdown: Shutdown,
     scheduler: Option<Scheduler>,
     logs: Vec<Arc<Mutex<Vec<ScanRecord>>>>,
@@ -90,12 +90,12 @@ impl Rig {
         ));
         let work = Arc::new(WorkSource::new());
         let shutdown = Shutdown::new();
-        let (tx, rx) = mpsc::channel();
+        let sink = FoundSink::new(SINK_CAPACITY, None, stats.clone());
         let scheduler = Scheduler::start(
             list,
             work.clone(),
             stats.clone(),
-            tx,
+            &sink,
             shutdown.clone(),
             SchedulerConfig {
                 batch_time: batch,
@@ -105,7 +105,7 @@ impl Rig {
         Rig {
             work,
             stats,
-            found: rx,
+            found: sink,
             shutdown,
             scheduler: Some(scheduler),
             logs,
@@ -116,6 +116,14 @@ impl Rig {
         self.shutdown.trigger();
         if let Some(s) = self.scheduler.take() {
             s.join();
+        }
+    }
+
+    /// The next result, waiting up to `timeout`.
+    fn next_found(&self, timeout: Duration) -> Option<Found> {
+        match self.found.wait(timeout) {
+            Taken::Found(found) => Some(*found),
+            Taken::Empty | Taken::Closed => None,
         }
     }
 }
@@ -141,7 +149,7 @@ fn shares_are_real_and_rebuild_from_the_job() {
     let mut shares = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while shares.len() < 8 && Instant::now() < deadline {
-        if let Ok(found) = rig.found.recv_timeout(Duration::from_millis(200)) {
+        if let Some(found) = rig.next_found(Duration::from_millis(200)) {
             shares.push(found);
         }
     }
@@ -180,15 +188,28 @@ fn blocks_are_recognised_on_an_easy_network() {
         bits: CompactTarget::from_consensus(0x207f_ffff),
         ..bench_job()
     });
-    let found = rig
-        .found
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a block");
+    let found = rig.next_found(Duration::from_secs(30)).expect("a block");
+    // One block per parent: then the device hunts shares (difficulty 1)
+    // only, in full-size batches rather than the few dozen nonces the
+    // block target's flood of candidates allowed.
+    let log = rig.logs[0].clone();
+    let after_block = log.lock().unwrap().len();
+    crate::common::wait_until("full-size batches", Duration::from_secs(30), || {
+        log.lock().unwrap()[after_block..]
+            .iter()
+            .any(|scan| scan.count >= 1 << 12)
+    });
+    let more = rig.next_found(Duration::from_millis(300));
     rig.stop();
     assert!(found.is_block);
     // A block below the (difficulty 1) share target is still reported.
     assert!(!found.is_share || bench_job().share_target.is_met_by(found.hash));
     assert!(found.header().target().is_met_by(found.hash));
+    assert!(
+        more.as_ref().is_none_or(|f| !f.is_block),
+        "a second block on the same parent: {more:?}"
+    );
+    assert_eq!(rig.stats.snapshot().devices[0].blocks, 1);
 }
 
 #[test]
@@ -200,7 +221,7 @@ fn wrong_answers_are_hardware_errors() {
     let snapshot = rig.stats.snapshot();
     assert!(snapshot.devices[0].hw_errors > 0);
     assert!(
-        rig.found.try_recv().is_err(),
+        rig.found.try_take().is_none(),
         "a wrong answer was passed on as a share"
     );
 }

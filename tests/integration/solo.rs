@@ -14,7 +14,7 @@ use std::time::Duration;
 use bitcoin::{Address, Block, Network, PublicKey};
 use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo};
-use hashrig::job::found_blocks::FoundBlockLog;
+use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::gbt::rpc::{NodeRpc, RpcAuth};
 use hashrig::job::gbt::{GbtSource, SoloOptions};
 use hashrig::pow::KernelWork;
@@ -25,6 +25,7 @@ use hashrig::work::WorkSource;
 use serde_json::{json, Value};
 
 use crate::common::wait_until;
+use crate::relay::Relay;
 
 static CHAIN: Mutex<()> = Mutex::new(());
 
@@ -166,8 +167,9 @@ fn mines_exactly_max_blocks_paying_the_address_with_the_height() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary: Value =
         serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("a JSON summary");
-    assert_eq!(summary["accepted"], 5, "{summary}");
+    assert_eq!(summary["blocks_accepted"], 5, "{summary}");
     assert_eq!(summary["blocks"], 5, "{summary}");
+    assert_eq!(summary["accepted"], 0, "blocks are not shares: {summary}");
     assert_eq!(node.height(), start + 5, "exactly five blocks");
 
     let saved: Vec<Value> = std::fs::read_to_string(&found)
@@ -244,7 +246,6 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
         address: payout_address().to_string(),
         coinbase_tag: Vec::new(),
         max_blocks: Some(1),
-        found_blocks: Some(log),
         poll_interval: Duration::from_millis(500),
     };
     let open = Arc::new(AtomicBool::new(false));
@@ -261,7 +262,10 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
         work.clone(),
         stats.clone(),
         shutdown.clone(),
-        SchedulerConfig::default(),
+        SchedulerConfig {
+            found_blocks: Some(log),
+            ..SchedulerConfig::default()
+        },
     );
     wait_until("a template", Duration::from_secs(30), || {
         work.generation() != 0
@@ -309,7 +313,12 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
         saved["hash"], tip,
         "the saved block is the one the node took"
     );
-    assert_eq!(stats.snapshot().pools[0].accepted, 1);
+    assert_eq!(stats.snapshot().pools[0].blocks_accepted, 1);
+    assert_eq!(
+        stats.snapshot().pools[0].accepted,
+        0,
+        "blocks are not shares"
+    );
     // Node b follows again, so later tests get templates.
     wait_until("the nodes to reconnect", Duration::from_secs(60), || {
         node.rpc.call("getblocktemplate", json!([])).is_ok()
@@ -417,4 +426,216 @@ fn bad_nodes_and_addresses_are_clear_errors_or_retries() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"nonsense\""));
+}
+
+#[test]
+fn a_block_found_in_the_very_last_batch_is_saved_and_submitted() {
+    let _turn = take_turn();
+    let node = node();
+    let dir = std::env::temp_dir().join(format!("hashrig-solo-last-{}", std::process::id()));
+    let path = dir.join("found.jsonl");
+    let log = Arc::new(FoundBlockLog::open(&path).unwrap());
+    let options = SoloOptions {
+        rpc: NodeRpc::new(
+            &node.url,
+            RpcAuth::UserPass {
+                user: node.user.clone(),
+                password: node.pass.clone(),
+            },
+            Duration::from_secs(10),
+        ),
+        address: payout_address().to_string(),
+        coinbase_tag: Vec::new(),
+        max_blocks: None,
+        poll_interval: Duration::from_millis(500),
+    };
+    let open = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Stats::new(vec!["cpu".into()]).with_pools(vec![node.url.clone()]));
+    let work = Arc::new(WorkSource::new());
+    let shutdown = Shutdown::new();
+    let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
+        inner: CpuDevice::new(cpu::info(), 1),
+        open: open.clone(),
+    })];
+    let (scheduler, source) = Scheduler::start_with_source(
+        Box::new(GbtSource::new(options)),
+        devices,
+        work.clone(),
+        stats.clone(),
+        shutdown.clone(),
+        SchedulerConfig {
+            found_blocks: Some(log),
+            ..SchedulerConfig::default()
+        },
+    );
+    wait_until("a template", Duration::from_secs(30), || {
+        work.generation() != 0
+    });
+    let start = node.height();
+    // The device is in its batch, held at the gate; the miner is told to
+    // stop, and only then does the batch end, with a block in it.
+    shutdown.trigger();
+    open.store(true, Ordering::SeqCst);
+    scheduler.join();
+    source.join().unwrap().unwrap();
+
+    let records: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let found = records
+        .iter()
+        .find(|r| r["block"].is_string())
+        .expect("the block in the found-blocks file");
+    assert_eq!(node.height(), start + 1, "the node took the block");
+    let tip = node.call("getblockhash", json!([start + 1]));
+    assert_eq!(found["hash"], tip);
+    assert!(
+        records
+            .iter()
+            .any(|r| r["hash"] == tip && r["result"] == json!("accepted")),
+        "the node's answer recorded: {records:?}"
+    );
+    assert_eq!(stats.snapshot().pools[0].blocks_accepted, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_while_the_node_is_down_exits_in_the_grace_period_and_found_blocks_submit_sends_it_later()
+{
+    let _turn = take_turn();
+    let node = node();
+    let relay = Relay::start(&node.url);
+    let dir = std::env::temp_dir().join(format!("hashrig-solo-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let found = dir.join("found.jsonl");
+    let address = payout_address().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hashrig"))
+        .args([
+            "solo",
+            "--rpc-url",
+            &relay.url,
+            "--rpc-user",
+            &node.user,
+            "--rpc-pass",
+            &node.pass,
+            "--address",
+            &address,
+            "--backend",
+            "cpu",
+            "--cpu-threads",
+            "1",
+            "--shutdown-grace",
+            "3",
+            "--quiet",
+            "--found-blocks",
+            found.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hashrig");
+    // Mining: a block accepted through the relay; then the node "goes
+    // down" with the next block found.
+    let start = node.height();
+    wait_until("a block accepted", Duration::from_secs(60), || {
+        node.height() > start
+    });
+    relay.armed.store(true, Ordering::SeqCst);
+    wait_until(
+        "the node to go down with a block",
+        Duration::from_secs(60),
+        || relay.down.load(Ordering::SeqCst),
+    );
+    let height = node.height();
+    let stop = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        waited += 1;
+        if waited > 1000 {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = stop.elapsed();
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(
+        took < Duration::from_secs(3 + 2),
+        "exited {took:?} after SIGTERM"
+    );
+
+    // The block is in the file, unsubmitted, and nowhere else.
+    assert_eq!(node.height(), height);
+    let records: Vec<Value> = std::fs::read_to_string(&found)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last_block = records
+        .iter()
+        .rev()
+        .find(|r| r["block"].is_string())
+        .expect("a block in the file");
+    let hash = last_block["hash"].as_str().unwrap().to_owned();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["hash"] == json!(hash) && r["result"] == json!("unsubmitted")),
+        "{records:?}"
+    );
+    let listed = hashrig(&[
+        "found-blocks",
+        "submit",
+        "--dry-run",
+        "--found-blocks",
+        found.to_str().unwrap(),
+    ]);
+    let listed_out = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success());
+    assert!(listed_out.contains(&hash), "{listed_out}");
+    assert_eq!(listed_out.lines().count(), 1, "{listed_out}");
+
+    // The node is back (here: reached directly): the block goes in.
+    let sent = hashrig(&[
+        "found-blocks",
+        "submit",
+        "--rpc-url",
+        &node.url,
+        "--rpc-user",
+        &node.user,
+        "--rpc-pass",
+        &node.pass,
+        "--found-blocks",
+        found.to_str().unwrap(),
+    ]);
+    let sent_out = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success(),
+        "{sent_out} {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(sent_out.trim(), format!("{hash}: accepted"));
+    assert_eq!(node.height(), height + 1);
+    assert_eq!(node.call("getblockhash", json!([height + 1])), json!(hash));
+    // Answered now: nothing is left to send.
+    let again = hashrig(&[
+        "found-blocks",
+        "submit",
+        "--dry-run",
+        "--found-blocks",
+        found.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).trim().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
 }

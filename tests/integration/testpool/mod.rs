@@ -3,7 +3,13 @@
 //! job with rust-bitcoin and checked for proof of work against the
 //! difficulty in force when that job was sent. Scenarios are driven from
 //! the test: difficulty changes, new extranonce, version mask, clean jobs,
-//! restarts, silence, refusing connections, rejecting shares, raw lines.
+//! restarts, silence, refusing connections, rejecting shares, raw lines,
+//! submits never answered, and the ways real pools treat requests they do
+//! not take ([`Quirk`]).
+
+mod session;
+
+use session::Session;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
@@ -13,9 +19,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bitcoin::block::{Header, Version};
+use bitcoin::block::Header;
 use bitcoin::hashes::{sha256d, Hash};
-use bitcoin::{BlockHash, CompactTarget, Target, TxMerkleNode};
 use serde_json::{json, Value};
 
 /// One job as the pool sent it.
@@ -43,6 +48,26 @@ pub struct Accepted {
     pub is_block: bool,
 }
 
+/// How a pool treats optional requests, after pools met in the field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Quirk {
+    #[default]
+    None,
+    /// ckpool (2017 builds): "Dropping <method> from unsubscribed client":
+    /// anything but `mining.subscribe` before the subscription closes the
+    /// connection; `mining.configure` first is exactly that.
+    DropsBeforeSubscribe,
+    /// Answers `mining.configure` with an error, like pools that never
+    /// heard of BIP 310, and goes on.
+    RefusesConfigure,
+    /// Goes silent for good on this connection after `mining.configure`.
+    HangsOnConfigure,
+    /// Closes the connection on `mining.suggest_difficulty`.
+    DropsOnSuggestDifficulty,
+    /// Closes the connection on `mining.extranonce.subscribe`.
+    DropsOnExtranonceSubscribe,
+}
+
 #[derive(Debug, Default)]
 pub struct Tally {
     pub accepted: Vec<Accepted>,
@@ -58,6 +83,19 @@ pub struct Tally {
     pub users: Vec<String>,
     /// Replies the miner sent to the pool's own requests.
     pub replies: Vec<Value>,
+    /// Every method received, in order.
+    pub methods: Vec<String>,
+    /// When each `mining.submit` arrived.
+    pub submits: Vec<Instant>,
+    /// Connections accepted.
+    pub connections: usize,
+}
+
+impl Tally {
+    /// How many times `method` was received.
+    pub fn count(&self, method: &str) -> usize {
+        self.methods.iter().filter(|m| *m == method).count()
+    }
 }
 
 struct Conn {
@@ -96,6 +134,9 @@ struct State {
     /// Job ids cycle through a few values: pools reuse them across blocks.
     reuse_ids: bool,
     prev: [u8; 32],
+    quirk: Quirk,
+    /// Submits are checked and counted but never answered.
+    mute_submits: bool,
 }
 
 pub struct TestPool {
@@ -166,6 +207,7 @@ impl TestPool {
                                 drop(stream);
                                 continue;
                             }
+                            state.lock().unwrap().tally.connections += 1;
                             let state = state.clone();
                             let tls_config = tls_config.clone();
                             std::thread::spawn(move || serve(stream, state, tls_config));
@@ -295,6 +337,15 @@ impl TestPool {
 
     pub fn set_reject_all(&self, on: bool) {
         self.state.lock().unwrap().reject_all = on;
+    }
+
+    pub fn set_quirk(&self, quirk: Quirk) {
+        self.state.lock().unwrap().quirk = quirk;
+    }
+
+    /// Checks and counts submits, and never answers them.
+    pub fn set_mute_submits(&self, on: bool) {
+        self.state.lock().unwrap().mute_submits = on;
     }
 
     /// Closes every connection; while down, new connections are dropped.
@@ -434,6 +485,9 @@ fn serve(
         version_mask: 0,
         jobs: ConnJobs::default(),
         outbox,
+        closed: closed.clone(),
+        subscribed: false,
+        hung: false,
     };
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -455,6 +509,10 @@ fn serve(
             Err(_) => break,
         }
         while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            // Hung up: what else came in the same read is never read.
+            if closed.load(Ordering::SeqCst) {
+                break;
+            }
             let line: Vec<u8> = buffer.drain(..=end).collect();
             let Ok(value) = serde_json::from_slice::<Value>(&line) else {
                 continue;
@@ -470,249 +528,4 @@ fn serve(
             .session_jobs
             .insert(sid, session.jobs.sent);
     }
-}
-
-struct Session {
-    /// The session id given at subscribe.
-    sid: Option<String>,
-    extranonce1: Vec<u8>,
-    version_mask: u32,
-    jobs: ConnJobs,
-    outbox: Sender<String>,
-}
-
-impl Session {
-    fn reply(&self, id: &Value, result: Value, error: Value) {
-        let _ = self
-            .outbox
-            .send(json!({"id": id, "result": result, "error": error}).to_string());
-    }
-
-    /// Notes the pool leaves itself in the outbox, so per-connection state
-    /// changes in the order the miner sees the lines.
-    fn note(&mut self, note: &str, state: &Arc<Mutex<State>>) {
-        if let Some(en1) = note.strip_prefix("EN1 ") {
-            self.extranonce1 = hex::decode(en1).unwrap();
-        } else if let Some(mask) = note.strip_prefix("MASK ") {
-            self.version_mask = u32::from_str_radix(mask, 16).unwrap();
-        } else if let Some(rest) = note.strip_prefix("JOB ") {
-            let (id, difficulty) = rest.split_once(' ').unwrap();
-            let s = state.lock().unwrap();
-            if let Some(job) = s.jobs.iter().rev().find(|j| j.id == id) {
-                self.jobs.sent.insert(
-                    id.to_owned(),
-                    (
-                        self.extranonce1.clone(),
-                        difficulty.parse().unwrap(),
-                        job.clone(),
-                    ),
-                );
-            }
-        }
-    }
-
-    fn handle(&mut self, request: &Value, state: &Arc<Mutex<State>>) {
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let params = request.get("params").cloned().unwrap_or(json!([]));
-        if request.get("method").is_none() {
-            state.lock().unwrap().tally.replies.push(request.clone());
-            return;
-        }
-        match request.get("method").and_then(Value::as_str).unwrap_or("") {
-            "mining.configure" => {
-                state.lock().unwrap().tally.configures += 1;
-                self.version_mask = 0x1fff_e000;
-                self.reply(
-                    &id,
-                    json!({"version-rolling": true, "version-rolling.mask": "1fffe000"}),
-                    Value::Null,
-                );
-            }
-            "mining.subscribe" => {
-                let mut s = state.lock().unwrap();
-                s.tally.subscribes.push(params.clone());
-                let resume = params.get(1).and_then(Value::as_str).map(str::to_owned);
-                let en1 = match resume.as_ref().and_then(|sid| s.sessions.get(sid)) {
-                    Some(en1) => en1.clone(),
-                    None => {
-                        let en1 = s.next_extranonce.to_be_bytes().to_vec();
-                        s.next_extranonce += 1;
-                        en1
-                    }
-                };
-                let sid = format!("s{}", hex::encode(&en1));
-                s.sessions.insert(sid.clone(), en1.clone());
-                if let Some(jobs) = resume.as_ref().and_then(|r| s.session_jobs.get(r)) {
-                    self.jobs.sent = jobs.clone();
-                }
-                self.sid = Some(sid.clone());
-                self.extranonce1 = en1.clone();
-                self.reply(
-                    &id,
-                    json!([
-                        [["mining.set_difficulty", sid], ["mining.notify", sid]],
-                        hex::encode(&en1),
-                        EN2_SIZE
-                    ]),
-                    Value::Null,
-                );
-                let _ = self
-                    .outbox
-                    .send(notification("mining.set_difficulty", json!([s.difficulty])));
-                if !s.silent {
-                    if let Some(job) = s.jobs.last().cloned() {
-                        self.jobs
-                            .sent
-                            .insert(job.id.clone(), (en1, s.difficulty, job.clone()));
-                        let _ = self.outbox.send(notify_line(&job, true));
-                    }
-                }
-            }
-            "mining.authorize" => {
-                let user = params
-                    .get(0)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                let ok = user != "bad-worker";
-                state.lock().unwrap().tally.users.push(user);
-                self.reply(&id, json!(ok), Value::Null);
-            }
-            "mining.extranonce.subscribe" => self.reply(&id, json!(true), Value::Null),
-            "mining.suggest_difficulty" => {
-                if let Some(d) = params.get(0).and_then(Value::as_f64) {
-                    state.lock().unwrap().tally.suggested.push(d);
-                }
-                self.reply(&id, json!(true), Value::Null);
-            }
-            "mining.submit" => {
-                let verdict = self.check_share(&params, state);
-                let mut s = state.lock().unwrap();
-                match verdict {
-                    Ok(accepted) if s.reject_all => {
-                        let _ = accepted;
-                        s.tally.rejected += 1;
-                        self.reply(&id, json!(false), json!([23, "Low difficulty share", null]));
-                    }
-                    Ok(accepted) => {
-                        s.tally.accepted.push(accepted);
-                        self.reply(&id, json!(true), Value::Null);
-                    }
-                    Err(Stale) => {
-                        s.tally.stale += 1;
-                        self.reply(&id, Value::Null, json!([21, "Job not found", null]));
-                    }
-                    Err(Invalid(why)) => {
-                        s.tally.invalid.push(why);
-                        self.reply(&id, json!(false), json!([20, "Invalid share", null]));
-                    }
-                }
-            }
-            _ => self.reply(&id, Value::Null, json!([20, "Unknown method", null])),
-        }
-    }
-
-    /// Rebuilds the header from this connection's record of the job, with
-    /// rust-bitcoin, and checks its proof of work.
-    fn check_share(&self, params: &Value, state: &Arc<Mutex<State>>) -> Result<Accepted, Verdict> {
-        let text = |i: usize| params.get(i).and_then(Value::as_str).unwrap_or("");
-        let job_id = text(1);
-        let Some((en1, difficulty, job)) = self.jobs.sent.get(job_id).cloned() else {
-            return Err(Stale);
-        };
-        if !state
-            .lock()
-            .unwrap()
-            .jobs
-            .iter()
-            .any(|j| j.id == job.id && j.prev_hash == job.prev_hash)
-        {
-            return Err(Stale);
-        }
-        let en2 = hex::decode(text(2)).map_err(|_| Invalid("extranonce2 not hex".into()))?;
-        if en2.len() != EN2_SIZE {
-            return Err(Invalid(format!("extranonce2 of {} bytes", en2.len())));
-        }
-        let word = |i: usize| {
-            u32::from_str_radix(text(i), 16).map_err(|_| Invalid(format!("param {i} not hex")))
-        };
-        let (time, nonce) = (word(3)?, word(4)?);
-        let version_bits = match params.get(5) {
-            Some(_) => Some(word(5)?),
-            None => None,
-        };
-        let mut version = job.version;
-        if let Some(bits) = version_bits {
-            if bits & !self.version_mask != 0 {
-                return Err(Invalid(format!(
-                    "version bits {bits:08x} outside mask {:08x}",
-                    self.version_mask
-                )));
-            }
-            version = (version & !self.version_mask) | bits;
-        }
-        if time < job.time || time > job.time + 7200 {
-            return Err(Invalid(format!("ntime {time:08x} out of range")));
-        }
-        let mut coinbase = job.coinbase1.clone();
-        coinbase.extend_from_slice(&en1);
-        coinbase.extend_from_slice(&en2);
-        coinbase.extend_from_slice(&job.coinbase2);
-        let mut root = *sha256d::Hash::hash(&coinbase).as_byte_array();
-        for branch in &job.branch {
-            let mut pair = root.to_vec();
-            pair.extend_from_slice(branch);
-            root = *sha256d::Hash::hash(&pair).as_byte_array();
-        }
-        let header = Header {
-            version: Version::from_consensus(version as i32),
-            prev_blockhash: BlockHash::from_byte_array(job.prev_hash),
-            merkle_root: TxMerkleNode::from_byte_array(root),
-            time,
-            bits: CompactTarget::from_consensus(job.bits),
-            nonce,
-        };
-        let hash = header.block_hash();
-        let is_block = header.target().is_met_by(hash);
-        let share_difficulty = hash_difficulty(&hash);
-        if share_difficulty < difficulty && !is_block {
-            return Err(Invalid(format!(
-                "difficulty {share_difficulty} below the job's {difficulty}"
-            )));
-        }
-        let bytes: [u8; 80] = bitcoin::consensus::serialize(&header).try_into().unwrap();
-        if !state.lock().unwrap().seen.insert(bytes) {
-            return Err(Invalid("duplicate share".into()));
-        }
-        Ok(Accepted {
-            job_id: job_id.to_owned(),
-            at: Instant::now(),
-            header,
-            difficulty: share_difficulty,
-            version_bits,
-            is_block,
-        })
-    }
-}
-
-enum Verdict {
-    Stale,
-    Invalid(String),
-}
-use Verdict::{Invalid, Stale};
-
-/// Difficulty of a hash, computed here independently: diff-1 target over
-/// the hash as a number.
-pub fn hash_difficulty(hash: &BlockHash) -> f64 {
-    let bytes = hash.to_byte_array();
-    let mut value = 0f64;
-    for b in bytes.iter().rev() {
-        value = value * 256.0 + f64::from(*b);
-    }
-    let diff1 = Target::MAX_ATTAINABLE_MAINNET.to_be_bytes();
-    let mut one = 0f64;
-    for b in diff1 {
-        one = one * 256.0 + f64::from(b);
-    }
-    one / value.max(1.0)
 }
