@@ -230,6 +230,61 @@ impl Device for Gated {
     }
 }
 
+/// A solo miner on one gated CPU device, with its first template.
+struct GatedSolo {
+    open: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    shutdown: Shutdown,
+    scheduler: Scheduler,
+    source: std::thread::JoinHandle<Result<(), hashrig::job::source::JobSourceError>>,
+}
+
+impl GatedSolo {
+    fn start(
+        node: &Node,
+        auth: RpcAuth,
+        max_blocks: Option<u64>,
+        found_blocks: Arc<FoundBlockLog>,
+    ) -> GatedSolo {
+        let options = SoloOptions {
+            rpc: NodeRpc::new(&node.url, auth, Duration::from_secs(10)),
+            address: payout_address().to_string(),
+            coinbase_tag: Vec::new(),
+            max_blocks,
+            poll_interval: Duration::from_millis(500),
+        };
+        let open = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::new(vec!["cpu".into()]).with_pools(vec![node.url.clone()]));
+        let work = Arc::new(WorkSource::new());
+        let shutdown = Shutdown::new();
+        let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
+            inner: CpuDevice::new(cpu::info(), 1),
+            open: open.clone(),
+        })];
+        let (scheduler, source) = Scheduler::start_with_source(
+            Box::new(GbtSource::new(options)),
+            devices,
+            work.clone(),
+            stats.clone(),
+            shutdown.clone(),
+            SchedulerConfig {
+                found_blocks: Some(found_blocks),
+                ..SchedulerConfig::default()
+            },
+        );
+        wait_until("a template", Duration::from_secs(30), || {
+            work.generation() != 0
+        });
+        GatedSolo {
+            open,
+            stats,
+            shutdown,
+            scheduler,
+            source,
+        }
+    }
+}
+
 #[test]
 fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
     let _turn = take_turn();
@@ -241,35 +296,14 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
     let cookie = dir.join(".cookie");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&cookie, format!("{}:{}\n", node.user, node.pass)).unwrap();
-    let options = SoloOptions {
-        rpc: NodeRpc::new(&node.url, RpcAuth::Cookie(cookie), Duration::from_secs(10)),
-        address: payout_address().to_string(),
-        coinbase_tag: Vec::new(),
-        max_blocks: Some(1),
-        poll_interval: Duration::from_millis(500),
-    };
-    let open = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Stats::new(vec!["cpu".into()]).with_pools(vec![node.url.clone()]));
-    let work = Arc::new(WorkSource::new());
-    let shutdown = Shutdown::new();
-    let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
-        inner: CpuDevice::new(cpu::info(), 1),
-        open: open.clone(),
-    })];
-    let (scheduler, source) = Scheduler::start_with_source(
-        Box::new(GbtSource::new(options)),
-        devices,
-        work.clone(),
-        stats.clone(),
-        shutdown.clone(),
-        SchedulerConfig {
-            found_blocks: Some(log),
-            ..SchedulerConfig::default()
-        },
-    );
-    wait_until("a template", Duration::from_secs(30), || {
-        work.generation() != 0
-    });
+    let solo = GatedSolo::start(&node, RpcAuth::Cookie(cookie), Some(1), log);
+    let GatedSolo {
+        open,
+        stats,
+        shutdown,
+        scheduler,
+        source,
+    } = solo;
     let start = node.height();
 
     // The node goes down; then the device finds a block on its template.
@@ -435,42 +469,17 @@ fn a_block_found_in_the_very_last_batch_is_saved_and_submitted() {
     let dir = std::env::temp_dir().join(format!("hashrig-solo-last-{}", std::process::id()));
     let path = dir.join("found.jsonl");
     let log = Arc::new(FoundBlockLog::open(&path).unwrap());
-    let options = SoloOptions {
-        rpc: NodeRpc::new(
-            &node.url,
-            RpcAuth::UserPass {
-                user: node.user.clone(),
-                password: node.pass.clone(),
-            },
-            Duration::from_secs(10),
-        ),
-        address: payout_address().to_string(),
-        coinbase_tag: Vec::new(),
-        max_blocks: None,
-        poll_interval: Duration::from_millis(500),
+    let auth = RpcAuth::UserPass {
+        user: node.user.clone(),
+        password: node.pass.clone(),
     };
-    let open = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Stats::new(vec!["cpu".into()]).with_pools(vec![node.url.clone()]));
-    let work = Arc::new(WorkSource::new());
-    let shutdown = Shutdown::new();
-    let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
-        inner: CpuDevice::new(cpu::info(), 1),
-        open: open.clone(),
-    })];
-    let (scheduler, source) = Scheduler::start_with_source(
-        Box::new(GbtSource::new(options)),
-        devices,
-        work.clone(),
-        stats.clone(),
-        shutdown.clone(),
-        SchedulerConfig {
-            found_blocks: Some(log),
-            ..SchedulerConfig::default()
-        },
-    );
-    wait_until("a template", Duration::from_secs(30), || {
-        work.generation() != 0
-    });
+    let GatedSolo {
+        open,
+        stats,
+        shutdown,
+        scheduler,
+        source,
+    } = GatedSolo::start(&node, auth, None, log);
     let start = node.height();
     // The device is in its batch, held at the gate; the miner is told to
     // stop, and only then does the batch end, with a block in it.
