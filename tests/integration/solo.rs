@@ -482,8 +482,10 @@ fn a_block_found_in_the_very_last_batch_is_saved_and_submitted() {
     } = GatedSolo::start(&node, auth, None, log);
     let start = node.height();
     // The device is in its batch, held at the gate; the miner is told to
-    // stop, and only then does the batch end, with a block in it.
+    // stop, and the batch ends a while later (a GPU batch is 100 ms or
+    // more), with a block in it.
     shutdown.trigger();
+    std::thread::sleep(Duration::from_millis(300));
     open.store(true, Ordering::SeqCst);
     scheduler.join();
     source.join().unwrap().unwrap();
