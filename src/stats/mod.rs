@@ -263,7 +263,7 @@ impl Stats {
             ShareResult::Stale => &p.blocks_stale,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(reason) = reason {
+        if let Some(reason) = reason.filter(|_| result != ShareResult::Accepted) {
             *p.last_reject.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_owned());
         }
     }
