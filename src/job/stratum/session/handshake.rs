@@ -39,9 +39,10 @@ impl Connection<'_> {
             .await
     }
 
-    /// An optional request unanswered for `optional_answer`: while the pool
-    /// has not authorized the miner it is what holds the pool up (leave it
-    /// out and reconnect); after, silence only means it is not supported.
+    /// An optional request (suggest_difficulty, extranonce.subscribe)
+    /// unanswered for `optional_answer`: while the pool has not authorized
+    /// the miner it is what holds the pool up (leave it out and reconnect);
+    /// after, silence only means the pool takes it as a notification.
     pub(super) fn check_optionals(&mut self) -> Result<(), End> {
         let wait = self.options.timeouts.optional_answer;
         let overdue: Vec<(u64, Optional)> = self
@@ -54,15 +55,11 @@ impl Connection<'_> {
             .collect();
         for (id, which) in overdue {
             self.requests.remove(&id);
-            let url = self.url();
             if !self.authorized {
+                let url = self.url();
                 let why = format!("no answer in {wait:?}");
                 self.carry.leave_out(self.pool_index, &url, which, &why);
                 return Err(End::Fallback(which));
-            }
-            if which == Optional::Configure {
-                let why = format!("no answer in {wait:?}");
-                self.carry.leave_out(self.pool_index, &url, which, &why);
             }
         }
         Ok(())
