@@ -361,11 +361,12 @@ fn wait_for_the_end(
         rig.shutdown
             .wait_timeout(wake.saturating_duration_since(now));
         if Instant::now() >= next_status && deadline.is_none_or(|d| Instant::now() < d) {
+            let snapshot = rig.stats.snapshot();
             if json_events {
-                println!("{}", status_json(&rig.stats.snapshot(), rig.control));
+                println!("{}", status_json(&snapshot, rig.control));
             }
             if !quiet {
-                print_status(&rig.stats.snapshot(), rig.control);
+                print_status(&snapshot, rig.control);
             }
             next_status += STATUS_EVERY;
         }
@@ -520,11 +521,11 @@ pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
         "stale": snap.count(|d| d.stale),
         "hw_errors": snap.count(|d| d.hw_errors),
         "dropped": snap.count(|d| d.dropped),
-        "throttled": snap.pools.iter().map(|p| p.throttled).sum::<u64>(),
-        "unanswered": snap.pools.iter().map(|p| p.unanswered).sum::<u64>(),
+        "throttled": snap.pool_count(|p| p.throttled),
+        "unanswered": snap.pool_count(|p| p.unanswered),
         "blocks": snap.count(|d| d.blocks),
-        "blocks_accepted": snap.pools.iter().map(|p| p.blocks_accepted).sum::<u64>(),
-        "blocks_rejected": snap.pools.iter().map(|p| p.blocks_rejected + p.blocks_stale).sum::<u64>(),
+        "blocks_accepted": snap.pool_count(|p| p.blocks_accepted),
+        "blocks_rejected": snap.pool_count(|p| p.blocks_rejected + p.blocks_stale),
         "best_share": snap.best_share,
         "devices": snap.devices,
         "pools": snap.pools,

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use super::Found;
 use crate::pow::header::header_bytes;
+use crate::stats::ShareResult;
 
 /// The largest the file may grow: far beyond any honest use (a block per
 /// parent), far below a full disk.
@@ -98,6 +99,14 @@ impl FoundBlockLog {
         file.write_all(line.as_bytes()).map_err(io)?;
         file.sync_data().map_err(io)
     }
+
+    /// [`Self::append`], and when that fails, the whole record into the log:
+    /// then the log is the only copy.
+    pub fn append_or_log(&self, record: &Value) {
+        if let Err(e) = self.append(record) {
+            tracing::error!("{e}; record: {record}");
+        }
+    }
 }
 
 /// Seconds since the Unix epoch, for records.
@@ -145,7 +154,27 @@ pub enum BlockOutcome {
     Unsubmitted,
 }
 
+impl From<ShareResult> for BlockOutcome {
+    fn from(result: ShareResult) -> Self {
+        match result {
+            ShareResult::Accepted => BlockOutcome::Accepted,
+            ShareResult::Rejected => BlockOutcome::Rejected,
+            ShareResult::Stale => BlockOutcome::Stale,
+        }
+    }
+}
+
 impl BlockOutcome {
+    /// The peer's answer, as counted; `None` when there was none.
+    pub fn answer(self) -> Option<ShareResult> {
+        match self {
+            BlockOutcome::Accepted => Some(ShareResult::Accepted),
+            BlockOutcome::Rejected => Some(ShareResult::Rejected),
+            BlockOutcome::Stale => Some(ShareResult::Stale),
+            BlockOutcome::Unsubmitted => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             BlockOutcome::Accepted => "accepted",

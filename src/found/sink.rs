@@ -195,13 +195,8 @@ impl FoundSink {
             job.id,
             found.hash
         );
-        let Some(journal) = &self.shared.journal else {
-            return;
-        };
-        let record = found_record(found);
-        if let Err(e) = journal.append(&record) {
-            // The log is then the only copy: put the whole record there.
-            tracing::error!("the found block could not be saved: {e}; record: {record}");
+        if let Some(journal) = &self.shared.journal {
+            journal.append_or_log(&found_record(found));
         }
     }
 

@@ -151,6 +151,11 @@ impl Snapshot {
         self.devices.iter().map(field).sum()
     }
 
+    /// A counter summed over every pool.
+    pub fn pool_count(&self, field: impl Fn(&PoolSnapshot) -> u64) -> u64 {
+        self.pools.iter().map(field).sum()
+    }
+
     pub fn total(&self, field: impl Fn(&DeviceSnapshot) -> f64) -> f64 {
         // A fold from +0.0: an empty float sum is -0.0, which JSON shows.
         self.devices.iter().map(field).fold(0.0, |a, b| a + b)

@@ -89,11 +89,11 @@ struct Rig {
     control: Arc<RigControl>,
     shutdown: Shutdown,
     scheduler: Option<Scheduler>,
-    _found: FoundSink,
+    found: FoundSink,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
+impl Rig {
+    fn stop(&mut self) {
         self.shutdown.trigger();
         if let Some(s) = self.scheduler.take() {
             s.join();
@@ -101,15 +101,35 @@ impl Drop for Rig {
     }
 }
 
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A healthy CPU device, and `second`, on a job with shares one hash in 2^16.
 fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
-    let devices: Vec<Box<dyn Device>> = vec![Box::new(CpuDevice::new(cpu::info(), 1)), second];
-    let stats = Arc::new(Stats::new(vec!["healthy".into(), "test".into()]));
-    let control = Arc::new(RigControl::new(2, 0));
-    let work = Arc::new(WorkSource::new());
-    work.publish(Job {
+    let job = Job {
         share_target: loose_target(0x0000_ffff),
         ..bench_job()
-    });
+    };
+    start_devices(
+        vec![Box::new(CpuDevice::new(cpu::info(), 1)), second],
+        job,
+        watchdog,
+    )
+}
+
+fn start_devices(devices: Vec<Box<dyn Device>>, job: Job, watchdog: WatchdogConfig) -> Rig {
+    let names = ["healthy", "test"]
+        .iter()
+        .chain(std::iter::repeat(&"other"));
+    let stats = Arc::new(Stats::new(
+        names.take(devices.len()).map(|n| n.to_string()).collect(),
+    ));
+    let control = Arc::new(RigControl::new(devices.len(), 0));
+    let work = Arc::new(WorkSource::new());
+    work.publish(job);
     let shutdown = Shutdown::new();
     let sink = FoundSink::new(SINK_CAPACITY, None, stats.clone());
     let scheduler = Scheduler::start(
@@ -130,7 +150,7 @@ fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
         control,
         shutdown,
         scheduler: Some(scheduler),
-        _found: sink,
+        found: sink,
     }
 }
 
@@ -320,37 +340,27 @@ fn when_every_device_fails_the_rig_says_so() {
     let first = Faulty::new(Arc::new(AtomicBool::new(false)), false);
     let second = Faulty::new(Arc::new(AtomicBool::new(false)), false);
     let (broken_first, broken_second) = (first.broken.clone(), second.broken.clone());
-    let stats = Arc::new(Stats::new(vec!["a".into(), "b".into()]));
-    let control = Arc::new(RigControl::new(2, 0));
-    let work = Arc::new(WorkSource::new());
-    work.publish(bench_job());
-    let shutdown = Shutdown::new();
-    let sink = FoundSink::new(SINK_CAPACITY, None, stats.clone());
-    let scheduler = Scheduler::start(
+    let mut rig = start_devices(
         vec![Box::new(first), Box::new(second)],
-        work,
-        stats.clone(),
-        &sink,
-        shutdown.clone(),
-        SchedulerConfig {
-            batch_time: Duration::from_millis(50),
-            control: control.clone(),
-            ..SchedulerConfig::default()
-        },
+        bench_job(),
+        WatchdogConfig::default(),
     );
     wait_until("both devices mining", PATIENCE, || {
-        stats.snapshot().devices.iter().all(|d| d.nonces > 0)
+        rig.nonces(0) > 0 && rig.nonces(1) > 0
     });
     broken_first.store(true, Ordering::SeqCst);
     broken_second.store(true, Ordering::SeqCst);
-    wait_until("every device failed", PATIENCE, || control.all_failed());
+    wait_until("every device failed", PATIENCE, || rig.control.all_failed());
     for i in 0..2 {
-        assert_eq!(control.state(i), "failed");
-        assert!(control
+        assert_eq!(rig.control.state(i), "failed");
+        assert!(rig
+            .control
             .health_reason(i)
             .is_some_and(|r| r.contains("CL_OUT_OF_RESOURCES")));
     }
-    shutdown.trigger();
-    scheduler.join();
-    assert!(sink.is_drained(), "the workers ended and the sink closed");
+    rig.stop();
+    assert!(
+        rig.found.is_drained(),
+        "the workers ended and the sink closed"
+    );
 }

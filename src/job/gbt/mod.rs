@@ -16,7 +16,7 @@ use std::time::Duration;
 use bitcoin::{Address, Network, ScriptBuf};
 use serde_json::{json, Value};
 
-use crate::found::journal::{answer_record, BlockOutcome};
+use crate::found::journal::answer_record;
 use crate::found::{Found, FoundSink, Taken};
 use crate::job::source::{JobSource, JobSourceError, SourceContext};
 use crate::job::{Origin, SourceKind};
@@ -374,17 +374,12 @@ impl Solo<'_> {
         let ctx = self.ctx;
         let (outcome, reason) = submit_block(&self.options.rpc, &block, &|| ctx.stop_deadline());
         self.record(answer_record(&hash, self.url(), outcome, reason.as_deref()));
-        let result = match outcome {
-            BlockOutcome::Accepted => ShareResult::Accepted,
-            BlockOutcome::Rejected => ShareResult::Rejected,
-            BlockOutcome::Stale => ShareResult::Stale,
-            BlockOutcome::Unsubmitted => {
-                tracing::error!(
-                    "block {hash} not submitted: {}; it is in the found-blocks file: `hashrig found-blocks submit` sends it later",
-                    reason.unwrap_or_default()
-                );
-                return;
-            }
+        let Some(result) = outcome.answer() else {
+            tracing::error!(
+                "block {hash} not submitted: {}; it is in the found-blocks file: `hashrig found-blocks submit` sends it later",
+                reason.unwrap_or_default()
+            );
+            return;
         };
         self.ctx
             .stats
@@ -407,11 +402,8 @@ impl Solo<'_> {
     }
 
     fn record(&self, record: Value) {
-        let Some(log) = self.ctx.found.journal() else {
-            return;
-        };
-        if let Err(e) = log.append(&record) {
-            tracing::error!("{e}; record: {record}");
+        if let Some(log) = self.ctx.found.journal() {
+            log.append_or_log(&record);
         }
     }
 }

@@ -518,14 +518,11 @@ impl<'a> Connection<'a> {
                 let same_session = work_job.origin.index == self.pool_index
                     && work_job.extranonce1 == job.extranonce1
                     && work_job.prev_hash == job.prev_hash;
-                if !same_session {
-                    self.count_stale(&found, "its job ended with the old connection");
-                } else if found.is_block || self.carry.may_submit(self.pool_index) {
-                    self.submit(found).await?;
+                if same_session {
+                    // A backlog is no reason to flood a pool just back.
+                    self.submit_within_budget(found).await?;
                 } else {
-                    // Held to the same budget: a backlog is no reason to
-                    // flood a pool that has just come back.
-                    self.ctx.stats.record_throttled(self.pool_index);
+                    self.count_stale(&found, "its job ended with the old connection");
                 }
             }
         }

@@ -25,14 +25,6 @@ pub(super) struct InFlight {
     pub difficulty: f64,
 }
 
-fn outcome_of(result: ShareResult) -> BlockOutcome {
-    match result {
-        ShareResult::Accepted => BlockOutcome::Accepted,
-        ShareResult::Rejected => BlockOutcome::Rejected,
-        ShareResult::Stale => BlockOutcome::Stale,
-    }
-}
-
 impl Connection<'_> {
     /// The pool's answer to a submitted share or block.
     pub(super) fn on_submit_reply(&mut self, in_flight: InFlight, reply: &Reply) {
@@ -95,14 +87,10 @@ impl Connection<'_> {
         let record = answer_record(
             &found.hash.to_string(),
             &self.url(),
-            outcome_of(result),
+            BlockOutcome::from(result),
             reason,
         );
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = journal.append(&record) {
-                tracing::error!("{e}; record: {record}");
-            }
-        });
+        tokio::task::spawn_blocking(move || journal.append_or_log(&record));
     }
 
     pub(super) async fn on_found(&mut self, found: Found) -> Result<(), End> {
@@ -117,7 +105,12 @@ impl Connection<'_> {
             self.count_stale(&found, "its job was dropped before it was found");
             return Ok(());
         }
-        // Blocks are never held back.
+        self.submit_within_budget(found).await
+    }
+
+    /// Submits, unless the pool's budget is spent: then the share is
+    /// counted as throttled. Blocks are never held back.
+    pub(super) async fn submit_within_budget(&mut self, found: Found) -> Result<(), End> {
         if !found.is_block && !self.carry.may_submit(self.pool_index) {
             self.ctx.stats.record_throttled(self.pool_index);
             return Ok(());
