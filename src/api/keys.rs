@@ -16,6 +16,8 @@ use std::sync::RwLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+pub use super::expiry::parse_expiry;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -75,6 +77,8 @@ pub enum KeysError {
     Invalid { detail: String },
     #[error("keys file {path}: no key named {name:?}")]
     NoSuchKey { path: String, name: String },
+    #[error("keys file {0}")]
+    File(#[from] crate::files::FileError),
 }
 
 /// Why a request was not let in.
@@ -93,49 +97,6 @@ struct ParsedKey {
     expires_unix: Option<u64>,
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ`, as Unix seconds.
-pub fn parse_expiry(text: &str) -> Option<u64> {
-    let (date, time) = match text.split_once('T') {
-        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
-        None => (text, None),
-    };
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    if parts.next().is_some()
-        || !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-    {
-        return None;
-    }
-    let mut seconds = days_from_civil(y, m, d) * 86_400;
-    if let Some(time) = time {
-        let hms: Vec<u32> = time
-            .split(':')
-            .map(|p| p.parse().ok())
-            .collect::<Option<_>>()?;
-        let [h, mi, s] = hms[..] else { return None };
-        if h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        seconds += i64::from(h * 3600 + mi * 60 + s);
-    }
-    u64::try_from(seconds).ok()
-}
-
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     hex::decode(text.strip_prefix("sha256:")?)
         .ok()?
@@ -143,21 +104,24 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
         .ok()
 }
 
-fn read_file(path: &Path) -> Result<KeysFile, KeysError> {
-    let text = match std::fs::read_to_string(path) {
+/// Keys files are small; anything bigger is not one.
+const MAX_KEYS_FILE: u64 = 1 << 20;
+
+/// The file's keys; `None` when there is no file. Refused when another
+/// user may write it or its folder, or when it is not a regular file.
+fn read_file(path: &Path) -> Result<Option<KeysFile>, KeysError> {
+    crate::files::check_private(path)?;
+    let text = match crate::files::read_text(path, MAX_KEYS_FILE) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(KeysFile::default()),
-        Err(source) => {
-            return Err(KeysError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        }
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    toml::from_str(&text).map_err(|e| KeysError::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| KeysError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn parse_entries(path: &Path, file: &KeysFile) -> Result<Vec<ParsedKey>, KeysError> {
@@ -183,7 +147,7 @@ fn parse_entries(path: &Path, file: &KeysFile) -> Result<Vec<ParsedKey>, KeysErr
             None => None,
             Some(e) => Some(parse_expiry(e).ok_or_else(|| {
                 bad(format!(
-                    "key {:?}: expires {e:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ",
+                    "key {:?}: expires {e:?} is not a date YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ",
                     k.name
                 ))
             })?),
@@ -198,6 +162,10 @@ fn parse_entries(path: &Path, file: &KeysFile) -> Result<Vec<ParsedKey>, KeysErr
     Ok(out)
 }
 
+/// Writes `file` to `path` through a temporary file beside it, created
+/// anew (never one already there, whoever made it) with mode 0600, synced
+/// and renamed over: a reader never sees half a file, and nobody else's
+/// file becomes the keys file.
 fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
     let io = |source| KeysError::Io {
         path: path.display().to_string(),
@@ -209,26 +177,46 @@ fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    // Written beside and renamed over: a reader never sees half a file.
-    let tmp = path.with_extension("tmp");
-    {
+    crate::files::check_private(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "keys".into());
+    let (tmp, mut f) = (0..16)
+        .find_map(|_| {
+            let tmp = path.with_file_name(format!(
+                ".{name}.{}.{:016x}.tmp",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options.open(&tmp).ok().map(|f| (tmp, f))
+        })
+        .ok_or_else(|| {
+            io(std::io::Error::other(
+                "could not create a new temporary file beside it",
+            ))
+        })?;
+    let written = {
         use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, path))
+    };
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    written.map_err(io)
 }
 
 /// SHA-256 of a token, as stored.
-fn token_hash(token: &str) -> [u8; 32] {
+pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -239,8 +227,9 @@ pub fn new_key(
     name: &str,
     scope: Scope,
     expires: Option<&str>,
+    now_unix: u64,
 ) -> Result<String, KeysError> {
-    let mut file = read_file(path)?;
+    let mut file = read_file(path)?.unwrap_or_default();
     parse_entries(path, &file)?;
     if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
         return Err(KeysError::Invalid {
@@ -255,10 +244,20 @@ pub fn new_key(
         });
     }
     if let Some(e) = expires {
-        if parse_expiry(e).is_none() {
-            return Err(KeysError::Invalid {
-                detail: format!("--expires {e:?}: not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"),
-            });
+        match parse_expiry(e) {
+            None => {
+                return Err(KeysError::Invalid {
+                    detail: format!(
+                        "--expires {e:?}: not a date YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"
+                    ),
+                })
+            }
+            Some(when) if when <= now_unix => {
+                return Err(KeysError::Invalid {
+                    detail: format!("--expires {e:?}: already past"),
+                })
+            }
+            Some(_) => {}
         }
     }
     let mut secret = [0u8; 32];
@@ -278,7 +277,7 @@ pub fn new_key(
 
 /// Removes the key named `name` from the file.
 pub fn revoke_key(path: &Path, name: &str) -> Result<(), KeysError> {
-    let mut file = read_file(path)?;
+    let mut file = read_file(path)?.unwrap_or_default();
     let before = file.keys.len();
     file.keys.retain(|k| k.name != name);
     if file.keys.len() == before {
@@ -302,10 +301,32 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// What a re-read of the keys file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// These many keys are now in force (zero when the file is gone or
+    /// empty: every request is refused).
+    Loaded(usize),
+    /// The file was refused; the keys in force before are kept.
+    Kept(String),
+}
+
 impl KeyStore {
-    /// Loads the file, which must parse; a missing file is no keys.
+    /// Loads the file, which must parse and be private to this user. A
+    /// missing file is no keys, said loudly: every request will be refused
+    /// until it is created.
     pub fn load(path: &Path) -> Result<Self, KeysError> {
-        let keys = parse_entries(path, &read_file(path)?)?;
+        let keys = match read_file(path)? {
+            Some(file) => parse_entries(path, &file)?,
+            None => Vec::new(),
+        };
+        if keys.is_empty() {
+            tracing::warn!(
+                "API keys file {} {}: every API request is refused until a key is added with `hashrig api-key new`",
+                path.display(),
+                if path.exists() { "has no keys" } else { "does not exist" }
+            );
+        }
         Ok(KeyStore {
             path: path.to_owned(),
             keys: RwLock::new(keys),
@@ -317,30 +338,57 @@ impl KeyStore {
         &self.path
     }
 
-    /// Re-reads the file. A file that no longer parses leaves the keys in
-    /// force unchanged (and says why): a typo must not lock the operator
-    /// out, nor let everyone in.
-    pub fn reload(&self) {
+    /// Re-reads the file. A file that is refused (it no longer parses, or
+    /// another user may write it) leaves the keys in force unchanged, and
+    /// says why: a typo must not lock the operator out, nor let everyone
+    /// in. A file that is gone or empty leaves no keys, loudly.
+    pub fn reload(&self) -> Reload {
         *self.modified.write().unwrap_or_else(|e| e.into_inner()) = modified(&self.path);
-        match read_file(&self.path).and_then(|f| parse_entries(&self.path, &f)) {
+        let read =
+            read_file(&self.path).and_then(|f| parse_entries(&self.path, &f.unwrap_or_default()));
+        match read {
             Ok(keys) => {
-                tracing::info!(
-                    "API keys reloaded from {} ({} keys)",
-                    self.path.display(),
-                    keys.len()
-                );
+                let count = keys.len();
+                if count == 0 {
+                    tracing::warn!(
+                        "API keys file {} {}: no API keys are in force; every request is refused",
+                        self.path.display(),
+                        if self.path.exists() {
+                            "has no keys"
+                        } else {
+                            "is gone"
+                        }
+                    );
+                } else {
+                    tracing::info!(
+                        "API keys reloaded from {} ({count} keys)",
+                        self.path.display()
+                    );
+                }
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+                Reload::Loaded(count)
             }
-            Err(e) => tracing::error!("{e}; keeping the keys in force"),
+            Err(e) => {
+                tracing::error!("{e}; keeping the keys in force");
+                Reload::Kept(e.to_string())
+            }
         }
     }
 
     /// Re-reads the file if its modification time changed.
-    pub fn reload_if_changed(&self) {
+    pub fn reload_if_changed(&self) -> Option<Reload> {
         let now = modified(&self.path);
-        if now != *self.modified.read().unwrap_or_else(|e| e.into_inner()) {
-            self.reload();
-        }
+        // The read guard must be gone before reload takes the write lock.
+        let changed = now != *self.modified.read().unwrap_or_else(|e| e.into_inner());
+        changed.then(|| self.reload())
+    }
+
+    /// Whether the key with this stored hash is still in force: an open
+    /// event stream ends when its key is revoked or expires.
+    pub fn is_live(&self, hash: &[u8; 32], now_unix: u64) -> bool {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.iter()
+            .any(|k| bool::from(k.hash.ct_eq(hash)) && k.expires_unix.is_none_or(|e| now_unix < e))
     }
 
     /// The name and scope of the key `token` is, if it is a live key.
@@ -374,15 +422,27 @@ impl KeyStore {
 mod tests {
     use super::*;
 
+    /// A keys file path in a fresh folder only this user may write.
     fn temp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("hashrig-keys-{}-{name}.toml", std::process::id()))
+        let dir = std::env::temp_dir().join(format!("hashrig-keys-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        dir.join("keys.toml")
+    }
+
+    fn cleanup(path: &Path) {
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
     fn new_authenticate_rotate_revoke() {
         let path = temp("rotate");
-        let _ = std::fs::remove_file(&path);
-        let old = new_key(&path, "old", Scope::Read, None).unwrap();
+        let old = new_key(&path, "old", Scope::Read, None, 0).unwrap();
         let store = KeyStore::load(&path).unwrap();
         assert_eq!(
             store.authenticate(Some(&old), 0),
@@ -398,15 +458,18 @@ mod tests {
             !text.contains(&old[4..]),
             "the token itself is never stored"
         );
-        let new = new_key(&path, "new", Scope::Control, Some("2030-01-01")).unwrap();
+        let new = new_key(&path, "new", Scope::Control, Some("2030-01-01"), 0).unwrap();
         revoke_key(&path, "old").unwrap();
-        store.reload();
+        assert_eq!(store.reload(), Reload::Loaded(1));
         assert_eq!(store.authenticate(Some(&old), 0), Err(AuthError::Unknown));
+        assert!(!store.is_live(&token_hash(&old), 0));
         assert_eq!(
             store.authenticate(Some(&new), 0),
             Ok(("new".into(), Scope::Control))
         );
         let expiry = parse_expiry("2030-01-01").unwrap();
+        assert!(store.is_live(&token_hash(&new), expiry - 1));
+        assert!(!store.is_live(&token_hash(&new), expiry));
         assert_eq!(
             store.authenticate(Some(&new), expiry),
             Err(AuthError::Expired)
@@ -416,19 +479,100 @@ mod tests {
             Err(KeysError::NoSuchKey { .. })
         ));
         assert!(
-            new_key(&path, "new", Scope::Read, None).is_err(),
+            new_key(&path, "new", Scope::Read, None, 0).is_err(),
             "names are unique"
         );
-        let _ = std::fs::remove_file(&path);
+        cleanup(&path);
     }
 
     #[test]
-    fn expiry_dates() {
-        assert_eq!(parse_expiry("1970-01-02"), Some(86_400));
-        assert_eq!(parse_expiry("2000-03-01"), Some(951_868_800));
-        assert_eq!(parse_expiry("2026-11-28T12:00:00Z"), Some(1_795_867_200));
-        assert_eq!(parse_expiry("2026-13-01"), None);
-        assert_eq!(parse_expiry("tomorrow"), None);
+    fn a_new_key_must_expire_in_the_future() {
+        let path = temp("expires");
+        let now = parse_expiry("2026-11-29").unwrap();
+        for (expires, why) in [
+            ("2020-01-01", "already past"),
+            ("2026-11-29", "already past"),
+            ("2026-02-30", "not a date"),
+            ("2026-1-1", "not a date"),
+        ] {
+            let err = new_key(&path, "k", Scope::Read, Some(expires), now).unwrap_err();
+            assert!(
+                err.to_string().contains(why) && err.to_string().contains(expires),
+                "{expires}: {err}"
+            );
+        }
+        assert!(!path.exists(), "nothing was written");
+        new_key(&path, "k", Scope::Read, Some("2026-11-30"), now).unwrap();
+        cleanup(&path);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_keys_file_others_may_write_is_refused_and_the_last_good_keys_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp("mode");
+        let token = new_key(&path, "ops", Scope::Control, None, 0).unwrap();
+        let store = KeyStore::load(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = KeyStore::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("writable by other users") && err.contains("666"),
+            "{err}"
+        );
+        // Another user appends a key of their own.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let intruder = "hrk_intruder";
+        text += &format!(
+            "[[key]]\nname = \"x\"\nscope = \"control\"\nhash = \"sha256:{}\"\n",
+            hex::encode(token_hash(intruder))
+        );
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(store.reload(), Reload::Kept(why) if why.contains("writable")));
+        assert_eq!(
+            store.authenticate(Some(intruder), 0),
+            Err(AuthError::Unknown)
+        );
+        assert!(
+            store.authenticate(Some(&token), 0).is_ok(),
+            "the last good keys"
+        );
+        let err = new_key(&path, "more", Scope::Read, None, 0).unwrap_err();
+        assert!(err.to_string().contains("writable"), "{err}");
+        cleanup(&path);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keys_are_written_through_a_new_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp("tmp");
+        // A temporary file someone left where a naive writer would put its own.
+        let planted = path.with_extension("tmp");
+        std::fs::write(&planted, "planted").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+        new_key(&path, "ops", Scope::Control, None, 0).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&planted).unwrap(), "planted");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "no temporary file left behind: {left:?}");
+        cleanup(&path);
+    }
+
+    #[test]
+    fn a_file_emptied_or_deleted_leaves_no_keys() {
+        let path = temp("gone");
+        let token = new_key(&path, "ops", Scope::Control, None, 0).unwrap();
+        let store = KeyStore::load(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(store.reload(), Reload::Loaded(0));
+        assert_eq!(store.authenticate(Some(&token), 0), Err(AuthError::Unknown));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(store.reload(), Reload::Loaded(0));
+        cleanup(&path);
     }
 
     #[test]
@@ -451,6 +595,6 @@ mod tests {
         .unwrap();
         let err = KeyStore::load(&path).unwrap_err().to_string();
         assert!(err.contains("colour") && err.contains("line"), "{err}");
-        let _ = std::fs::remove_file(&path);
+        cleanup(&path);
     }
 }

@@ -7,42 +7,38 @@
 //! | `GET /v1/summary`, `/v1/devices`, `/v1/pools`, `/v1/events`, `/metrics` | read |
 //! | `POST /v1/pools/{index}/switch`, `/v1/devices/{index}/disable`, `/enable` | control |
 
+mod auth;
+mod events;
+mod expiry;
 pub mod keys;
 pub mod metrics;
+pub mod server;
 
-use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use tokio_stream::StreamExt;
 
 use crate::control::RigControl;
-use crate::found::journal::unix_now;
 use crate::shutdown::Shutdown;
 use crate::stats::{estimate, Stats};
-use keys::{AuthError, KeyStore, Scope};
+use auth::{error, ApiError, Failures};
+use keys::{KeyStore, Scope};
+pub use server::ConnectionLimits;
 
-/// Failed authentications from one address within this window...
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// ...after which it is refused until the window ends.
-const MAX_FAILURES: u32 = 10;
 /// Control requests carry at most a short reason.
 const MAX_BODY: usize = 4096;
-/// Addresses tracked for failed authentications at most: an attacker with
-/// many addresses must not grow the map without bound.
-const MAX_TRACKED: usize = 4096;
+/// The most of a control action's reason that is kept (and logged).
+const MAX_REASON: usize = 200;
 
 /// What the API serves.
 #[derive(Debug, Clone)]
@@ -51,13 +47,27 @@ pub struct ApiConfig {
     pub keys: Arc<KeyStore>,
     pub power_watts: Option<f64>,
     pub kwh_price: Option<f64>,
+    pub limits: ConnectionLimits,
+}
+
+impl ApiConfig {
+    /// Serves `keys` on `bind` with the default connection limits.
+    pub fn new(bind: SocketAddr, keys: Arc<KeyStore>) -> Self {
+        ApiConfig {
+            bind,
+            keys,
+            power_watts: None,
+            kwh_price: None,
+            limits: ConnectionLimits::default(),
+        }
+    }
 }
 
 struct ApiState {
     stats: Arc<Stats>,
     control: Arc<RigControl>,
     config: ApiConfig,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    failures: Failures,
     events: broadcast::Sender<(&'static str, String)>,
 }
 
@@ -88,75 +98,7 @@ impl ApiServer {
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-/// A refused request: its status and a message for the JSON body.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = error(self.status, self.message);
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
-}
-
-/// Counts a failed authentication from `ip` at `now`. The map holds at
-/// most [`MAX_TRACKED`] addresses: expired entries go first, then the
-/// oldest.
-fn remember_failure(failures: &mut HashMap<IpAddr, (Instant, u32)>, ip: IpAddr, now: Instant) {
-    if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
-        failures.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
-        if failures.len() >= MAX_TRACKED {
-            let oldest = failures
-                .iter()
-                .min_by_key(|(_, (since, _))| *since)
-                .map(|(ip, _)| *ip);
-            if let Some(oldest) = oldest {
-                failures.remove(&oldest);
-            }
-        }
-    }
-    let entry = failures.entry(ip).or_insert((now, 0));
-    if now.duration_since(entry.0) >= FAILURE_WINDOW {
-        *entry = (now, 0);
-    }
-    entry.1 += 1;
-}
-
 impl ApiState {
-    fn blocked(&self, ip: IpAddr) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .get(&ip)
-            .is_some_and(|(since, n)| since.elapsed() < FAILURE_WINDOW && *n >= MAX_FAILURES)
-    }
-
-    fn failed(&self, ip: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        remember_failure(&mut failures, ip, Instant::now());
-    }
-
     /// The name of the key that may do `need`, or the response refusing.
     fn authorize(
         &self,
@@ -164,37 +106,7 @@ impl ApiState {
         peer: SocketAddr,
         need: Scope,
     ) -> Result<String, ApiError> {
-        let ip = peer.ip();
-        if self.blocked(ip) {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed attempts; wait a minute",
-            ));
-        }
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match self.config.keys.authenticate(token, unix_now()) {
-            Ok((name, scope)) if scope >= need => Ok(name),
-            Ok((name, _)) => {
-                tracing::warn!("API: key {name:?} (read) refused a control route from {ip}");
-                Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "this key may only read",
-                ))
-            }
-            Err(why) => {
-                self.failed(ip);
-                let message = match why {
-                    AuthError::Missing => "an API key is needed: Authorization: Bearer KEY",
-                    AuthError::Unknown => "unknown API key",
-                    AuthError::Expired => "this API key has expired",
-                };
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, message))
-            }
-        }
+        auth::authorize(&self.config.keys, &self.failures, headers, peer.ip(), need)
     }
 
     fn summary(&self) -> Value {
@@ -265,6 +177,17 @@ impl ApiState {
     }
 }
 
+/// A control action's reason as it goes into the log: bounded, and quoted
+/// with every control character escaped, so a client cannot forge lines.
+fn loggable_reason(reason: Option<&str>) -> String {
+    reason
+        .map(|r| {
+            let bounded: String = r.chars().take(MAX_REASON).collect();
+            format!(" (reason: {bounded:?})")
+        })
+        .unwrap_or_default()
+}
+
 /// An optional JSON body on control routes: `{"reason": "…"}`, logged.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,8 +200,23 @@ fn parse_action(body: &Bytes) -> Result<Option<String>, ApiError> {
         return Ok(None);
     }
     serde_json::from_slice::<ActionBody>(body)
-        .map(|b| b.reason.map(|r| r.chars().take(200).collect()))
+        .map(|b| b.reason.map(|r| r.chars().take(MAX_REASON).collect()))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")))
+}
+
+/// Reads a control request's body, bounded in size and in time.
+async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body: larger than {MAX_BODY} bytes"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body: not received in time",
+        )),
+    }
 }
 
 fn parse_index(text: &str, what: &str) -> Result<usize, ApiError> {
@@ -332,15 +270,15 @@ async fn event_stream(State(s): Shared, ConnectInfo(peer): Peer, headers: Header
     if let Err(r) = s.authorize(&headers, peer, Scope::Read) {
         return r.into_response();
     }
-    let first = ("status", s.summary().to_string());
-    let updates =
-        tokio_stream::wrappers::BroadcastStream::new(s.events.subscribe()).filter_map(|e| e.ok());
-    let stream = tokio_stream::iter([first])
-        .chain(updates)
-        .map(|(kind, data)| Ok::<Event, Infallible>(Event::default().event(kind).data(data)));
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    let Some(token) = auth::bearer_token(&headers) else {
+        return error(StatusCode::UNAUTHORIZED, "an API key is needed");
+    };
+    events::stream(
+        ("status", s.summary().to_string()),
+        s.events.subscribe(),
+        s.config.keys.clone(),
+        keys::token_hash(token),
+    )
 }
 
 async fn device_action(
@@ -348,7 +286,7 @@ async fn device_action(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     Path((index, action)): Path<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let key = match s.authorize(&headers, peer, Scope::Control) {
         Ok(k) => k,
@@ -368,7 +306,10 @@ async fn device_action(
             )
         }
     };
-    let reason = match parse_action(&body) {
+    let reason = match read_body(body, s.config.limits.body_timeout)
+        .await
+        .and_then(|b| parse_action(&b))
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -378,10 +319,7 @@ async fn device_action(
     tracing::warn!(
         "API: key {key:?} from {} {action}d device {index}{}",
         peer.ip(),
-        reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+        loggable_reason(reason.as_deref())
     );
     let event = json!({"action": action, "device": index, "key": key}).to_string();
     let _ = s.events.send(("control", event));
@@ -394,7 +332,7 @@ async fn pool_switch(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     Path(index): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let key = match s.authorize(&headers, peer, Scope::Control) {
         Ok(k) => k,
@@ -404,7 +342,10 @@ async fn pool_switch(
         Ok(i) => i,
         Err(r) => return r.into_response(),
     };
-    let reason = match parse_action(&body) {
+    let reason = match read_body(body, s.config.limits.body_timeout)
+        .await
+        .and_then(|b| parse_action(&b))
+    {
         Ok(r) => r,
         Err(r) => return r.into_response(),
     };
@@ -414,10 +355,7 @@ async fn pool_switch(
     tracing::warn!(
         "API: key {key:?} from {} switched to pool {index}{}",
         peer.ip(),
-        reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+        loggable_reason(reason.as_deref())
     );
     let event = json!({"action": "switch", "pool": index, "key": key}).to_string();
     let _ = s.events.send(("control", event));
@@ -444,7 +382,7 @@ pub fn start(
         stats,
         control,
         config,
-        failures: Mutex::new(HashMap::new()),
+        failures: Failures::default(),
         events,
     });
     let app = Router::new()
@@ -456,8 +394,8 @@ pub fn start(
         .route("/v1/devices/{index}/{action}", post(device_action))
         .route("/v1/pools/{index}/switch", post(pool_switch))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state.clone());
+    let limits = state.config.limits;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -474,46 +412,17 @@ pub fn start(
                 };
                 tokio::spawn(keep_keys_fresh(state.clone(), shutdown.clone()));
                 tokio::spawn(publish_status(state.clone(), shutdown.clone()));
-                let stop = shutdown.clone();
-                let served = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    while !stop.is_triggered() {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                })
-                .await;
-                if let Err(e) = served {
-                    tracing::error!("API: {e}");
-                }
+                server::serve(listener, app, limits, shutdown).await;
             });
         })?;
     tracing::info!("API on http://{addr}");
     Ok(ApiServer { addr, thread })
 }
 
-/// Re-reads the keys file when it changes, and on SIGHUP.
+/// Re-reads the keys file when it changes (SIGHUP is the binary's, which
+/// calls [`KeyStore::reload`]).
 async fn keep_keys_fresh(state: Arc<ApiState>, shutdown: Shutdown) {
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     while !shutdown.is_triggered() {
-        #[cfg(unix)]
-        if let Some(h) = hangup.as_mut() {
-            tokio::select! {
-                _ = h.recv() => {
-                    tracing::info!("SIGHUP: re-reading the API keys");
-                    let keys = state.config.keys.clone();
-                    let _ = tokio::task::spawn_blocking(move || keys.reload()).await;
-                    continue;
-                }
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        #[cfg(not(unix))]
         tokio::time::sleep(Duration::from_millis(500)).await;
         // A file read: off the async thread, which serves every request.
         let keys = state.config.keys.clone();
@@ -536,31 +445,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_failed_login_map_is_bounded() {
-        let mut failures = HashMap::new();
-        let start = Instant::now();
-        // Many addresses within one window: the oldest make room.
-        for i in 0..(MAX_TRACKED as u32 + 500) {
-            let ip = IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) << 64));
-            remember_failure(
-                &mut failures,
-                ip,
-                start + Duration::from_millis(u64::from(i)),
-            );
-        }
-        assert_eq!(failures.len(), MAX_TRACKED);
-        let first = IpAddr::from(std::net::Ipv6Addr::from(0u128));
-        assert!(!failures.contains_key(&first), "the oldest went first");
-        // An address already tracked keeps counting.
-        let last = IpAddr::from(std::net::Ipv6Addr::from(
-            u128::from(MAX_TRACKED as u32 + 499) << 64,
+    fn a_reason_cannot_forge_log_lines() {
+        let logged = loggable_reason(Some(
+            "maintenance\n2026-11-29T00:00:00Z INFO forged\r\u{1b}[2J",
         ));
-        let later = start + Duration::from_secs(5);
-        remember_failure(&mut failures, last, later);
-        assert_eq!(failures[&last].1, 2);
-        // Past the window, expired entries are cleared before anyone is evicted.
-        let much_later = start + FAILURE_WINDOW + Duration::from_secs(10);
-        remember_failure(&mut failures, first, much_later);
-        assert_eq!(failures.len(), 1);
+        assert!(!logged.contains(['\n', '\r', '\u{1b}']), "{logged}");
+        assert!(logged.contains(r"maintenance\n2026"), "{logged}");
+        let long = loggable_reason(Some(&"x".repeat(10_000)));
+        assert!(long.len() < MAX_REASON + 20, "{}", long.len());
+        assert_eq!(loggable_reason(None), "");
     }
 }

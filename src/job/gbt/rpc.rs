@@ -106,7 +106,8 @@ impl NodeRpc {
                     message,
                 };
                 let text =
-                    std::fs::read_to_string(path).map_err(|e| cookie_error(e.to_string()))?;
+                    // A cookie is one short line; a FIFO or a huge file is not one.
+                    crate::files::read_text(path, 4096).map_err(|e| cookie_error(e.to_string()))?;
                 let text = text.trim();
                 if !text.contains(':') || text.len() > 1024 {
                     return Err(cookie_error("not USER:PASSWORD".into()));

@@ -1,0 +1,238 @@
+//! Reading the files an operator points hashrig at (the config file, the
+//! API keys file) without trusting them: a FIFO or a device must not block
+//! the miner, a huge file must not be read into memory, and a keys file
+//! another user can write is a key another user can add.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// A file that cannot be read as asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a regular file ({kind}); refused")]
+    NotRegular { path: String, kind: &'static str },
+    #[error("{path}: {size} bytes, larger than the {limit} allowed")]
+    TooLarge { path: String, size: u64, limit: u64 },
+    #[error("{path}: not UTF-8 text")]
+    NotText { path: String },
+    #[error("{path}: writable by other users (mode {mode:03o}); refused: `chmod go-w {path}`")]
+    WritableByOthers { path: String, mode: u32 },
+    #[error("{path}: owned by user {owner}, neither this user ({me}) nor root; refused")]
+    ForeignOwner { path: String, owner: u32, me: u32 },
+}
+
+impl FileError {
+    /// Whether the file (not its folder) is simply absent.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FileError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        }
+    }
+    if file_type.is_dir() {
+        "a folder"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// Opens without blocking: opening a FIFO for reading waits for a writer
+/// unless `O_NONBLOCK` is given, and the type is only known for sure on
+/// the handle (the path may be swapped between a check and the open).
+fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// Reads `path` as UTF-8 text if it is a regular file of at most `limit`
+/// bytes; its type and size are checked before anything is read.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let shown = || path.display().to_string();
+    let io = |source| FileError::Io {
+        path: shown(),
+        source,
+    };
+    let file = open_nonblocking(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular {
+            path: shown(),
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    if meta.len() > limit {
+        return Err(FileError::TooLarge {
+            path: shown(),
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut bytes = Vec::new();
+    // Bounded again: the file may grow while it is read.
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::TooLarge {
+            path: shown(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| FileError::NotText { path: shown() })
+}
+
+/// Refuses a secret file, or its folder, that a user other than this one
+/// (or root) owns or may write: OpenSSH's StrictModes rule. What is
+/// missing passes.
+pub fn check_private(path: &Path) -> Result<(), FileError> {
+    #[cfg(unix)]
+    {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        // Missing (the folder, or just the file) is nothing to read; a
+        // writer checks again once it has made the folder.
+        match check_owner_and_mode(&folder).and_then(|()| check_owner_and_mode(path)) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn check_owner_and_mode(path: &Path) -> Result<(), FileError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|source| FileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(FileError::WritableByOthers {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(FileError::ForeignOwner {
+            path: path.display().to_string(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    fn folder(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("hashrig-files-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = folder("fifo");
+        let fifo = dir.join("keys.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = Instant::now();
+        let err = read_text(&fifo, 1024).unwrap_err();
+        assert!(
+            matches!(err, FileError::NotRegular { kind: "a FIFO", .. }),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn size_is_checked_before_reading() {
+        let dir = folder("size");
+        let big = dir.join("big.toml");
+        let f = File::create(&big).unwrap();
+        // Sparse: 50 MB on paper, nothing on disk.
+        f.set_len(50_000_000).unwrap();
+        let err = read_text(&big, 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::TooLarge {
+                    size: 50_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::write(&big, "a = 1\n").unwrap();
+        assert_eq!(read_text(&big, 1 << 20).unwrap(), "a = 1\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_and_folders_writable_by_others_are_refused() {
+        let dir = folder("private");
+        let keys = dir.join("keys.toml");
+        assert!(
+            check_private(&keys).is_ok(),
+            "a missing file in a private folder"
+        );
+        std::fs::write(&keys, "").unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private(&keys).is_ok());
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = check_private(&keys).unwrap_err();
+        assert!(
+            matches!(err, FileError::WritableByOthers { mode: 0o666, .. }),
+            "{err}"
+        );
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_private(&keys).unwrap_err();
+        assert!(matches!(err, FileError::WritableByOthers { .. }), "{err}");
+        assert!(err.to_string().contains(dir.to_str().unwrap()), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
