@@ -13,7 +13,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            match error.downcast_ref::<commands::Failure>() {
+                Some(failure) => failure.exit_code(),
+                // The command line, the config file or a setting.
+                None => ExitCode::from(2),
+            }
         }
     }
 }

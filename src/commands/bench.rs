@@ -10,7 +10,11 @@ use hashrig::stats::{format_hashrate, Stats};
 use super::miner::{self, Run};
 use crate::cli::BenchArgs;
 
-pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: &BenchArgs,
+    quiet: bool,
+    signals: &super::signals::Signals,
+) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let devices = miner::open_devices(&args.devices)?;
 
@@ -31,6 +35,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         json_events: false,
         found_blocks: None,
         shutdown_grace: hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE,
+        signals: signals.clone(),
     })?;
     outcome.result()?;
     let seconds = outcome.seconds;

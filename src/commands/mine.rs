@@ -7,7 +7,11 @@ use hashrig::job::stratum::StratumSource;
 use super::miner;
 use crate::cli::MineArgs;
 
-pub fn run(args: &MineArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: &MineArgs,
+    quiet: bool,
+    signals: &super::signals::Signals,
+) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let pools = settings
         .stratum
@@ -22,5 +26,6 @@ pub fn run(args: &MineArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &settings.run,
         &settings.rig,
         quiet,
+        signals,
     )
 }

@@ -13,16 +13,19 @@ use std::time::{Duration, Instant};
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use hashrig::backend::{enumerate, open, selftest, Device, DeviceInfo};
 use hashrig::control::RigControl;
 use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::source::JobSource;
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
-use hashrig::stats::{format_difficulty, format_hashrate, Snapshot, Stats};
+use hashrig::stats::{Snapshot, Stats};
 use hashrig::work::WorkSource;
 
+use super::report::{print_status, print_summary, status_json, summary_json};
+use super::signals::Signals;
+use super::Failure;
 use crate::cli::{select_devices, DeviceArgs, RunSettings};
 
 /// How often the status line is printed.
@@ -43,6 +46,8 @@ pub struct Run {
     /// Where blocks are written the moment they are verified.
     pub found_blocks: Option<Arc<FoundBlockLog>>,
     pub shutdown_grace: Duration,
+    /// SIGINT/SIGTERM stop it; SIGHUP re-reads its API keys.
+    pub signals: Signals,
 }
 
 /// What a run leaves.
@@ -57,6 +62,23 @@ pub struct Outcome {
     pub devices_failed: Option<String>,
 }
 
+/// The pools (or node) of a run that never answered, with their last
+/// error, when not one of them ever did.
+fn never_answered(snapshot: &Snapshot) -> Option<String> {
+    if snapshot.pools.is_empty() || snapshot.pools.iter().any(|p| p.answered) {
+        return None;
+    }
+    let each: Vec<String> = snapshot
+        .pools
+        .iter()
+        .map(|p| match &p.last_error {
+            Some(e) => format!("{} ({e})", p.name),
+            None => p.name.clone(),
+        })
+        .collect();
+    Some(format!("never answered: {}", each.join("; ")))
+}
+
 /// Enumerates, selects, opens and proves the devices the flags ask for.
 pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
     let inventory = enumerate(&args.backend.backends());
@@ -66,7 +88,10 @@ pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
     let selected = select_devices(args, &inventory)?;
     let devices = open_and_prove(&selected.devices, &selected.options);
     if devices.is_empty() {
-        bail!("every selected device failed to open or failed its self-test");
+        return Err(Failure::Devices(
+            "every selected device failed to open or failed its self-test".into(),
+        )
+        .into());
     }
     Ok(devices)
 }
@@ -107,11 +132,18 @@ pub fn mine_from(
     run: &RunSettings,
     rig: &crate::cli::RigSettings,
     quiet: bool,
+    signals: &Signals,
 ) -> anyhow::Result<ExitCode> {
+    let found_blocks = FoundBlockLog::open(&run.found_blocks).with_context(|| {
+        format!(
+            "--found-blocks {}: cannot open for appending",
+            run.found_blocks.display()
+        )
+    })?;
     let devices = open_devices(devices)?;
     tracing::info!(
         "found blocks are written to {} before submission",
-        run.found_blocks.path().display()
+        run.found_blocks.display()
     );
     let stats =
         Arc::new(Stats::new(devices.iter().map(|d| d.info().label()).collect()).with_pools(pools));
@@ -124,8 +156,9 @@ pub fn mine_from(
         rig: rig.clone(),
         quiet,
         json_events: run.json,
-        found_blocks: Some(run.found_blocks.clone()),
+        found_blocks: Some(Arc::new(found_blocks)),
         shutdown_grace: run.shutdown_grace,
+        signals: signals.clone(),
     })?;
     if run.json {
         println!("{}", summary_json(&outcome));
@@ -137,26 +170,24 @@ pub fn mine_from(
 }
 
 impl Outcome {
-    /// Failure if every device failed or the job source gave up.
-    pub fn result(&self) -> anyhow::Result<ExitCode> {
+    /// Why the run failed, if it did: every device failed, or the job
+    /// source gave up or never heard from its pools (or node).
+    pub fn failure(&self) -> Option<Failure> {
         if let Some(failed) = &self.devices_failed {
-            bail!("every device failed: {failed}");
+            return Some(Failure::Devices(format!("every device failed: {failed}")));
         }
         if let Some(e) = &self.source_error {
-            bail!("{e}");
+            return Some(Failure::Source(e.clone()));
         }
-        Ok(ExitCode::SUCCESS)
+        never_answered(&self.snapshot).map(Failure::Source)
     }
-}
 
-/// Installs the Ctrl-C / SIGTERM handler once per process.
-fn stop_on_signal(shutdown: &Shutdown) {
-    let shutdown = shutdown.clone();
-    if let Err(e) = ctrlc::set_handler(move || {
-        eprintln!("stopping…");
-        shutdown.trigger();
-    }) {
-        tracing::debug!("no signal handler: {e}");
+    /// Success, or the failure as an error carrying its exit code.
+    pub fn result(&self) -> anyhow::Result<ExitCode> {
+        match self.failure() {
+            Some(failure) => Err(failure.into()),
+            None => Ok(ExitCode::SUCCESS),
+        }
     }
 }
 
@@ -167,6 +198,12 @@ fn scheduler_config(infos: &[DeviceInfo], pools: usize, run: &Run) -> SchedulerC
     let control = Arc::new(RigControl::new(infos.len(), pools));
     let mut device_batch_times = vec![None; infos.len()];
     for o in &rig.device_overrides {
+        if !infos.iter().any(|d| d.index == o.index) {
+            tracing::warn!(
+                "config [[device]] index {}: not among the devices mining; ignored",
+                o.index
+            );
+        }
         for (i, info) in infos.iter().enumerate().filter(|(_, d)| d.index == o.index) {
             if o.enabled == Some(false) {
                 tracing::info!("{}: disabled by the config file", info.label());
@@ -216,15 +253,16 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
         quiet,
         json_events,
         shutdown_grace,
+        signals,
         ..
     } = run;
     let control = scheduler.control.clone();
     let work = Arc::new(WorkSource::new());
-    let shutdown = Shutdown::new();
-    stop_on_signal(&shutdown);
+    let shutdown = signals.shutdown.clone();
     let api = match rig.api.clone() {
         Some(config) => {
             let bind = config.bind;
+            signals.reload_on_hangup(config.keys.clone());
             Some(
                 hashrig::api::start(config, stats.clone(), control.clone(), shutdown.clone())
                     .with_context(|| format!("--api-bind {bind}"))?,
@@ -385,225 +423,4 @@ fn join_until<T>(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(thread.join())
-}
-
-fn print_status(snap: &Snapshot, control: &RigControl) {
-    let parts: Vec<String> = snap
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let temperature = control
-                .readings(i)
-                .temperature_c
-                .map(|t| format!(" {t:.0}°C"))
-                .unwrap_or_default();
-            let state = match control.state(i) {
-                "mining" => String::new(),
-                other => format!(" [{other}]"),
-            };
-            format!(
-                "{}: {} (avg {}) A{} R{} S{} HW{}{temperature}{state}",
-                d.name,
-                format_hashrate(d.hashrate_5s),
-                format_hashrate(d.hashrate_avg),
-                d.accepted,
-                d.rejected,
-                d.stale,
-                d.hw_errors
-            )
-        })
-        .collect();
-    let pool = snap
-        .pools
-        .iter()
-        .find(|p| p.active)
-        .map(|p| {
-            let latency = p
-                .latency_ms
-                .map(|ms| format!(", {ms:.0} ms"))
-                .unwrap_or_default();
-            format!(
-                " | {} {}{latency}, pool sees {}",
-                p.name,
-                if p.connected { "up" } else { "DOWN" },
-                format_hashrate(p.effective_hashrate)
-            )
-        })
-        .unwrap_or_default();
-    let rate_1m = snap.total(|d| d.hashrate_1m);
-    let share = match (snap.share_difficulty, snap.network_difficulty) {
-        (Some(d), None) => hashrig::stats::expected_seconds(d, rate_1m)
-            .map(|s| {
-                format!(
-                    " | difficulty {}, a share every ~{}",
-                    format_difficulty(d),
-                    format_duration(s)
-                )
-            })
-            .unwrap_or_default(),
-        _ => String::new(),
-    };
-    let network = snap
-        .network_difficulty
-        .map(|d| {
-            let eta = hashrig::stats::expected_seconds(d, snap.total(|d| d.hashrate_1m))
-                .map(format_duration)
-                .unwrap_or_else(|| "-".into());
-            format!(
-                " | network difficulty {}, a block every ~{eta}",
-                format_difficulty(d)
-            )
-        })
-        .unwrap_or_default();
-    eprintln!(
-        "[{:>6.0}s] total {}{pool}{share}{network} | {}",
-        snap.uptime_s,
-        format_hashrate(snap.total(|d| d.hashrate_5s)),
-        parts.join(" | ")
-    );
-}
-
-/// Seconds as the largest sensible unit: `42 s`, `3.5 h`, `12.0 days`.
-fn format_duration(seconds: f64) -> String {
-    match seconds {
-        s if s < 120.0 => format!("{s:.0} s"),
-        s if s < 7200.0 => format!("{:.1} min", s / 60.0),
-        s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
-        s if s < 63_072_000.0 => format!("{:.1} days", s / 86_400.0),
-        s => format!("{:.1} years", s / 31_557_600.0),
-    }
-}
-
-/// A status event for `--json`: totals, the pool, and each device.
-fn status_json(snap: &Snapshot, control: &RigControl) -> serde_json::Value {
-    let devices: Vec<serde_json::Value> = snap
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            serde_json::json!({
-                "name": d.name,
-                "state": control.state(i),
-                "hashrate_5s": d.hashrate_5s,
-                "hashrate_avg": d.hashrate_avg,
-                "accepted": d.accepted,
-                "rejected": d.rejected,
-                "stale": d.stale,
-                "hw_errors": d.hw_errors,
-                "sensors": control.readings(i),
-            })
-        })
-        .collect();
-    let pool = snap.pools.iter().find(|p| p.active);
-    serde_json::json!({
-        "event": "status",
-        "uptime_s": snap.uptime_s,
-        "hashrate_5s": snap.total(|d| d.hashrate_5s),
-        "pool": pool.map(|p| &p.name),
-        "pool_connected": pool.map(|p| p.connected),
-        "pool_latency_ms": pool.and_then(|p| p.latency_ms),
-        "network_difficulty": snap.network_difficulty,
-        "devices": devices,
-    })
-}
-
-/// The final summary of a `mine` or `solo` run, as one JSON object.
-pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
-    let snap = &outcome.snapshot;
-    serde_json::json!({
-        "event": "summary",
-        "seconds": outcome.seconds,
-        "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
-        "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
-        "accepted": snap.count(|d| d.accepted),
-        "rejected": snap.count(|d| d.rejected),
-        "stale": snap.count(|d| d.stale),
-        "hw_errors": snap.count(|d| d.hw_errors),
-        "dropped": snap.count(|d| d.dropped),
-        "throttled": snap.pool_count(|p| p.throttled),
-        "unanswered": snap.pool_count(|p| p.unanswered),
-        "blocks": snap.count(|d| d.blocks),
-        "blocks_accepted": snap.pool_count(|p| p.blocks_accepted),
-        "blocks_rejected": snap.pool_count(|p| p.blocks_rejected + p.blocks_stale),
-        "best_share": snap.best_share,
-        "devices": snap.devices,
-        "pools": snap.pools,
-        "estimates": outcome.estimates,
-        "error": outcome.devices_failed.as_ref().map(|f| format!("every device failed: {f}")).or(outcome.source_error.clone()),
-    })
-}
-
-/// The final summary for people.
-pub fn print_summary(outcome: &Outcome) {
-    let snap = &outcome.snapshot;
-    let total: f64 = snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9);
-    eprintln!(
-        "mined {:.0} s at {} on average; best share difficulty {}",
-        outcome.seconds,
-        format_hashrate(total),
-        format_difficulty(snap.best_share)
-    );
-    let e = &outcome.estimates;
-    if let Some(s) = e.seconds_to_share {
-        eprintln!(
-            "  a share every ~{} at the last minute's hashrate",
-            format_duration(s)
-        );
-    }
-    if let Some(s) = e.seconds_to_block {
-        eprintln!(
-            "  a block every ~{} at the last minute's hashrate",
-            format_duration(s)
-        );
-    }
-    if let (Some(kwh), Some(cost)) = (e.kwh_per_day, e.cost_per_day) {
-        eprintln!("  energy {kwh:.1} kWh a day, costing {cost:.2} a day");
-    }
-    for d in &snap.devices {
-        let dropped = match d.dropped {
-            0 => String::new(),
-            n => format!(", {n} shares dropped (the job source fell behind)"),
-        };
-        eprintln!(
-            "  {}: {} avg, accepted {}, rejected {}, stale {}, hardware errors {}, blocks {}{dropped}",
-            d.name,
-            format_hashrate(d.hashrate_avg),
-            d.accepted,
-            d.rejected,
-            d.stale,
-            d.hw_errors,
-            d.blocks
-        );
-    }
-    for p in &snap.pools {
-        let mut extra = String::new();
-        if p.blocks_submitted > 0 {
-            extra += &format!(
-                ", blocks accepted {} of {}",
-                p.blocks_accepted, p.blocks_submitted
-            );
-        }
-        for (n, what) in [
-            (p.throttled, "over the submission cap"),
-            (p.unanswered, "never answered"),
-            (p.bad_messages, "bad messages skipped"),
-        ] {
-            if n > 0 {
-                extra += &format!(", {n} {what}");
-            }
-        }
-        eprintln!(
-            "  {}: accepted {}, rejected {}, stale {}{extra}, pool-effective {}{}",
-            p.name,
-            p.accepted,
-            p.rejected,
-            p.stale,
-            format_hashrate(p.effective_hashrate),
-            p.last_reject
-                .as_ref()
-                .map(|r| format!(", last rejection: {r}"))
-                .unwrap_or_default()
-        );
-    }
 }

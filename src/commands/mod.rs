@@ -5,7 +5,9 @@ mod devices;
 mod found_blocks;
 mod mine;
 mod miner;
+mod report;
 mod scan;
+mod signals;
 mod solo;
 
 use std::path::Path;
@@ -37,6 +39,7 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
     match cli.command {
         Command::Devices { json } => devices::run(json),
         Command::Bench(mut args) => {
+            let signals = signals::install()?;
             if let Some(c) = &config {
                 c.apply_devices(&mut args.devices, sub);
                 c.apply_rig(&mut args.rig);
@@ -44,24 +47,27 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
                     args.batch_ms = ms;
                 }
             }
-            bench::run(&args, cli.quiet)
+            bench::run(&args, cli.quiet, &signals)
         }
         Command::Scan(args) => scan::run(&args, cli.quiet),
         Command::Mine(mut args) => {
+            let signals = signals::install()?;
             if let Some(c) = &config {
                 c.apply_mine(&mut args, sub);
             }
-            mine::run(&args, cli.quiet)
+            mine::run(&args, cli.quiet, &signals)
         }
         Command::Solo(mut args) => {
+            let signals = signals::install()?;
             if let Some(c) = &config {
                 c.apply_solo(&mut args, sub);
             }
-            solo::run(&args, cli.quiet)
+            solo::run(&args, cli.quiet, &signals)
         }
         Command::ApiKey(command) => api_key(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let checked: Config = config::load(&file)?;
+            checked.check_files()?;
             print!("{}", checked.masked());
             eprintln!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
@@ -83,6 +89,27 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
     }
 }
 
+/// A run that ended in failure, with the exit code that says which kind
+/// (the README lists them).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The job source gave up, or no pool (or the node) ever answered: 1.
+    #[error("{0}")]
+    Source(String),
+    /// Every device failed, or none could be opened: 3.
+    #[error("{0}")]
+    Devices(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Source(_) => ExitCode::from(1),
+            Failure::Devices(_) => ExitCode::from(3),
+        }
+    }
+}
+
 fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     use hashrig::api::keys::{new_key, revoke_key, Scope};
     match command {
@@ -93,7 +120,8 @@ fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             expires,
         } => {
             let scope: Scope = scope.parse().context("--scope")?;
-            let token = new_key(&keys_file, &name, scope, expires.as_deref())?;
+            let now = hashrig::found::journal::unix_now();
+            let token = new_key(&keys_file, &name, scope, expires.as_deref(), now)?;
             println!("{token}");
             eprintln!(
                 "key {name:?} ({scope:?}) added to {}; this is the only time it is shown",

@@ -7,7 +7,11 @@ use hashrig::job::gbt::GbtSource;
 use super::miner;
 use crate::cli::SoloArgs;
 
-pub fn run(args: &SoloArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: &SoloArgs,
+    quiet: bool,
+    signals: &super::signals::Signals,
+) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let node = vec![settings.solo.rpc.url.clone()];
     miner::mine_from(
@@ -17,5 +21,6 @@ pub fn run(args: &SoloArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &settings.run,
         &settings.rig,
         quiet,
+        signals,
     )
 }

@@ -97,6 +97,8 @@ struct PoolStats {
     /// Round trip of the last answered submission, in microseconds; 0 if none.
     latency_us: AtomicU64,
     last_reject: Mutex<Option<String>>,
+    answered: AtomicBool,
+    last_error: Mutex<Option<String>>,
     /// Shares not sent: over the submission cap.
     throttled: AtomicU64,
     /// Shares sent and never answered (timed out, or the link broke).
@@ -124,6 +126,10 @@ pub struct PoolSnapshot {
     pub effective_hashrate: f64,
     pub latency_ms: Option<f64>,
     pub last_reject: Option<String>,
+    /// Whether it ever answered (a pool's handshake, a node's first call).
+    pub answered: bool,
+    /// Why the last attempt to reach it failed.
+    pub last_error: Option<String>,
     pub throttled: u64,
     pub unanswered: u64,
     pub bad_messages: u64,
@@ -211,6 +217,8 @@ impl Stats {
                 connected: AtomicBool::new(false),
                 latency_us: AtomicU64::new(0),
                 last_reject: Mutex::new(None),
+                answered: AtomicBool::new(false),
+                last_error: Mutex::new(None),
                 throttled: AtomicU64::new(0),
                 unanswered: AtomicU64::new(0),
                 bad_messages: AtomicU64::new(0),
@@ -298,6 +306,22 @@ impl Stats {
     pub fn record_dropped(&self, device: usize) {
         if let Some(d) = self.device(device) {
             d.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `pool` answered: its handshake went through, or the node its first
+    /// call.
+    pub fn record_pool_answered(&self, pool: usize) {
+        if let Some(p) = self.pools.get(pool) {
+            p.answered.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Why reaching `pool` failed, for the summary of a run none answered.
+    pub fn record_pool_error(&self, pool: usize, error: &str) {
+        if let Some(p) = self.pools.get(pool) {
+            let bounded: String = error.chars().take(300).collect();
+            *p.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(bounded);
         }
     }
 
@@ -467,6 +491,12 @@ impl Stats {
                     },
                     last_reject: p
                         .last_reject
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                    answered: p.answered.load(Ordering::Relaxed),
+                    last_error: p
+                        .last_error
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .clone(),

@@ -88,13 +88,15 @@ fn call_until_answered(
     rpc: &NodeRpc,
     method: &str,
     params: &Value,
-    shutdown: &Shutdown,
+    ctx: &SourceContext,
 ) -> Option<Result<Value, NodeError>> {
     let mut delay = Duration::from_millis(500);
     loop {
         match rpc.call(method, params.clone()) {
             Err(e) if e.is_transient() => {
                 tracing::warn!("{e}; retrying in {delay:?}");
+                ctx.stats.record_pool_error(0, &e.to_string());
+                let shutdown = &ctx.shutdown;
                 if shutdown.wait_timeout(delay) {
                     return None;
                 }
@@ -116,11 +118,11 @@ impl JobSource for GbtSource {
             message,
         };
         let rpc = &self.options.rpc;
-        let Some(info) = call_until_answered(rpc, "getblockchaininfo", &json!([]), &ctx.shutdown)
-        else {
+        let Some(info) = call_until_answered(rpc, "getblockchaininfo", &json!([]), &ctx) else {
             return Ok(());
         };
         let info = info.map_err(|e| failed(e.to_string()))?;
+        ctx.stats.record_pool_answered(0);
         let chain = info.get("chain").and_then(Value::as_str).unwrap_or("");
         let network = network_of_chain(chain)
             .ok_or_else(|| failed(format!("unknown chain {chain:?} in getblockchaininfo")))?;
@@ -274,7 +276,7 @@ impl Solo<'_> {
                 &self.options.rpc,
                 "getblocktemplate",
                 &gbt_params(None),
-                &self.ctx.shutdown,
+                self.ctx,
             )?;
             let problem = match answer {
                 Ok(value) => match BlockTemplate::try_from(&value) {

@@ -189,6 +189,7 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             }
             Err(e) => {
                 tracing::warn!("{e}");
+                ctx.stats.record_pool_error(index, &e.to_string());
                 failover.failures += 1;
                 Next::After(None)
             }

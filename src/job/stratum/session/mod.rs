@@ -159,8 +159,16 @@ impl<'a> Connection<'a> {
     /// Handshakes and mines until the connection ends.
     pub async fn run(mut self, mut failback: Option<oneshot::Receiver<usize>>) -> End {
         let end = match self.handshake().await {
-            Ok(()) => self.serve(&mut failback).await,
-            Err(end) => end,
+            Ok(()) => {
+                self.ctx.stats.record_pool_answered(self.pool_index);
+                self.serve(&mut failback).await
+            }
+            Err(end) => {
+                if let End::Lost { reason, .. } | End::Refused(reason) = &end {
+                    self.ctx.stats.record_pool_error(self.pool_index, reason);
+                }
+                end
+            }
         };
         let end = self.blame_optional(end);
         self.finish(end).await
