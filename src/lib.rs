@@ -11,9 +11,11 @@
 pub mod api;
 pub mod backend;
 pub mod control;
+pub mod files;
 pub mod found;
 pub mod job;
 pub mod pow;
+pub mod redact;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stats;

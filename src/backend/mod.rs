@@ -178,6 +178,8 @@ pub struct DeviceOptions {
     pub vectors: Option<u32>,
     /// Vulkan nonces per invocation override.
     pub vulkan_nonces: Option<u32>,
+    /// Where compiled kernels are kept (default: [`cache_dir`]).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// Everything found on this machine, and why a backend found nothing.

@@ -2,7 +2,7 @@
 //! `opencl3`, which loads libOpenCL at run time (a machine without OpenCL
 //! builds, starts and simply lists no OpenCL devices).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::ptr;
 use std::time::Duration;
 
@@ -203,7 +203,7 @@ impl OpenClDevice {
         #[allow(deprecated)] // clCreateCommandQueue: the 1.2 call every runtime has
         let queue = CommandQueue::create_default(&context, CL_QUEUE_PROFILING_ENABLE)
             .map_err(driver("clCreateCommandQueue"))?;
-        let program = build_program(&context, &info, &shape)?;
+        let program = build_program(&context, &info, &shape, options.cache_dir.as_deref())?;
         let kernel = Kernel::create(&program, "sha256d_scan").map_err(driver("clCreateKernel"))?;
         // SAFETY: no host pointer; sizes are in elements of cl_uint.
         let work_buffer = unsafe {
@@ -369,9 +369,10 @@ fn build_program(
     context: &Context,
     info: &DeviceInfo,
     shape: &KernelShape,
+    cache_dir: Option<&Path>,
 ) -> Result<Program, DeviceError> {
     let options = shape.build_options();
-    let cache = ProgramCache::for_device(info, &options);
+    let cache = ProgramCache::for_device(info, &options, cache_dir);
     if let Some(binary) = cache.as_ref().and_then(|c| c.load()) {
         match Program::create_and_build_from_binary(context, &[&binary], &options) {
             Ok(program) => return Ok(program),
@@ -408,9 +409,12 @@ struct ProgramCache {
 const CACHE_MAGIC: &[u8; 8] = b"HRCLBIN1";
 
 impl ProgramCache {
-    fn for_device(info: &DeviceInfo, options: &str) -> Option<Self> {
+    fn for_device(info: &DeviceInfo, options: &str, dir: Option<&Path>) -> Option<Self> {
         use bitcoin::hashes::{sha256, Hash};
-        let dir = super::cache_dir()?.join("opencl");
+        let dir = dir
+            .map(Path::to_path_buf)
+            .or_else(super::cache_dir)?
+            .join("opencl");
         let material = format!(
             "{}\0{}\0{}\0{}\0{}",
             info.platform.as_deref().unwrap_or(""),

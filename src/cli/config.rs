@@ -45,7 +45,48 @@ use serde::{Deserialize, Serialize};
 
 use super::mine::RunArgs;
 use super::rig::RigArgs;
-use super::{BackendChoice, DeviceArgs, MineArgs, NodeArgs, SoloArgs};
+use super::MAX_DEVICE_INDEX;
+use super::{defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs};
+
+/// Each flag and the config key that sets it, for errors found by the
+/// flags' checks in a config file's values. Longer flags first: `--pool`
+/// is a prefix of `--pool-cert-sha256`.
+const FLAG_KEYS: &[(&str, &str)] = &[
+    ("--pool-cert-sha256", "pool.cert_sha256"),
+    ("--max-submit-rate", "stratum.max_submit_rate"),
+    ("--min-difficulty", "stratum.min_difficulty"),
+    ("--shutdown-grace", "shutdown_grace"),
+    ("--vulkan-nonces", "devices.vulkan_nonces"),
+    ("--found-blocks", "found_blocks"),
+    ("--coinbase-sig", "solo.coinbase_sig"),
+    ("--temp-target", "thermal.temp_target"),
+    ("--temp-cutoff", "thermal.temp_cutoff"),
+    ("--power-watts", "power.watts"),
+    ("--cpu-threads", "devices.cpu_threads"),
+    ("--rpc-cookie", "solo.rpc_cookie"),
+    ("--kwh-price", "power.kwh_price"),
+    ("--worksize", "devices.worksize"),
+    ("--api-bind", "api.bind"),
+    ("--api-keys", "api.keys_file"),
+    ("--batch-ms", "devices.batch_ms"),
+    ("--rpc-user", "solo.rpc_user"),
+    ("--rpc-pass", "solo.rpc_pass"),
+    ("--rpc-url", "solo.rpc_url"),
+    ("--address", "solo.address"),
+    ("--vectors", "devices.vectors"),
+    ("--device", "devices.select"),
+    ("--pool", "pool.url"),
+    ("--user", "pool.user"),
+];
+
+/// An error from the flags' checks, naming the config keys instead.
+fn in_config_terms(error: anyhow::Error) -> anyhow::Error {
+    let mut text = format!("{error:#}");
+    for (flag, key) in FLAG_KEYS {
+        text = text.replace(flag, key);
+    }
+    anyhow::anyhow!(text)
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,13 +201,14 @@ pub fn default_path() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
-/// Reads and checks a config file.
+/// Config files are small; anything bigger is not one.
+const MAX_CONFIG: u64 = 1 << 20;
+
+/// Reads and checks a config file: its type and size first (a FIFO must
+/// not block, a huge file must not be read), then every value, the way a
+/// start checks its flags.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("config {}: cannot read", path.display()))?;
-    if text.len() > 1 << 20 {
-        bail!("config {}: larger than 1 MiB", path.display());
-    }
+    let text = hashrig::files::read_text(path, MAX_CONFIG).context("config")?;
     let config: Config =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
     config
@@ -205,36 +247,20 @@ impl Config {
                 }
             }
         }
-        if let Some(g) = self.shutdown_grace {
-            if !(g.is_finite() && g > 0.0 && g <= 600.0) {
-                bail!("shutdown_grace {g}: must be a number of seconds above 0 and at most 600");
-            }
-        }
-        if let Some(st) = &self.stratum {
-            if let Some(d) = st.min_difficulty.filter(|d| !(d.is_finite() && *d > 0.0)) {
-                bail!("stratum.min_difficulty {d}: must be a positive number");
-            }
-            if let Some(r) = st
-                .max_submit_rate
-                .filter(|r| !(r.is_finite() && (0.01..=100_000.0).contains(r)))
-            {
-                bail!("stratum.max_submit_rate {r}: must be between 0.01 and 100000");
-            }
-        }
         if let Some(d) = &self.devices {
             if let Some(b) = &d.backend {
                 if BackendChoice::from_str(b, true).is_err() {
                     bail!("devices.backend {b:?}: must be cpu, opencl, vulkan or all");
                 }
             }
-            if let Some(v) = d.vectors.filter(|v| ![1, 2, 4, 8, 16].contains(v)) {
-                bail!("devices.vectors {v}: must be 1, 2, 4, 8 or 16");
-            }
-            if let Some(ms) = d.batch_ms.filter(|ms| !(1..=60_000).contains(ms)) {
-                bail!("devices.batch_ms {ms}: must be between 1 and 60000");
-            }
         }
         for (i, o) in self.device_overrides.iter().enumerate() {
+            if o.index > MAX_DEVICE_INDEX {
+                bail!(
+                    "device[{i}].index {}: not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them)",
+                    o.index
+                );
+            }
             if let Some(ms) = o.batch_ms.filter(|ms| !(1..=60_000).contains(ms)) {
                 bail!("device[{i}].batch_ms {ms}: must be between 1 and 60000");
             }
@@ -245,48 +271,50 @@ impl Config {
                 bail!("device[{i}].index {}: listed twice", o.index);
             }
         }
-        if let Some(s) = &self.solo {
-            if let Some(a) = &s.address {
-                if a.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-                    .is_err()
-                {
-                    bail!("solo.address {a:?}: not an address");
-                }
-            }
+        // The rest is checked as the flags are, by the same code, on the
+        // command lines `mine` and `solo` would have with this file.
+        let (Command::Mine(mut mine), matches) = defaults("mine")? else {
+            bail!("internal: no mine command");
+        };
+        self.apply_mine(&mut mine, &matches);
+        let checked = mine
+            .devices
+            .check()
+            .and_then(|_| mine.run.settings())
+            .and_then(|_| mine.rig.check())
+            .and_then(|_| mine.stratum());
+        checked.map_err(in_config_terms)?;
+        let (Command::Solo(mut solo), matches) = defaults("solo")? else {
+            bail!("internal: no solo command");
+        };
+        self.apply_solo(&mut solo, &matches);
+        solo.check().map_err(in_config_terms)?;
+        Ok(())
+    }
+
+    /// What a start reads besides this file: the API keys file.
+    pub fn check_files(&self) -> anyhow::Result<()> {
+        if let Some(keys) = self.api.as_ref().and_then(|a| a.keys_file.as_deref()) {
+            hashrig::api::keys::KeyStore::load(keys).context("api.keys_file")?;
         }
-        // The rest is checked as the flags are.
-        let mut rig = RigArgs::default();
-        self.fill_rig(&mut rig);
-        rig.api_keys = None;
-        let bind = rig.api_bind.take();
-        if let Some(b) = bind {
-            b.parse::<std::net::SocketAddr>()
-                .map_err(|_| anyhow::anyhow!("api.bind {b:?}: not ADDR:PORT"))?;
-        }
-        rig.settings().map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                e.to_string()
-                    .replace("--temp-", "thermal.temp_")
-                    .replace("--power-watts", "power.watts")
-                    .replace("--kwh-price", "power.kwh_price")
-            )
-        })?;
         Ok(())
     }
 
     /// The configuration as TOML, passwords masked.
     pub fn masked(&self) -> String {
+        use hashrig::redact::{mask_url, MASK};
         let mut shown = self.clone();
         for p in &mut shown.pools {
             if p.pass.as_deref().is_some_and(|p| p != "x") {
-                p.pass = Some("********".into());
+                p.pass = Some(MASK.into());
             }
+            p.url = mask_url(&p.url);
         }
         if let Some(s) = &mut shown.solo {
             if s.rpc_pass.is_some() {
-                s.rpc_pass = Some("********".into());
+                s.rpc_pass = Some(MASK.into());
             }
+            s.rpc_url = s.rpc_url.as_deref().map(mask_url);
         }
         toml::to_string(&shown).unwrap_or_default()
     }
@@ -489,5 +517,62 @@ kwh_price = 0.12
         assert!(err.contains("stratum.max_submit_rate 0"), "{err}");
         let err = parse("shutdown_grace = 0\n").unwrap_err().to_string();
         assert!(err.contains("shutdown_grace 0"), "{err}");
+    }
+
+    /// Values a start refuses are refused by the check, by the same code,
+    /// named by their keys.
+    #[test]
+    fn the_check_refuses_what_a_start_would() {
+        for (text, named) in [
+            (
+                "[devices]\nselect = \"0,,-1,abc\"\n",
+                "devices.select \"0,,-1,abc\"",
+            ),
+            ("[devices]\nworksize = 0\n", "devices.worksize 0"),
+            ("[devices]\ncpu_threads = 0\n", "devices.cpu_threads 0"),
+            ("[devices]\nvulkan_nonces = 0\n", "devices.vulkan_nonces 0"),
+            (
+                "[api]\nbind = \"127.0.0.1:4028\"\n",
+                "api.bind 127.0.0.1:4028: needs api.keys_file",
+            ),
+            (
+                "[api]\nbind = \"localhost\"\nkeys_file = \"/k\"\n",
+                "api.bind \"localhost\"",
+            ),
+            (
+                "[[device]]\nindex = 18446744073709551615\n",
+                "device[0].index 18446744073709551615",
+            ),
+            ("[solo]\nrpc_url = \"ftp://node\"\n", "solo.rpc_url"),
+            ("[solo]\ncoinbase_sig = \"{}\"\n", "solo.coinbase_sig"),
+            ("[devices]\nbatch_ms = 0\n", "devices.batch_ms 0"),
+        ] {
+            let text = text.replace("{}", &"x".repeat(81));
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains(named), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_in_addresses_are_masked() {
+        let config = parse(
+            "[[pool]]\nurl = \"stratum+tcp://pool.example.com:3333\"\nuser = \"w\"\n[solo]\nrpc_url = \"http://u:secret@127.0.0.1:8332\"\n",
+        )
+        .unwrap();
+        let masked = config.masked();
+        assert!(!masked.contains("secret"), "{masked}");
+        assert!(
+            masked.contains("http://u:********@127.0.0.1:8332"),
+            "{masked}"
+        );
+        let err = format!(
+            "{:#}",
+            parse("[[pool]]\nurl = \"stratum+tcp://w:secret@pool:3333\"\nuser = \"w\"\n")
+                .unwrap_err()
+        );
+        assert!(
+            !err.contains("secret") && err.contains("pool[0].url"),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! `hashrig mine` flags, and their validation into [`MineSettings`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -43,7 +42,9 @@ pub struct RunSettings {
     pub duration: Option<Duration>,
     pub batch_time: Duration,
     pub json: bool,
-    pub found_blocks: Arc<FoundBlockLog>,
+    /// Opened (created) when mining starts, not here: checking settings
+    /// writes nothing.
+    pub found_blocks: PathBuf,
     pub shutdown_grace: Duration,
 }
 
@@ -59,17 +60,11 @@ impl RunArgs {
         if !(1..=60_000).contains(&self.batch_ms) {
             bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);
         }
-        let path = match &self.found_blocks {
+        let found_blocks = match &self.found_blocks {
             Some(p) => p.clone(),
             None => FoundBlockLog::default_path()
                 .context("no data directory for the found-blocks file; give --found-blocks FILE")?,
         };
-        let found_blocks = FoundBlockLog::open(&path).with_context(|| {
-            format!(
-                "--found-blocks {}: cannot open for appending",
-                path.display()
-            )
-        })?;
         let shutdown_grace = match self.shutdown_grace {
             None => DEFAULT_SHUTDOWN_GRACE,
             Some(s) => seconds("--shutdown-grace", s, 600.0)?,
@@ -78,7 +73,7 @@ impl RunArgs {
             duration,
             batch_time: Duration::from_millis(self.batch_ms),
             json: self.json,
-            found_blocks: Arc::new(found_blocks),
+            found_blocks,
             shutdown_grace,
         })
     }
@@ -161,7 +156,15 @@ impl MineArgs {
         if self.pools.is_empty() {
             bail!("no pool: give --pool URL --user WORKER, or [[pool]] entries in the config file");
         }
-        if self.users.is_empty() {
+        let stratum = self.stratum()?;
+        let run = self.run.settings()?;
+        let rig = self.rig.settings()?;
+        Ok(MineSettings { run, rig, stratum })
+    }
+
+    /// The pools (none is not an error here) and Stratum options, checked.
+    pub fn stratum(&self) -> anyhow::Result<StratumOptions> {
+        if self.users.is_empty() && !self.pools.is_empty() {
             bail!("--user: the worker name is needed (usually WALLET.WORKER)");
         }
         if self.pools.len() > 16 {
@@ -215,8 +218,6 @@ impl MineArgs {
             failback_after: seconds("--failback-after", self.failback_after, 86_400.0)?,
             ..StratumTimeouts::default()
         };
-        let run = self.run.settings()?;
-        let rig = self.rig.settings()?;
-        Ok(MineSettings { run, rig, stratum })
+        Ok(stratum)
     }
 }

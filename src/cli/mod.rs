@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
 
@@ -236,34 +236,69 @@ pub struct DeviceSettings {
     pub options: DeviceOptions,
 }
 
+/// The highest device index taken: far above any rig, far below
+/// anything that would overflow.
+pub const MAX_DEVICE_INDEX: usize = 1023;
+
 /// Parses `--device 0,2,5`.
 fn parse_indexes(text: &str) -> anyhow::Result<Vec<usize>> {
     text.split(',')
-        .map(|part| {
-            part.trim()
-                .parse::<usize>()
-                .with_context(|| format!("--device {text:?}: {part:?} is not a device index"))
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(i) if i <= MAX_DEVICE_INDEX => Ok(i),
+            _ => bail!(
+                "--device {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them)"
+            ),
         })
         .collect()
+}
+
+/// The command line of `hashrig SUBCOMMAND` with no flags: every default,
+/// for checking a config file the way a start would.
+pub fn defaults(subcommand: &str) -> anyhow::Result<(Command, ArgMatches)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches_from(["hashrig", subcommand])?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    Ok((cli.command, sub))
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+impl DeviceArgs {
+    /// Every check that needs no device: the selection's indexes, in order.
+    pub fn check(&self) -> anyhow::Result<Option<Vec<usize>>> {
+        if let Some(v) = self.vectors {
+            if ![1, 2, 4, 8, 16].contains(&v) {
+                bail!("--vectors {v}: must be 1, 2, 4, 8 or 16");
+            }
+        }
+        if let Some(w) = self.worksize.filter(|w| !(1..=1024).contains(w)) {
+            bail!("--worksize {w}: must be between 1 and 1024");
+        }
+        if let Some(n) = self.vulkan_nonces.filter(|n| !(1..=1024).contains(n)) {
+            bail!("--vulkan-nonces {n}: must be between 1 and 1024");
+        }
+        match self.cpu_threads {
+            Some(0) => bail!(
+                "--cpu-threads 0: must be at least 1 (to mine without the CPU, leave it out: it is off when GPUs mine)"
+            ),
+            Some(n) if n > 4 * cores() => {
+                bail!("--cpu-threads {n}: more than 4× the {} cores here", cores())
+            }
+            _ => {}
+        }
+        self.device.as_deref().map(parse_indexes).transpose()
+    }
+}
+
 /// Chooses the devices to run from what is installed.
 pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Result<DeviceSettings> {
-    if let Some(v) = args.vectors {
-        if ![1, 2, 4, 8, 16].contains(&v) {
-            bail!("--vectors {v}: must be 1, 2, 4, 8 or 16");
-        }
-    }
-    if args.worksize == Some(0) {
-        bail!("--worksize 0: must be at least 1");
-    }
-    if args.vulkan_nonces == Some(0) {
-        bail!("--vulkan-nonces 0: must be at least 1");
-    }
+    let selection = args.check()?;
     let wanted = args.backend.backends();
     let mut chosen: Vec<DeviceInfo> = inventory
         .devices
@@ -271,8 +306,7 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         .filter(|d| wanted.contains(&d.backend))
         .cloned()
         .collect();
-    if let Some(sel) = &args.device {
-        let indexes = parse_indexes(sel)?;
+    if let Some(indexes) = selection {
         for i in &indexes {
             if !inventory.devices.iter().any(|d| d.index == *i) {
                 bail!("--device {i}: no such device (see `hashrig devices`)");
@@ -301,10 +335,6 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
     }
     let others = chosen.iter().any(|d| d.backend != Backend::Cpu);
     let cpu_threads = match args.cpu_threads {
-        Some(0) => 0,
-        Some(n) if n > 4 * cores() => {
-            bail!("--cpu-threads {n}: more than 4× the {} cores here", cores())
-        }
         Some(n) => n,
         None if others => 0,
         None => cores(),
@@ -327,6 +357,7 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
             worksize: args.worksize,
             vectors: args.vectors,
             vulkan_nonces: args.vulkan_nonces,
+            cache_dir: None,
         },
     })
 }

@@ -64,7 +64,8 @@ fn celsius(flag: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
 }
 
 impl RigArgs {
-    pub fn settings(&self) -> anyhow::Result<RigSettings> {
+    /// Every check but reading the keys file; the API's address, if on.
+    pub fn check(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
         let target = celsius("--temp-target", self.temp_target)?;
         let cutoff = celsius("--temp-cutoff", self.temp_cutoff)?;
         if let (Some(t), Some(c)) = (target, cutoff) {
@@ -82,38 +83,47 @@ impl RigArgs {
                 }
             }
         }
-        let api = match (&self.api_bind, &self.api_keys) {
+        let bind = match (&self.api_bind, &self.api_keys) {
             (None, None) => None,
             (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
             (Some(bind), None) => {
                 bail!("--api-bind {bind}: needs --api-keys FILE (create one with `hashrig api-key new`)")
             }
+            (Some(bind), Some(_)) => Some(bind.parse::<SocketAddr>().with_context(|| {
+                format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
+            })?),
+        };
+        let thermal = ThermalLimits {
+            target_c: target,
+            cutoff_c: cutoff,
+            ..ThermalLimits::default()
+        };
+        Ok((thermal, bind))
+    }
+
+    /// The checked settings, with the API keys read.
+    pub fn settings(&self) -> anyhow::Result<RigSettings> {
+        let (thermal, bind) = self.check()?;
+        let api = match (bind, &self.api_keys) {
             (Some(bind), Some(keys)) => {
-                let addr: SocketAddr = bind.parse().with_context(|| {
-                    format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
-                })?;
-                if !addr.ip().is_loopback() {
+                if !bind.ip().is_loopback() {
                     tracing::warn!(
-                        "the API listens on {addr}, beyond this machine: keep its keys secret"
+                        "the API listens on {bind}, beyond this machine: keep its keys secret"
                     );
                 }
-                let keys = KeyStore::load(keys)?;
+                let keys = KeyStore::load(keys).context("--api-keys")?;
                 Some(ApiConfig {
-                    bind: addr,
-                    keys: Arc::new(keys),
                     power_watts: self.power_watts,
                     kwh_price: self.kwh_price,
+                    ..ApiConfig::new(bind, Arc::new(keys))
                 })
             }
+            _ => None,
         };
         Ok(RigSettings {
             api,
             device_overrides: self.device_overrides.clone(),
-            thermal: ThermalLimits {
-                target_c: target,
-                cutoff_c: cutoff,
-                ..ThermalLimits::default()
-            },
+            thermal,
             on_sick: self.on_sick.clone(),
             power_watts: self.power_watts,
             kwh_price: self.kwh_price,

@@ -31,9 +31,16 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// The validated endpoint; calls time out after `timeout`.
     pub fn rpc(&self, timeout: Duration) -> anyhow::Result<NodeRpc> {
-        let Some(url) = self.rpc_url.as_deref().map(str::trim) else {
+        let Some(given) = self.rpc_url.as_deref().map(str::trim) else {
             bail!("--rpc-url: the node's RPC address is needed (or [solo] rpc_url in the config file)");
         };
+        // Credentials in the URL are taken out of it, so that it can be
+        // shown (logs, summaries) without them.
+        let (bare, url_auth) = match hashrig::redact::split_userinfo(given) {
+            Some((bare, user, password)) => (bare, Some((user, password.unwrap_or_default()))),
+            None => (given.to_owned(), None),
+        };
+        let url = bare.as_str();
         if url.starts_with("https://") {
             bail!(
                 "--rpc-url {url}: https is not supported; reach the node over loopback or a tunnel"
@@ -45,8 +52,15 @@ impl NodeArgs {
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             bail!("--rpc-url {url:?}: no host");
         }
+        let url_shown = hashrig::redact::mask_url(given);
         let auth = match (&self.rpc_user, &self.rpc_pass, &self.rpc_cookie) {
-            (None, None, None) => RpcAuth::None,
+            (None, None, None) => match url_auth {
+                Some((user, password)) => RpcAuth::UserPass { user, password },
+                None => RpcAuth::None,
+            },
+            _ if url_auth.is_some() => bail!(
+                "--rpc-url {url_shown}: credentials in the address and in --rpc-user/--rpc-pass/--rpc-cookie; give one"
+            ),
             (Some(user), Some(password), None) => RpcAuth::UserPass {
                 user: user.clone(),
                 password: password.clone(),
@@ -97,24 +111,11 @@ const MAX_TAG: usize = 80;
 
 impl SoloArgs {
     pub fn settings(&self) -> anyhow::Result<SoloSettings> {
+        let tag = self.check()?;
         let rpc = self.node.rpc(Duration::from_secs(30))?;
         let Some(address) = self.address.as_deref() else {
             bail!("--address: the payout address is needed (or [solo] address in the config file)");
         };
-        let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
-        if tag.len() > MAX_TAG {
-            bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());
-        }
-        if self.max_blocks == Some(0) {
-            bail!("--max-blocks 0: must be at least 1");
-        }
-        if address.trim().is_empty() {
-            bail!("--address: empty");
-        }
-        // Parse now for a quick error; the network is checked with the node.
-        if let Err(e) = address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>() {
-            bail!("--address {address:?}: not an address: {e}");
-        }
         let run = self.run.settings()?;
         let rig = self.rig.settings()?;
         Ok(SoloSettings {
@@ -128,5 +129,31 @@ impl SoloArgs {
             run,
             rig,
         })
+    }
+
+    /// What is given, checked (the node and the address need not be);
+    /// the coinbase tag.
+    pub fn check(&self) -> anyhow::Result<Vec<u8>> {
+        if self.node.rpc_url.is_some() {
+            self.node.rpc(Duration::from_secs(30))?;
+        }
+        let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
+        if tag.len() > MAX_TAG {
+            bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());
+        }
+        if self.max_blocks == Some(0) {
+            bail!("--max-blocks 0: must be at least 1");
+        }
+        if let Some(address) = self.address.as_deref() {
+            if address.trim().is_empty() {
+                bail!("--address: empty");
+            }
+            // Parsed now for a quick error; the network is checked with the node.
+            if let Err(e) = address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+            {
+                bail!("--address {address:?}: not an address: {e}");
+            }
+        }
+        Ok(tag)
     }
 }

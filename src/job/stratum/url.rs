@@ -34,7 +34,8 @@ impl FromStr for PoolUrl {
     type Err = PoolUrlError;
 
     fn from_str(url: &str) -> Result<Self, PoolUrlError> {
-        let owned = || url.to_owned();
+        // Errors show the address, never a password in it.
+        let owned = || crate::redact::mask_url(url);
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| PoolUrlError::Scheme { url: owned() })?;
