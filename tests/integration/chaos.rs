@@ -8,7 +8,7 @@
 //! for an hour (not in CI) and records the peak memory in BENCHMARKS.md.
 
 use std::fs::File;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -55,7 +55,7 @@ fn a_hostile_pool_is_survived_within_bounds() {
     let dir = std::env::temp_dir().join(format!("hashrig-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (stdout_path, stderr_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hashrig"))
+    let mut child = crate::common::hashrig_command()
         .args([
             "mine",
             "--pool",

@@ -1,7 +1,7 @@
 //! The `hashrig` binary as scripts drive it: `scan`, `bench`, `devices`,
 //! and clear errors on bad input.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::common::mainnet;
 
@@ -10,7 +10,7 @@ fn hashrig(args: &[&str]) -> Output {
 }
 
 fn hashrig_with(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hashrig"))
+    crate::common::hashrig_command()
         .args(args)
         .env("RUST_LOG", "warn")
         .envs(envs.iter().copied())

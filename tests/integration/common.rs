@@ -64,6 +64,30 @@ pub fn reference_candidates(
     found
 }
 
+/// The `hashrig` binary with config, data and cache folders of its own
+/// (fresh, empty), so that no test reads the user's config file, writes
+/// to their found-blocks file or shares a kernel cache with a test running
+/// beside it. Drivers keep their own caches ($XDG_CACHE_HOME), as a rig does.
+pub fn hashrig_command() -> std::process::Command {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let home = std::env::temp_dir().join(format!(
+        "hashrig-run-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&home);
+    for sub in ["config", "data", "cache"] {
+        std::fs::create_dir_all(home.join(sub)).expect("a folder for a run");
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig"));
+    command
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("HASHRIG_CACHE_DIR", home.join("cache"));
+    command
+}
+
 /// How long the tests wait for something that should happen in seconds.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 

@@ -123,11 +123,12 @@ fn vulkan_finds_mainnet_nonces_and_passes_self_test() {
 fn opencl_rebuilds_a_corrupt_cache_entry() {
     let dir = std::env::temp_dir().join(format!("hashrig-cache-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    // Other tests opening devices meanwhile may use this cache too: harmless.
-    std::env::set_var("HASHRIG_CACHE_DIR", &dir);
+    // Its own cache folder, through the options: the environment is
+    // shared with every test running beside this one.
     let options = DeviceOptions {
         vectors: Some(2),
         worksize: Some(8),
+        cache_dir: Some(dir.clone()),
         ..DeviceOptions::default()
     };
     drop(devices(Backend::OpenCl, &options));
@@ -145,6 +146,5 @@ fn opencl_rebuilds_a_corrupt_cache_entry() {
     for mut device in devices(Backend::OpenCl, &options) {
         selftest::run(device.as_mut()).expect("rebuilt kernel passes");
     }
-    std::env::remove_var("HASHRIG_CACHE_DIR");
     let _ = std::fs::remove_dir_all(&dir);
 }

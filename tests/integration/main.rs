@@ -15,4 +15,5 @@ mod rig;
 mod scheduler;
 mod solo;
 mod stratum;
+mod surface;
 mod testpool;

@@ -121,7 +121,7 @@ fn height_push(height: u32) -> Vec<u8> {
 }
 
 fn hashrig(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hashrig"))
+    crate::common::hashrig_command()
         .args(args)
         .output()
         .expect("run hashrig")
@@ -404,23 +404,32 @@ fn bad_nodes_and_addresses_are_clear_errors_or_retries() {
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 19\r\nConnection: close\r\n\r\n<html>hello</html>\n",
     );
     let (code, err) = run(&html, &address);
-    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(code, Some(1), "the job source gave up: {err}");
     assert!(err.contains("not JSON-RPC"), "{err}");
 
     let broken = fake_node(
         "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops\n",
     );
     let (code, err) = run(&broken, &address);
-    assert_eq!(code, Some(0), "a 500 is retried until --duration: {err}");
+    // Retried until --duration; a node that never answered is a failure.
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("HTTP 500"), "{err}");
+    assert!(
+        err.contains("never answered") && err.contains(&broken),
+        "{err}"
+    );
 
     let refused = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
     let (code, err) = run(&refused, &address);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
+    assert!(
+        err.contains("never answered") && err.contains(&refused),
+        "{err}"
+    );
 
     let _turn = take_turn();
     let node = node();
@@ -444,7 +453,7 @@ fn bad_nodes_and_addresses_are_clear_errors_or_retries() {
         "/dev/null",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "the node refused it: {err}");
     assert!(
         err.contains("not an address of the node's network (regtest)"),
         "{err}"
@@ -522,7 +531,7 @@ fn sigterm_while_the_node_is_down_exits_in_the_grace_period_and_found_blocks_sub
     std::fs::create_dir_all(&dir).unwrap();
     let found = dir.join("found.jsonl");
     let address = payout_address().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hashrig"))
+    let mut child = crate::common::hashrig_command()
         .args([
             "solo",
             "--rpc-url",

@@ -167,7 +167,9 @@ fn a_difficulty_change_applies_from_the_next_job() {
     // Easier from now on, but only for jobs sent after this: a miner that
     // applied it to the current job would send shares the pool rejects.
     pool.set_difficulty(EASY);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Shares of the current job after the change must still meet the old
+    // difficulty.
+    pool.wait_for_more_shares("shares of the current job", 2, WAIT);
     no_invalid(&pool);
     pool.new_job(false);
     pool.wait_for("shares at the new difficulty", WAIT, |t| {
@@ -454,7 +456,7 @@ fn bad_input_from_the_pool_is_survived() {
     for line in &bad_lines {
         pool.send_raw(line);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Sent after the garbage on the same connection, so read after it.
     pool.new_job(false);
     pool.wait_for_more_shares("shares after the garbage", 2, WAIT);
     no_invalid(&pool);
@@ -510,8 +512,16 @@ fn tls_pool_with_a_pinned_certificate() {
     let other = TestPool::start_tls(EASY);
     let mut opts = options(&[&other]);
     opts.pools[0].cert_fingerprint = Some([0x42; 32]);
-    let _wrong = Miner::start(opts);
-    std::thread::sleep(Duration::from_secs(2));
+    let wrong = Miner::start(opts);
+    // The miner says why it gave up on the pool, and tried again: events,
+    // not a quiet interval, show the handshake was stopped each time.
+    crate::common::wait_until("the pin mismatch, twice", WAIT, || {
+        let refused = wrong.stats.snapshot().pools[0]
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.contains("is not the pinned"));
+        refused && other.tally(|t| t.connections >= 2)
+    });
     assert!(
         other.tally(|t| t.subscribes.is_empty()),
         "a wrong certificate must stop the handshake"
