@@ -117,29 +117,22 @@ impl ApiState {
             self.control.measured_power(),
             self.config.kwh_price,
         );
-        json!({
+        let mut summary = snap.totals();
+        let more = json!({
             "uptime_s": snap.uptime_s,
             "hashrate_5s": snap.total(|d| d.hashrate_5s),
             "hashrate_1m": snap.total(|d| d.hashrate_1m),
             "hashrate_15m": snap.total(|d| d.hashrate_15m),
             "hashrate_avg": snap.total(|d| d.hashrate_avg),
-            "accepted": snap.count(|d| d.accepted),
-            "rejected": snap.count(|d| d.rejected),
-            "stale": snap.count(|d| d.stale),
-            "hw_errors": snap.count(|d| d.hw_errors),
-            "dropped": snap.count(|d| d.dropped),
-            "throttled": snap.pool_count(|p| p.throttled),
-            "unanswered": snap.pool_count(|p| p.unanswered),
-            "blocks": snap.count(|d| d.blocks),
-            "blocks_accepted": snap.pool_count(|p| p.blocks_accepted),
-            "blocks_rejected": snap.pool_count(|p| p.blocks_rejected + p.blocks_stale),
-            "best_share": snap.best_share,
             "devices": snap.devices.len(),
             "devices_mining": (0..snap.devices.len()).filter(|i| self.control.may_run(*i)).count(),
             "pool": snap.pools.iter().find(|p| p.active).map(|p| p.name.clone()),
-            "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
             "estimates": estimates,
-        })
+        });
+        if let Value::Object(more) = more {
+            summary.extend(more);
+        }
+        Value::Object(summary)
     }
 
     fn devices(&self) -> Value {

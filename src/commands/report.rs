@@ -130,27 +130,20 @@ pub fn status_json(snap: &Snapshot, control: &RigControl) -> serde_json::Value {
 /// The final summary of a `mine` or `solo` run, as one JSON object.
 pub fn summary_json(outcome: &Outcome) -> serde_json::Value {
     let snap = &outcome.snapshot;
-    serde_json::json!({
+    let mut summary = snap.totals();
+    let more = serde_json::json!({
         "event": "summary",
         "seconds": outcome.seconds,
         "hashrate": snap.total(|d| d.nonces as f64) / outcome.seconds.max(1e-9),
-        "pool_hashrate": snap.pools.iter().map(|p| p.effective_hashrate).fold(0.0, |a, b| a + b),
-        "accepted": snap.count(|d| d.accepted),
-        "rejected": snap.count(|d| d.rejected),
-        "stale": snap.count(|d| d.stale),
-        "hw_errors": snap.count(|d| d.hw_errors),
-        "dropped": snap.count(|d| d.dropped),
-        "throttled": snap.pool_count(|p| p.throttled),
-        "unanswered": snap.pool_count(|p| p.unanswered),
-        "blocks": snap.count(|d| d.blocks),
-        "blocks_accepted": snap.pool_count(|p| p.blocks_accepted),
-        "blocks_rejected": snap.pool_count(|p| p.blocks_rejected + p.blocks_stale),
-        "best_share": snap.best_share,
         "devices": snap.devices,
         "pools": snap.pools,
         "estimates": outcome.estimates,
         "error": outcome.failure().map(|f| f.to_string()),
-    })
+    });
+    if let serde_json::Value::Object(more) = more {
+        summary.extend(more);
+    }
+    serde_json::Value::Object(summary)
 }
 
 /// The final summary for people.

@@ -157,6 +157,42 @@ impl Snapshot {
         self.devices.iter().map(field).sum()
     }
 
+    /// The totals every summary shows (the API's, `--json`'s): shares by
+    /// answer, errors, drops, blocks, and the best share.
+    pub fn totals(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        [
+            ("accepted", json!(self.count(|d| d.accepted))),
+            ("rejected", json!(self.count(|d| d.rejected))),
+            ("stale", json!(self.count(|d| d.stale))),
+            ("hw_errors", json!(self.count(|d| d.hw_errors))),
+            ("dropped", json!(self.count(|d| d.dropped))),
+            ("throttled", json!(self.pool_count(|p| p.throttled))),
+            ("unanswered", json!(self.pool_count(|p| p.unanswered))),
+            ("blocks", json!(self.count(|d| d.blocks))),
+            (
+                "blocks_accepted",
+                json!(self.pool_count(|p| p.blocks_accepted)),
+            ),
+            (
+                "blocks_rejected",
+                json!(self.pool_count(|p| p.blocks_rejected + p.blocks_stale)),
+            ),
+            ("best_share", json!(self.best_share)),
+            (
+                "pool_hashrate",
+                json!(self
+                    .pools
+                    .iter()
+                    .map(|p| p.effective_hashrate)
+                    .fold(0.0, |a, b| a + b)),
+            ),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+    }
+
     /// A counter summed over every pool.
     pub fn pool_count(&self, field: impl Fn(&PoolSnapshot) -> u64) -> u64 {
         self.pools.iter().map(field).sum()
