@@ -63,8 +63,30 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
-        let mut child = hashrig_command()
-            .args(args)
+        let mut command = hashrig_command();
+        command.args(args);
+        Running::spawn(command)
+    }
+
+    /// `hashrig ARGS` with at most `limit` open files, as a rig with a low
+    /// `ulimit -n` runs it.
+    fn start_with_fd_limit(limit: u32, args: &[&str]) -> Running {
+        let isolated = hashrig_command();
+        let mut command = std::process::Command::new("bash");
+        command
+            .args(["-c", &format!("ulimit -n {limit} && exec \"$0\" \"$@\"")])
+            .arg(isolated.get_program())
+            .args(args);
+        for (key, value) in isolated.get_envs() {
+            if let Some(value) = value {
+                command.env(key, value);
+            }
+        }
+        Running::spawn(command)
+    }
+
+    fn spawn(mut command: std::process::Command) -> Running {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -196,6 +218,48 @@ fn sighup_rereads_the_keys_and_stops_nothing() {
     bare.wait_for_line("SIGHUP: the API is off");
     assert!(bare.is_running(), "SIGHUP stopped the rig");
     assert_eq!(bare.stop(), Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn connections_held_open_do_not_starve_a_rig_low_on_file_descriptors() {
+    let dir = private_dir("fds");
+    let keys = dir.join("keys.toml");
+    let key = new_key(&keys, "prometheus");
+    let mut args = BENCH.to_vec();
+    args.extend([
+        "--api-bind",
+        "127.0.0.1:0",
+        "--api-keys",
+        keys.to_str().unwrap(),
+    ]);
+    let rig = Running::start_with_fd_limit(128, &args);
+    let line = rig.wait_for_line("API on http://");
+    let base = line[line.find("http://").unwrap()..].trim().to_owned();
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    // 200 silent connections and 200 that trickle header bytes, held open.
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for i in 0..400 {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        if i % 2 == 1 {
+            use std::io::Write;
+            let _ = stream.write_all(b"GET /v1/summary HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(stream);
+    }
+    // The operator and Prometheus are still served, promptly.
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{base}/v1/summary"), &key), 200);
+        assert_eq!(get(&format!("{base}/metrics"), &key), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    assert_eq!(rig.stop(), Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
 
