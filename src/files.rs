@@ -71,6 +71,36 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
+/// Opens `path` for appending (created if missing) without blocking, and
+/// only if it is a regular file or a character device (`/dev/null`): a
+/// FIFO would block the open until a reader came, or take writes nobody
+/// keeps.
+pub fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let file_type = file.metadata()?.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_char_device() {
+            return Ok(file);
+        }
+    }
+    if !file_type.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a regular file ({}); refused", kind_of(file_type)),
+        ));
+    }
+    Ok(file)
+}
+
 /// Reads `path` as UTF-8 text if it is a regular file of at most `limit`
 /// bytes; its type and size are checked before anything is read.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
@@ -184,7 +214,14 @@ mod tests {
             matches!(err, FileError::NotRegular { kind: "a FIFO", .. }),
             "{err}"
         );
+        // Appending: with no reader, a plain open would wait for one.
+        let err = open_append(&fifo).unwrap_err();
+        assert!(
+            err.to_string().contains("FIFO") || err.raw_os_error() == Some(libc::ENXIO),
+            "{err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(open_append(Path::new("/dev/null")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -156,10 +156,7 @@ fn init_logging(quiet: bool, filter: Option<&str>, file: Option<&Path>) -> anyho
         .with_filter(make_filter());
     let file_layer = match file {
         Some(path) => {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let log = hashrig::files::open_append(path)
                 .with_context(|| format!("--log-file {}", path.display()))?;
             Some(
                 tracing_subscriber::fmt::layer()

@@ -12,7 +12,7 @@
 //! one per parent, so a full file means something is badly wrong, and it
 //! is said loudly rather than filling the disk.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -60,7 +60,7 @@ impl FoundBlockLog {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = crate::files::open_append(path)?;
         Ok(FoundBlockLog {
             path: path.to_owned(),
             file: Mutex::new(file),
@@ -326,7 +326,10 @@ mod tests {
         log.append(&json!({"hash": "dd", "header": "00"})).unwrap(); // a pool's block
         drop(log);
         // A torn last line, as after a crash mid-write.
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(b"{\"hash\": \"ee\", \"blo").unwrap();
         let (blocks, notes) = unsubmitted_blocks(&path).unwrap();
         let hashes: Vec<&str> = blocks.iter().map(|b| b.hash.as_str()).collect();

@@ -431,6 +431,36 @@ fn config_files_are_checked_for_type_and_size_before_reading() {
 }
 
 #[test]
+fn log_and_found_blocks_fifos_are_refused_not_waited_on() {
+    let dir = private_dir("out-fifos");
+    let fifo = dir.join("out.fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    let out = run_within(&["bench", "--seconds", "1", "--log-file", fifo], PATIENCE);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--log-file"), "{}", stderr(&out));
+    let out = run_within(
+        &[
+            "mine",
+            "--pool",
+            "stratum+tcp://127.0.0.1:1",
+            "--user",
+            "w",
+            "--backend",
+            "cpu",
+            "--duration",
+            "1",
+            "--found-blocks",
+            fifo,
+        ],
+        PATIENCE,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--found-blocks"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_run_no_pool_ever_answered_fails_naming_them() {
     let dir = private_dir("unanswered");
     let closed = {
