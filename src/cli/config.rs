@@ -230,7 +230,9 @@ fn fill<T: Clone>(target: &mut Option<T>, value: &Option<T>) {
 }
 
 impl Config {
-    /// Checks every value the flags would check, naming the key.
+    /// Checks every value the flags would check, naming the key; run on
+    /// every config file loaded (flags may complete it: see
+    /// [`Config::check_as_start`]).
     pub fn validate(&self) -> anyhow::Result<()> {
         for (i, p) in self.pools.iter().enumerate() {
             let url: hashrig::job::stratum::PoolUrl =
@@ -281,7 +283,7 @@ impl Config {
             .devices
             .check()
             .and_then(|_| mine.run.settings())
-            .and_then(|_| mine.rig.check())
+            .and_then(|_| mine.rig.check_values())
             .and_then(|_| mine.stratum());
         checked.map_err(in_config_terms)?;
         let (Command::Solo(mut solo), matches) = defaults("solo")? else {
@@ -292,9 +294,17 @@ impl Config {
         Ok(())
     }
 
-    /// What a start reads besides this file: the API keys file.
-    pub fn check_files(&self) -> anyhow::Result<()> {
-        if let Some(keys) = self.api.as_ref().and_then(|a| a.keys_file.as_deref()) {
+    /// What a start with this file and no flags adds to [`validate`]:
+    /// settings that need each other (the API's address and keys), and
+    /// the keys file, read as a start reads it.
+    ///
+    /// [`validate`]: Config::validate
+    pub fn check_as_start(&self) -> anyhow::Result<()> {
+        self.validate()?;
+        let mut rig = RigArgs::default();
+        self.fill_rig(&mut rig);
+        rig.check().map_err(in_config_terms)?;
+        if let Some(keys) = &rig.api_keys {
             hashrig::api::keys::KeyStore::load(keys).context("api.keys_file")?;
         }
         Ok(())
@@ -433,7 +443,7 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        config.validate()?;
+        config.check_as_start()?;
         Ok(config)
     }
 
@@ -465,7 +475,7 @@ index = 1
 enabled = false
 [api]
 bind = "127.0.0.1:4028"
-keys_file = "/tmp/keys.toml"
+keys_file = "/nonexistent-hashrig/keys.toml"
 [thermal]
 temp_target = 80
 temp_cutoff = 90
@@ -551,6 +561,18 @@ kwh_price = 0.12
             let err = format!("{:#}", parse(&text).unwrap_err());
             assert!(err.contains(named), "{text}: {err}");
         }
+    }
+
+    /// Flags may complete a file: a start with `--api-bind` takes a file
+    /// that names only the keys; `config check` (a start without flags)
+    /// does not.
+    #[test]
+    fn settings_that_need_each_other_are_checked_as_a_start_would() {
+        let text = "[api]\nkeys_file = \"/nonexistent-hashrig/keys.toml\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        config.validate().unwrap();
+        let err = config.check_as_start().unwrap_err().to_string();
+        assert!(err.contains("api.keys_file: needs api.bind"), "{err}");
     }
 
     #[test]

@@ -66,6 +66,19 @@ fn celsius(flag: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
 impl RigArgs {
     /// Every check but reading the keys file; the API's address, if on.
     pub fn check(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
+        let checked = self.check_values()?;
+        match (&self.api_bind, &self.api_keys) {
+            (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
+            (Some(bind), None) => {
+                bail!("--api-bind {bind}: needs --api-keys FILE (create one with `hashrig api-key new`)")
+            }
+            _ => Ok(checked),
+        }
+    }
+
+    /// Each value given, alone: what a config file must pass even when
+    /// flags will complete it (`[api] keys_file` with `--api-bind`).
+    pub fn check_values(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
         let target = celsius("--temp-target", self.temp_target)?;
         let cutoff = celsius("--temp-cutoff", self.temp_cutoff)?;
         if let (Some(t), Some(c)) = (target, cutoff) {
@@ -83,13 +96,9 @@ impl RigArgs {
                 }
             }
         }
-        let bind = match (&self.api_bind, &self.api_keys) {
-            (None, None) => None,
-            (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
-            (Some(bind), None) => {
-                bail!("--api-bind {bind}: needs --api-keys FILE (create one with `hashrig api-key new`)")
-            }
-            (Some(bind), Some(_)) => Some(bind.parse::<SocketAddr>().with_context(|| {
+        let bind = match &self.api_bind {
+            None => None,
+            Some(bind) => Some(bind.parse::<SocketAddr>().with_context(|| {
                 format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
             })?),
         };

@@ -67,7 +67,7 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
         Command::ApiKey(command) => api_key(command),
         Command::Config(ConfigCommand::Check { file }) => {
             let checked: Config = config::load(&file)?;
-            checked.check_files()?;
+            checked.check_as_start()?;
             print!("{}", checked.masked());
             eprintln!("{}: valid", file.display());
             Ok(ExitCode::SUCCESS)
