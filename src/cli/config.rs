@@ -209,12 +209,23 @@ const MAX_CONFIG: u64 = 1 << 20;
 /// start checks its flags.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
     let text = hashrig::files::read_text(path, MAX_CONFIG).context("config")?;
-    let config: Config =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    let config: Config = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), describe(&e, &text)))?;
     config
         .validate()
         .with_context(|| format!("config {}", path.display()))?;
     Ok(config)
+}
+
+/// A TOML error as its place and message, without the quoted line the
+/// error would show: that line may hold a password.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return error.message().to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}: {}", error.message())
 }
 
 /// Whether a flag was given on the command line (it then wins).
@@ -573,6 +584,16 @@ kwh_price = 0.12
         config.validate().unwrap();
         let err = config.check_as_start().unwrap_err().to_string();
         assert!(err.contains("api.keys_file: needs api.bind"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_quote_the_line() {
+        let text =
+            "[[pool]]\nurl = \"stratum+tcp://p:3333\"\nuser = \"w\"\npass = \"hunter2\" oops\n";
+        let err = toml::from_str::<Config>(text).unwrap_err();
+        let shown = describe(&err, text);
+        assert!(shown.starts_with("line 4, column "), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
 use hashrig::work::WorkSource;
 
-use crate::common::loose_target;
+use crate::common::{loose_target, PATIENCE};
 
 /// What a device was asked to scan.
 #[derive(Debug, Clone)]
@@ -227,10 +227,11 @@ fn blocks_are_recognised_on_an_easy_network() {
 fn wrong_answers_are_hardware_errors() {
     let mut rig = Rig::start(1, true, Duration::from_millis(20));
     rig.work.publish(bench_job());
-    std::thread::sleep(Duration::from_millis(500));
+    let stats = rig.stats.clone();
+    crate::common::wait_until("a hardware error", PATIENCE, || {
+        stats.snapshot().devices[0].hw_errors > 0
+    });
     rig.stop();
-    let snapshot = rig.stats.snapshot();
-    assert!(snapshot.devices[0].hw_errors > 0);
     assert!(
         rig.found.try_take().is_none(),
         "a wrong answer was passed on as a share"
@@ -241,15 +242,25 @@ fn wrong_answers_are_hardware_errors() {
 fn a_clean_job_reaches_every_device_within_one_batch() {
     let mut rig = Rig::start(2, false, Duration::from_millis(40));
     rig.work.publish(bench_job());
-    std::thread::sleep(Duration::from_millis(400));
+    // Every device busy on the first job, a few batches in.
+    crate::common::wait_until("batches of the first job", PATIENCE, || {
+        rig.logs.iter().all(|log| log.lock().unwrap().len() >= 3)
+    });
     let mut second = bench_job();
     second.time += 1000;
     let switched_at = Instant::now();
     let second = rig.work.publish(second);
-    std::thread::sleep(Duration::from_millis(600));
-    rig.stop();
     // ntime as SHA-256 reads it: the header's little-endian bytes, big-endian.
     let new_time_word = second.time.swap_bytes();
+    crate::common::wait_until("every device on the new job", PATIENCE, || {
+        rig.logs.iter().all(|log| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|r| r.work.tail[1] == new_time_word)
+        })
+    });
+    rig.stop();
     for log in &rig.logs {
         let log = log.lock().unwrap();
         let old_after: Vec<_> = log
@@ -278,7 +289,9 @@ fn devices_never_hash_the_same_header_and_nonce() {
     // check that work units differ between devices and ranges never overlap.
     job.extranonce2_size = 2;
     rig.work.publish(job);
-    std::thread::sleep(Duration::from_millis(800));
+    crate::common::wait_until("many batches on every device", PATIENCE, || {
+        rig.logs.iter().all(|log| log.lock().unwrap().len() >= 20)
+    });
     rig.stop();
     let mut seen = HashSet::new();
     for log in &rig.logs {
