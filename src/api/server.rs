@@ -72,6 +72,7 @@ fn descriptor_limit() -> Option<usize> {
 }
 
 /// One open connection.
+#[derive(Clone)]
 struct Slot {
     ip: IpAddr,
     opened: Instant,
@@ -138,14 +139,8 @@ impl Registry {
             busy: Arc::new(AtomicUsize::new(0)),
             close: CancellationToken::new(),
         };
-        let handle = Slot {
-            ip,
-            opened: slot.opened,
-            busy: slot.busy.clone(),
-            close: slot.close.clone(),
-        };
-        self.open.insert(id, slot);
-        Some((id, handle))
+        self.open.insert(id, slot.clone());
+        Some((id, slot))
     }
 }
 

@@ -305,13 +305,11 @@ impl Config {
         Ok(())
     }
 
-    /// What a start with this file and no flags adds to [`validate`]:
-    /// settings that need each other (the API's address and keys), and
-    /// the keys file, read as a start reads it.
-    ///
-    /// [`validate`]: Config::validate
+    /// What a start with this file and no flags adds to
+    /// [`Config::validate`] (which [`load`] ran): settings that need each
+    /// other (the API's address and keys), and the keys file, read as a
+    /// start reads it.
     pub fn check_as_start(&self) -> anyhow::Result<()> {
-        self.validate()?;
         let mut rig = RigArgs::default();
         self.fill_rig(&mut rig);
         rig.check().map_err(in_config_terms)?;
@@ -454,6 +452,7 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Config> {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
         config.check_as_start()?;
         Ok(config)
     }

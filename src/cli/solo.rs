@@ -111,8 +111,8 @@ const MAX_TAG: usize = 80;
 
 impl SoloArgs {
     pub fn settings(&self) -> anyhow::Result<SoloSettings> {
-        let tag = self.check()?;
         let rpc = self.node.rpc(Duration::from_secs(30))?;
+        let tag = self.check_given()?;
         let Some(address) = self.address.as_deref() else {
             bail!("--address: the payout address is needed (or [solo] address in the config file)");
         };
@@ -131,12 +131,16 @@ impl SoloArgs {
         })
     }
 
-    /// What is given, checked (the node and the address need not be);
-    /// the coinbase tag.
-    pub fn check(&self) -> anyhow::Result<Vec<u8>> {
+    /// What is given, checked (the node and the address need not be).
+    pub fn check(&self) -> anyhow::Result<()> {
         if self.node.rpc_url.is_some() {
             self.node.rpc(Duration::from_secs(30))?;
         }
+        self.check_given().map(drop)
+    }
+
+    /// Everything but the node; the coinbase tag.
+    fn check_given(&self) -> anyhow::Result<Vec<u8>> {
         let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
         if tag.len() > MAX_TAG {
             bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());

@@ -364,10 +364,13 @@ impl Drop for BareApi {
 /// Connects to `to` from the loopback address `local`: the standard
 /// library cannot bind a socket before connecting, tokio's can.
 fn connect_from(local: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
     let stream = runtime.block_on(async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind((local, 0).into()).unwrap();

@@ -118,6 +118,12 @@ impl Running {
         found.unwrap_or_default()
     }
 
+    /// `http://ADDR:PORT` of its API, from the line announcing it.
+    fn api_base(&self) -> String {
+        let line = self.wait_for_line("API on http://");
+        line[line.find("http://").unwrap_or(0)..].trim().to_owned()
+    }
+
     fn signal(&self, name: &str) {
         let sent = std::process::Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
@@ -187,11 +193,8 @@ const BENCH: &[&str] = &[
     "300",
 ];
 
-#[test]
-fn sighup_rereads_the_keys_and_stops_nothing() {
-    let dir = private_dir("hup");
-    let keys = dir.join("keys.toml");
-    let first = new_key(&keys, "first");
+/// A long bench serving the API on a free port with `keys`.
+fn bench_with_api(keys: &Path) -> Vec<&str> {
     let mut args = BENCH.to_vec();
     args.extend([
         "--api-bind",
@@ -199,9 +202,16 @@ fn sighup_rereads_the_keys_and_stops_nothing() {
         "--api-keys",
         keys.to_str().unwrap(),
     ]);
-    let mut rig = Running::start(&args);
-    let line = rig.wait_for_line("API on http://");
-    let base = line[line.find("http://").unwrap()..].trim().to_owned();
+    args
+}
+
+#[test]
+fn sighup_rereads_the_keys_and_stops_nothing() {
+    let dir = private_dir("hup");
+    let keys = dir.join("keys.toml");
+    let first = new_key(&keys, "first");
+    let mut rig = Running::start(&bench_with_api(&keys));
+    let base = rig.api_base();
     assert_eq!(get(&format!("{base}/v1/summary"), &first), 200);
 
     rig.signal("HUP");
@@ -226,16 +236,8 @@ fn connections_held_open_do_not_starve_a_rig_low_on_file_descriptors() {
     let dir = private_dir("fds");
     let keys = dir.join("keys.toml");
     let key = new_key(&keys, "prometheus");
-    let mut args = BENCH.to_vec();
-    args.extend([
-        "--api-bind",
-        "127.0.0.1:0",
-        "--api-keys",
-        keys.to_str().unwrap(),
-    ]);
-    let rig = Running::start_with_fd_limit(128, &args);
-    let line = rig.wait_for_line("API on http://");
-    let base = line[line.find("http://").unwrap()..].trim().to_owned();
+    let rig = Running::start_with_fd_limit(128, &bench_with_api(&keys));
+    let base = rig.api_base();
     let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     // 200 silent connections and 200 that trickle header bytes, held open.
     let mut held: Vec<std::net::TcpStream> = Vec::new();
