@@ -48,6 +48,7 @@ class Emitter:
 
     def __init__(self, lang):
         self.lang = lang
+        self.adder = "ADD" if lang == "cl" else "add"
         self.lines = []
         self.count = 0
 
@@ -83,7 +84,13 @@ class Emitter:
             return const
         if const:
             parts.append(self.lit(const))
-        return self.let(prefix, " + ".join(parts))
+        # Each sum is a chain of two-input ADDs (a macro in OpenCL C, a
+        # function in WGSL): the vendor builds choose how an addition is
+        # computed, the generic build gets plain `+`.
+        expr = parts[0]
+        for part in parts[1:]:
+            expr = f"{self.adder}({expr}, {part})"
+        return self.let(prefix, expr)
 
     def comment(self, text):
         self.lines.append(f"    // {text}")
@@ -155,6 +162,17 @@ CL_HEAD = r"""// SHA-256d nonce scanner for OpenCL 1.2+.
 //                        vectorise explicit vectors far better than
 //                        work-items)
 //   -D FOUND_CAPACITY=n  slots in the found-buffer
+//   -D HASHRIG_VENDOR_NVIDIA=1
+//                        additions as multiply-adds by a 1 read from the
+//                        work (KernelWork word 25), which the compiler
+//                        cannot fold: NVIDIA runs them as IMAD on the FMA
+//                        pipe, beside the integer ALU pipe that the
+//                        rotates (SHF) and logic (LOP3) fill
+//   -D HASHRIG_VENDOR_AMD=1
+//                        Maj through the previous round's a ^ b (the same
+//                        VALU count as the generic kernel on LLVM's AMDGPU
+//                        backend, which already finds it; see BENCHMARKS.md)
+//   neither              the generic kernel: plain additions and logic
 
 #ifndef VECTORS
 #define VECTORS 1
@@ -191,7 +209,20 @@ typedef uint16 uintV;
 #define s0(x) (ROTR(x, 7u) ^ ROTR(x, 18u) ^ ((uintV)(x) >> 3u))
 #define s1(x) (ROTR(x, 17u) ^ ROTR(x, 19u) ^ ((uintV)(x) >> 10u))
 #define CH(e, f, g) ((uintV)(g) ^ ((uintV)(e) & ((uintV)(f) ^ (uintV)(g))))
+#if HASHRIG_VENDOR_AMD
+// Maj as a select by b ^ c, which is the previous round's a ^ b (the
+// compiler shares it): one v_bfi_b32 and one xor per round. bitselect()
+// itself is avoided: offline compilers without a device library cannot
+// link it.
+#define MAJ(a, b, c) ((uintV)(b) ^ (((uintV)(b) ^ (uintV)(c)) & ((uintV)(a) ^ (uintV)(b))))
+#else
 #define MAJ(a, b, c) (((uintV)(a) & (uintV)(b)) | ((uintV)(c) & ((uintV)(a) | (uintV)(b))))
+#endif
+#if HASHRIG_VENDOR_NVIDIA
+#define ADD(x, y) ((uintV)(x) * one + (uintV)(y))
+#else
+#define ADD(x, y) ((uintV)(x) + (uintV)(y))
+#endif
 #define BSWAP(x) (rotate((x) & (uintV)0x00ff00ffu, (uintV)24u) | rotate((x) & (uintV)0xff00ff00u, (uintV)8u))
 
 inline void record(volatile __global uint *found, uint nonce) {
@@ -208,6 +239,9 @@ __kernel void sha256d_scan(__constant const uint *kw, const uint base_nonce, con
     const uintV nonce = (uintV)(base_nonce + (uint)get_global_id(0) * VECTORS) + LANES;
     const uintV w3 = BSWAP(nonce);
     const uint target_top = kw[11];
+#if HASHRIG_VENDOR_NVIDIA
+    const uint one = kw[25];
+#endif
 """
 
 CL_TAIL = r"""
@@ -253,6 +287,11 @@ const FOUND_CAPACITY: u32 = 255u;
 // Work-group size and nonces per invocation, set per device by the host.
 override WORKGROUP_SIZE: u32 = 64u;
 override NONCES_PER_INVOCATION: u32 = 1u;
+// The NVIDIA build (set by the host for NVIDIA adapters): additions as
+// multiply-adds by params.kw25, a 1 the compiler cannot fold, which NVIDIA's
+// compiler runs as IMAD on the FMA pipe beside the integer ALU pipe that the
+// rotates and logic fill. Off, the branch folds away and `add` is `+`.
+override ADD_ON_MULTIPLIER: bool = false;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> found: Found;
@@ -264,6 +303,12 @@ fn s0(x: u32) -> u32 { return rotr(x, 7u) ^ rotr(x, 18u) ^ (x >> 3u); }
 fn s1(x: u32) -> u32 { return rotr(x, 17u) ^ rotr(x, 19u) ^ (x >> 10u); }
 fn CH(e: u32, f: u32, g: u32) -> u32 { return g ^ (e & (f ^ g)); }
 fn MAJ(a: u32, b: u32, c: u32) -> u32 { return (a & b) | (c & (a | b)); }
+fn add(x: u32, y: u32) -> u32 {
+    if ADD_ON_MULTIPLIER {
+        return x * params.kw25 + y;
+    }
+    return x + y;
+}
 fn bswap(x: u32) -> u32 { return (rotr(x & 0x00ff00ffu, 8u)) | (rotr(x & 0xff00ff00u, 24u)); }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

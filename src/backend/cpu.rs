@@ -23,6 +23,7 @@ pub fn info() -> DeviceInfo {
         } else {
             "sha2 compress256".into()
         }),
+        pci_bus_id: None,
         locator: Locator::Cpu,
     }
 }

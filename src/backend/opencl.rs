@@ -18,7 +18,8 @@ use opencl3::program::Program;
 use opencl3::types::{cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 
 use super::{
-    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator,
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
+    KernelVariant, Locator, Shape,
 };
 use crate::pow::KernelWork;
 
@@ -81,6 +82,7 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                 platform: Some(platform_name.trim().to_owned()),
                 vendor: device.vendor().ok().map(|v| v.trim().to_owned()),
                 driver: device.driver_version().ok().map(|v| v.trim().to_owned()),
+                pci_bus_id: pci_bus_id(&device),
                 locator: Locator::OpenCl {
                     platform: p,
                     device: d,
@@ -91,9 +93,40 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
     Ok(out)
 }
 
+/// `domain:bus:device.function` from whichever extension the driver has:
+/// Khronos's (Intel, Mesa, recent NVIDIA), NVIDIA's or AMD's own.
+fn pci_bus_id(device: &ClDevice) -> Option<String> {
+    let extensions = device.extensions().unwrap_or_default();
+    let has = |name: &str| extensions.split_whitespace().any(|e| e == name);
+    if has("cl_khr_pci_bus_info") {
+        if let Ok(id) = device.pcibusinfokhr_intel() {
+            return Some(format!(
+                "{:04x}:{:02x}:{:02x}.{:x}",
+                id.pci_domain, id.pci_bus, id.pci_device, id.pci_function
+            ));
+        }
+    }
+    if has("cl_nv_device_attribute_query") {
+        if let (Ok(bus), Ok(slot)) = (device.pci_bus_id_nv(), device.pci_slot_id_nv()) {
+            return Some(format!("0000:{bus:02x}:{slot:02x}.0"));
+        }
+    }
+    if has("cl_amd_device_attribute_query") {
+        if let Ok(t) = device.topology_amd() {
+            return Some(format!(
+                "0000:{:02x}:{:02x}.{:x}",
+                t.bus, t.device, t.function
+            ));
+        }
+    }
+    None
+}
+
 /// Per-device kernel choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelShape {
+    /// Which build of the kernel.
+    pub variant: KernelVariant,
     /// Nonces per work-item, as OpenCL vector lanes.
     pub vectors: u32,
     /// Work-items per work-group.
@@ -105,12 +138,15 @@ impl KernelShape {
     /// on CPU devices, whose OpenCL compilers vectorise explicit vectors
     /// far better than work-items (PoCL on AVX-512: 16 lanes 1.4x 8 lanes,
     /// see BENCHMARKS.md).
-    pub fn for_device(kind: DeviceKind, max_worksize: usize, options: &DeviceOptions) -> Self {
-        let (vectors, worksize) = match kind {
+    pub fn for_device(info: &DeviceInfo, max_worksize: usize, options: &DeviceOptions) -> Self {
+        let (vectors, worksize) = match info.kind {
             DeviceKind::Cpu => (16, 64),
             _ => (1, 256),
         };
         KernelShape {
+            variant: options
+                .kernel_variant
+                .unwrap_or_else(|| KernelVariant::for_device(info)),
             vectors: options.vectors.unwrap_or(vectors),
             worksize: options
                 .worksize
@@ -121,8 +157,9 @@ impl KernelShape {
 
     fn build_options(&self) -> String {
         format!(
-            "-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}",
-            self.vectors
+            "-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}{}",
+            self.vectors,
+            self.variant.build_option()
         )
     }
 }
@@ -185,7 +222,7 @@ impl OpenClDevice {
             })?;
         let cl_device = ClDevice::new(id);
         let shape = KernelShape::for_device(
-            info.kind,
+            &info,
             cl_device.max_work_group_size().unwrap_or(256),
             options,
         );
@@ -226,7 +263,8 @@ impl OpenClDevice {
         }
         .map_err(driver("clCreateBuffer"))?;
         tracing::debug!(
-            "{label}: {} nonces per work-item, work-group {}",
+            "{label}: {} kernel, {} nonces per work-item, work-group {}",
+            shape.variant,
             shape.vectors,
             shape.worksize
         );
@@ -335,6 +373,15 @@ impl Device for OpenClDevice {
 
     fn busy_time(&self) -> Option<Duration> {
         self.busy
+    }
+
+    fn shape(&self) -> Option<Shape> {
+        Some(Shape {
+            variant: self.shape.variant,
+            worksize: self.shape.worksize as u32,
+            vectors: self.shape.vectors,
+            nonces: 1,
+        })
     }
 
     /// A new context, queue, program (from the cache) and buffers; the old

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, Locator,
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
+    KernelVariant, Locator, Shape,
 };
 use crate::pow::KernelWork;
 
@@ -133,6 +134,7 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                         .trim()
                         .to_owned(),
                 ),
+                pci_bus_id: Some(info.device_pci_bus_id.clone()).filter(|id| !id.is_empty()),
                 locator: Locator::Vulkan { adapter: i },
             }
         })
@@ -142,6 +144,10 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
 /// Per-adapter shader choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShaderShape {
+    /// The WGSL has the NVIDIA build only (additions on the FMA pipe); the
+    /// AMD build's Maj form is what LLVM-based drivers find unaided, so
+    /// `amd` runs the generic shader.
+    pub variant: KernelVariant,
     pub workgroup_size: u32,
     pub nonces_per_invocation: u32,
 }
@@ -224,6 +230,9 @@ impl VulkanDevice {
 
         let default_size = 256;
         let shape = ShaderShape {
+            variant: options
+                .kernel_variant
+                .unwrap_or_else(|| KernelVariant::for_device(&info)),
             workgroup_size: u32::try_from(options.worksize.unwrap_or(default_size))
                 .unwrap_or(u32::MAX)
                 .clamp(
@@ -249,6 +258,14 @@ impl VulkanDevice {
             (
                 "NONCES_PER_INVOCATION",
                 f64::from(shape.nonces_per_invocation),
+            ),
+            (
+                "ADD_ON_MULTIPLIER",
+                if shape.variant == KernelVariant::Nvidia {
+                    1.0
+                } else {
+                    0.0
+                },
             ),
         ];
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -496,6 +513,15 @@ impl Device for VulkanDevice {
 
     fn busy_time(&self) -> Option<Duration> {
         self.busy
+    }
+
+    fn shape(&self) -> Option<Shape> {
+        Some(Shape {
+            variant: self.shape.variant,
+            worksize: self.shape.workgroup_size,
+            vectors: 1,
+            nonces: self.shape.nonces_per_invocation,
+        })
     }
 
     /// A new logical device, queue, pipeline and buffers from the adapter.

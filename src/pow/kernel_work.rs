@@ -55,8 +55,13 @@ pub struct KernelWork {
     pub w18_part: u32,
     /// W[19] without W[3]. Word 24.
     pub w19_part: u32,
-    /// Keeps the struct a multiple of 16 bytes for uniform buffers. Words 25–27.
-    pub reserved: [u32; 3],
+    /// Always 1. Word 25. The NVIDIA kernel builds write each addition as
+    /// `x * one + y`: with a 1 its compiler cannot see, the addition runs as
+    /// a multiply-add on the FMA pipe instead of the integer ALU pipe that
+    /// the rotates and logic fill (see BENCHMARKS.md).
+    pub one: u32,
+    /// Keeps the struct a multiple of 16 bytes for uniform buffers. Words 26, 27.
+    pub reserved: [u32; 2],
 }
 
 impl KernelWork {
@@ -103,7 +108,8 @@ impl KernelWork {
             w17,
             w18_part,
             w19_part,
-            reserved: [0; 3],
+            one: 1,
+            reserved: [0; 2],
         }
     }
 

@@ -3,7 +3,7 @@
 //! loose enough that candidates are frequent and the found-buffer
 //! overflows. No runtime, no pass: these tests fail when none is found.
 
-use hashrig::backend::{enumerate, open, selftest, Backend, Device, DeviceOptions};
+use hashrig::backend::{enumerate, open, selftest, Backend, Device, DeviceOptions, KernelVariant};
 use hashrig::pow::header::header_bytes;
 use hashrig::pow::KernelWork;
 
@@ -96,6 +96,42 @@ fn opencl_scalar_and_narrow_vectors_match_reference() {
 #[test]
 fn opencl_finds_mainnet_nonces_and_passes_self_test() {
     check_mainnet(Backend::OpenCl, &DeviceOptions::default());
+}
+
+/// Every build of the kernel, forced on the CPU device, on the same
+/// random headers (overflowing found-buffers) and real blocks as the
+/// default one: a build only a GPU vendor's device would pick is proven
+/// here, not first on a rig.
+#[test]
+fn opencl_every_kernel_variant_matches_reference() {
+    for variant in KernelVariant::ALL {
+        let options = DeviceOptions {
+            kernel_variant: Some(variant),
+            vectors: Some(4),
+            ..DeviceOptions::default()
+        };
+        for device in devices(Backend::OpenCl, &options) {
+            let shape = device.shape().expect("an OpenCL device has a shape");
+            assert_eq!(shape.variant, variant, "{}", device.info().label());
+        }
+        check_random_windows(Backend::OpenCl, &options);
+        check_mainnet(Backend::OpenCl, &options);
+    }
+}
+
+/// The WGSL's NVIDIA build (additions as multiply-adds) on lavapipe.
+#[test]
+fn vulkan_nvidia_variant_matches_reference() {
+    let options = DeviceOptions {
+        kernel_variant: Some(KernelVariant::Nvidia),
+        ..DeviceOptions::default()
+    };
+    for device in devices(Backend::Vulkan, &options) {
+        let shape = device.shape().expect("a Vulkan device has a shape");
+        assert_eq!(shape.variant, KernelVariant::Nvidia);
+    }
+    check_random_windows(Backend::Vulkan, &options);
+    check_mainnet(Backend::Vulkan, &options);
 }
 
 #[test]

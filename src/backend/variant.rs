@@ -1,0 +1,190 @@
+//! Which build of the kernel a device runs, and the shape it runs in: the
+//! choices `hashrig tune` measures between and the tuning file remembers.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Backend, DeviceInfo, DeviceKind};
+
+/// A build of the one generated kernel (`scripts/gen_kernels.py`), selected
+/// by a build option in OpenCL and a pipeline constant in WGSL.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelVariant {
+    /// Plain additions and logic: what every compiler gets by default.
+    #[default]
+    Generic,
+    /// Additions as multiply-adds by a 1 the compiler cannot fold, so they
+    /// run on NVIDIA's FMA pipe beside the integer ALU pipe that rotates and
+    /// logic fill.
+    Nvidia,
+    /// Maj through the previous round's `a ^ b`, for AMD's `v_bfi_b32`.
+    Amd,
+}
+
+impl KernelVariant {
+    pub const ALL: [KernelVariant; 3] = [
+        KernelVariant::Generic,
+        KernelVariant::Nvidia,
+        KernelVariant::Amd,
+    ];
+
+    /// The build `auto` picks: the vendor's own for a GPU of NVIDIA or AMD,
+    /// the generic one for everything else. CPU drivers report the CPU's
+    /// vendor (PoCL says "AuthenticAMD"), so only GPUs count.
+    pub fn for_device(info: &DeviceInfo) -> Self {
+        if info.kind != DeviceKind::Gpu {
+            return KernelVariant::Generic;
+        }
+        let vendor = info.vendor.as_deref().unwrap_or("").to_ascii_lowercase();
+        let name = info.name.to_ascii_lowercase();
+        // OpenCL gives the vendor's name; Vulkan its PCI vendor id.
+        let is = |names: &[&str], pci_id: &str| {
+            vendor == pci_id || names.iter().any(|n| vendor.contains(n) || name.contains(n))
+        };
+        if is(&["nvidia"], "0x10de") {
+            KernelVariant::Nvidia
+        } else if is(&["advanced micro devices", "amd", "radeon"], "0x1002") {
+            KernelVariant::Amd
+        } else {
+            KernelVariant::Generic
+        }
+    }
+
+    /// The OpenCL build option that selects this build.
+    pub fn build_option(self) -> &'static str {
+        match self {
+            KernelVariant::Generic => "",
+            KernelVariant::Nvidia => " -D HASHRIG_VENDOR_NVIDIA=1",
+            KernelVariant::Amd => " -D HASHRIG_VENDOR_AMD=1",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelVariant::Generic => "generic",
+            KernelVariant::Nvidia => "nvidia",
+            KernelVariant::Amd => "amd",
+        }
+    }
+}
+
+impl fmt::Display for KernelVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a GPU backend runs the kernel on one device. OpenCL uses `vectors`
+/// (nonces per work-item as vector lanes) and Vulkan `nonces` (nonces per
+/// invocation); the other is 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shape {
+    pub variant: KernelVariant,
+    pub worksize: u32,
+    pub vectors: u32,
+    pub nonces: u32,
+}
+
+impl Shape {
+    /// `amd, work-group 256, 2 lanes`: how logs and `bench` name a shape.
+    pub fn describe(&self, backend: Backend) -> String {
+        let per_item = match backend {
+            Backend::Vulkan => format!("{} nonces per invocation", self.nonces),
+            _ => format!("{} lanes", self.vectors),
+        };
+        format!("{}, work-group {}, {per_item}", self.variant, self.worksize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Locator;
+
+    fn device(kind: DeviceKind, vendor: &str, name: &str) -> DeviceInfo {
+        DeviceInfo {
+            index: 0,
+            backend: Backend::OpenCl,
+            name: name.into(),
+            kind,
+            compute_units: 1,
+            memory_bytes: 0,
+            platform: None,
+            vendor: Some(vendor.into()),
+            driver: None,
+            pci_bus_id: None,
+            locator: Locator::OpenCl {
+                platform: 0,
+                device: 0,
+            },
+        }
+    }
+
+    /// Vendor strings as the drivers report them (NVIDIA's OpenCL, ROCm,
+    /// Mesa's rusticl, PoCL on an AMD CPU, Vulkan's PCI ids).
+    #[test]
+    fn auto_picks_by_the_vendor_of_gpus_only() {
+        let cases = [
+            (
+                DeviceKind::Gpu,
+                "NVIDIA Corporation",
+                "NVIDIA H200",
+                KernelVariant::Nvidia,
+            ),
+            (
+                DeviceKind::Gpu,
+                "0x10de",
+                "NVIDIA GeForce RTX 4090",
+                KernelVariant::Nvidia,
+            ),
+            (
+                DeviceKind::Gpu,
+                "Advanced Micro Devices, Inc.",
+                "gfx1030",
+                KernelVariant::Amd,
+            ),
+            (
+                DeviceKind::Gpu,
+                "AMD",
+                "AMD Radeon RX 6800 (radeonsi, navi21)",
+                KernelVariant::Amd,
+            ),
+            (
+                DeviceKind::Gpu,
+                "0x1002",
+                "AMD Radeon RX 7900 XTX (RADV NAVI31)",
+                KernelVariant::Amd,
+            ),
+            (
+                DeviceKind::Gpu,
+                "Intel(R) Corporation",
+                "Intel(R) Arc(TM) A770",
+                KernelVariant::Generic,
+            ),
+            (
+                DeviceKind::Cpu,
+                "AuthenticAMD",
+                "cpu-haswell-AMD EPYC 7B13",
+                KernelVariant::Generic,
+            ),
+            (
+                DeviceKind::Cpu,
+                "0x10005",
+                "llvmpipe (LLVM 15.0.6, 256 bits)",
+                KernelVariant::Generic,
+            ),
+        ];
+        for (kind, vendor, name, want) in cases {
+            assert_eq!(
+                KernelVariant::for_device(&device(kind, vendor, name)),
+                want,
+                "{vendor} {name}"
+            );
+        }
+    }
+}
