@@ -6,16 +6,20 @@ pub mod opencl;
 pub mod selftest;
 #[cfg(target_arch = "x86_64")]
 mod shani;
+pub mod tuning;
+pub mod variant;
 pub mod vulkan;
+
+pub use variant::{KernelVariant, Shape};
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pow::KernelWork;
 
 /// The API a device is driven through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Cpu,
@@ -68,6 +72,9 @@ pub struct DeviceInfo {
     pub vendor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    /// `domain:bus:device.function`, where the API tells it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
     #[serde(skip)]
     pub locator: Locator,
 }
@@ -124,6 +131,11 @@ pub trait Device: Send {
     fn reset(&mut self) -> Result<(), DeviceError> {
         Ok(())
     }
+
+    /// The kernel build and launch shape it runs, for GPU backends.
+    fn shape(&self) -> Option<Shape> {
+        None
+    }
 }
 
 /// Where backends keep what they compile (`HASHRIG_CACHE_DIR`, else
@@ -178,6 +190,8 @@ pub struct DeviceOptions {
     pub vectors: Option<u32>,
     /// Vulkan nonces per invocation override.
     pub vulkan_nonces: Option<u32>,
+    /// The kernel build; `None` picks by the device's vendor.
+    pub kernel_variant: Option<KernelVariant>,
     /// Where compiled kernels are kept (default: [`cache_dir`]).
     pub cache_dir: Option<std::path::PathBuf>,
 }

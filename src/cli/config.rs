@@ -19,6 +19,7 @@
 //! [devices]
 //! backend = "all"                # cpu | opencl | vulkan | all
 //! select = "0,2"
+//! kernel_variant = "auto"        # auto | generic | nvidia | amd
 //! batch_ms = 100
 //! [[device]]                     # per device, by `hashrig devices` index
 //! index = 2
@@ -46,7 +47,9 @@ use serde::{Deserialize, Serialize};
 use super::mine::RunArgs;
 use super::rig::RigArgs;
 use super::MAX_DEVICE_INDEX;
-use super::{defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs};
+use super::{
+    defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs, VariantChoice,
+};
 
 /// Each flag and the config key that sets it, for errors found by the
 /// flags' checks in a config file's values. Longer flags first: `--pool`
@@ -65,6 +68,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("--cpu-threads", "devices.cpu_threads"),
     ("--rpc-cookie", "solo.rpc_cookie"),
     ("--kwh-price", "power.kwh_price"),
+    ("--kernel-variant", "devices.kernel_variant"),
     ("--worksize", "devices.worksize"),
     ("--api-bind", "api.bind"),
     ("--api-keys", "api.keys_file"),
@@ -128,6 +132,7 @@ pub struct DevicesEntry {
     pub worksize: Option<usize>,
     pub vectors: Option<u32>,
     pub vulkan_nonces: Option<u32>,
+    pub kernel_variant: Option<String>,
     pub batch_ms: Option<u64>,
 }
 
@@ -266,6 +271,11 @@ impl Config {
                     bail!("devices.backend {b:?}: must be cpu, opencl, vulkan or all");
                 }
             }
+            if let Some(v) = &d.kernel_variant {
+                if VariantChoice::from_str(v, true).is_err() {
+                    bail!("devices.kernel_variant {v:?}: must be auto, generic, nvidia or amd");
+                }
+            }
         }
         for (i, o) in self.device_overrides.iter().enumerate() {
             if o.index > MAX_DEVICE_INDEX {
@@ -377,6 +387,12 @@ impl Config {
         fill(&mut args.worksize, &d.worksize);
         fill(&mut args.vectors, &d.vectors);
         fill(&mut args.vulkan_nonces, &d.vulkan_nonces);
+        if args.kernel_variant.is_none() {
+            args.kernel_variant = d
+                .kernel_variant
+                .as_deref()
+                .and_then(|v| VariantChoice::from_str(v, true).ok());
+        }
         if !given(m, "opencl_cpu") {
             args.opencl_cpu |= d.opencl_cpu.unwrap_or(false);
         }

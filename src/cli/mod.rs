@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
-use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory};
+use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory, KernelVariant};
 
 pub mod config;
 mod mine;
@@ -53,6 +53,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Scan a nonce range of one header and print every nonce meeting a target.
     Scan(ScanArgs),
+    /// Measure each device's kernel shapes side by side and remember the
+    /// fastest (used by bench, mine and solo; flags override it).
+    Tune(TuneArgs),
     /// Mine on a Stratum V1 pool (with failover to further pools).
     Mine(MineArgs),
     /// Mine blocks straight from a node (getblocktemplate / submitblock).
@@ -155,6 +158,32 @@ pub struct DeviceArgs {
     /// Vulkan nonces per shader invocation.
     #[arg(long, value_name = "N")]
     pub vulkan_nonces: Option<u32>,
+    /// Kernel build (default auto: by the device's vendor, or a stored
+    /// tuning).
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    pub kernel_variant: Option<VariantChoice>,
+}
+
+/// `--kernel-variant`: a build of the kernel, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantChoice {
+    /// The device vendor's build for NVIDIA and AMD GPUs, else generic.
+    Auto,
+    Generic,
+    Nvidia,
+    Amd,
+}
+
+impl VariantChoice {
+    /// The build asked for; `None` for auto.
+    pub fn variant(self) -> Option<KernelVariant> {
+        match self {
+            VariantChoice::Auto => None,
+            VariantChoice::Generic => Some(KernelVariant::Generic),
+            VariantChoice::Nvidia => Some(KernelVariant::Nvidia),
+            VariantChoice::Amd => Some(KernelVariant::Amd),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +201,30 @@ pub struct BenchArgs {
     /// One JSON object per line, per device.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub devices: DeviceArgs,
+    /// How long to measure each device, all its candidates together.
+    #[arg(long, default_value_t = 60.0, value_name = "S")]
+    pub seconds: f64,
+    /// Forget the stored tunings (of the `--device` selection, else all).
+    #[arg(long)]
+    pub reset: bool,
+    /// The tuning file (default: $XDG_DATA_HOME/hashrig/tuning.json).
+    #[arg(long, value_name = "FILE")]
+    pub tuning_file: Option<std::path::PathBuf>,
+}
+
+impl TuneArgs {
+    pub fn seconds(&self) -> anyhow::Result<f64> {
+        if !(self.seconds.is_finite() && (1.0..=86_400.0).contains(&self.seconds)) {
+            bail!("--seconds {}: must be between 1 and 86400", self.seconds);
+        }
+        Ok(self.seconds)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +255,8 @@ pub struct ScanArgs {
     pub vectors: Option<u32>,
     #[arg(long, value_name = "N")]
     pub vulkan_nonces: Option<u32>,
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    pub kernel_variant: Option<VariantChoice>,
     /// One JSON object per line, per nonce found.
     #[arg(long)]
     pub json: bool,
@@ -296,6 +351,18 @@ impl DeviceArgs {
     }
 }
 
+/// What is installed, as the selection needs it: indexes given with
+/// `--device` are the ones `hashrig devices` prints, which number every
+/// backend's devices, so then every backend is listed (and `select_devices`
+/// keeps the asked-for backend's); without, only the asked-for backends.
+pub fn inventory(args: &DeviceArgs) -> Inventory {
+    if args.device.is_some() {
+        hashrig::backend::enumerate(&BackendChoice::All.backends())
+    } else {
+        hashrig::backend::enumerate(&args.backend.backends())
+    }
+}
+
 /// Chooses the devices to run from what is installed.
 pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Result<DeviceSettings> {
     let selection = args.check()?;
@@ -357,6 +424,7 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
             worksize: args.worksize,
             vectors: args.vectors,
             vulkan_nonces: args.vulkan_nonces,
+            kernel_variant: args.kernel_variant.and_then(VariantChoice::variant),
             cache_dir: None,
         },
     })
@@ -441,6 +509,7 @@ impl ScanArgs {
             worksize: self.worksize,
             vectors: self.vectors,
             vulkan_nonces: self.vulkan_nonces,
+            kernel_variant: self.kernel_variant,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bitcoin::hashes::Hash;
-use hashrig::backend::{enumerate, open};
+use hashrig::backend::open;
 use hashrig::pow::header::{header_bytes, with_nonce};
 use hashrig::pow::target::meets;
 use hashrig::pow::KernelWork;
@@ -18,7 +18,7 @@ const CHUNK: u64 = 1 << 26;
 
 pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let inventory = enumerate(&args.backend.backends());
+    let inventory = crate::cli::inventory(&args.device_args());
     let selected = select_devices(&args.device_args(), &inventory)?;
     let info = selected
         .devices
