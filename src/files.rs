@@ -273,3 +273,40 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Writes `bytes` to `path` through a temporary file beside it, created
+/// anew (never one already there, whoever made it) with mode 0600, synced
+/// and renamed over: a reader never sees half a file, and nobody else's
+/// file takes its place.
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let (tmp, mut f) = (0..16)
+        .find_map(|_| {
+            let tmp = path.with_file_name(format!(
+                ".{name}.{}.{:016x}.tmp",
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options.open(&tmp).ok().map(|f| (tmp, f))
+        })
+        .ok_or_else(|| std::io::Error::other("could not create a new temporary file beside it"))?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}

@@ -178,41 +178,7 @@ fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
     crate::files::check_private(path)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "keys".into());
-    let (tmp, mut f) = (0..16)
-        .find_map(|_| {
-            let tmp = path.with_file_name(format!(
-                ".{name}.{}.{:016x}.tmp",
-                std::process::id(),
-                fastrand::u64(..)
-            ));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            options.open(&tmp).ok().map(|f| (tmp, f))
-        })
-        .ok_or_else(|| {
-            io(std::io::Error::other(
-                "could not create a new temporary file beside it",
-            ))
-        })?;
-    let written = {
-        use std::io::Write;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path))
-    };
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(io)
+    crate::files::replace(path, text.as_bytes()).map_err(io)
 }
 
 /// SHA-256 of a token, as stored.

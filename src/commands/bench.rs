@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use hashrig::backend::Shape;
 use hashrig::job::bench::BenchSource;
 use hashrig::stats::{format_hashrate, Stats};
 
@@ -18,9 +19,22 @@ pub fn run(
     let settings = args.settings()?;
     let devices = miner::open_devices(&args.devices)?;
 
-    // The devices that passed their self-test, in scheduler order.
+    // The devices that passed their self-test, in scheduler order, with
+    // the shape each runs and whether it is the stored tuning.
     let proven: Vec<hashrig::backend::DeviceInfo> =
         devices.iter().map(|d| d.info().clone()).collect();
+    let tunings = miner::load_tunings();
+    let shapes: Vec<(Option<Shape>, bool)> = devices
+        .iter()
+        .map(|d| {
+            let shape = d.shape();
+            let stored = tunings
+                .as_ref()
+                .and_then(|t| t.find(d.info()))
+                .map(|t| t.shape);
+            (shape, shape.is_some() && shape == stored)
+        })
+        .collect();
     let stats = Arc::new(Stats::new(
         devices.iter().map(|d| d.info().label()).collect(),
     ));
@@ -46,6 +60,7 @@ pub fn run(
         total += hashrate;
         let info = &proven[i];
         let (backend, name) = (info.backend.to_string(), &info.name);
+        let (shape, tuned) = shapes[i];
         if args.json {
             println!(
                 "{}",
@@ -59,6 +74,8 @@ pub fn run(
                     "hw_errors": device.hw_errors,
                     "shares": device.accepted,
                     "device_busy": device.device_busy,
+                    "shape": shape,
+                    "tuned": tuned,
                 })
             );
         } else {
@@ -66,8 +83,14 @@ pub fn run(
                 .device_busy
                 .map(|b| format!(", device busy {:.0}%", 100.0 * b))
                 .unwrap_or_default();
+            let shape = shape
+                .map(|s| {
+                    let source = if tuned { "tuned" } else { "untuned" };
+                    format!(", {} ({source})", s.describe(info.backend))
+                })
+                .unwrap_or_default();
             println!(
-                "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors{busy}",
+                "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors{busy}{shape}",
                 backend,
                 name,
                 format_hashrate(hashrate),

@@ -9,9 +9,15 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
+    let tunings = super::miner::load_tunings();
     for d in &inventory.devices {
+        let tuning = tunings.as_ref().and_then(|t| t.find(d));
         if json {
-            println!("{}", serde_json::to_string(d)?);
+            let mut value = serde_json::to_value(d)?;
+            if let (Some(object), Some(t)) = (value.as_object_mut(), tuning) {
+                object.insert("tuning".into(), serde_json::to_value(t)?);
+            }
+            println!("{value}");
         } else {
             let memory = if d.memory_bytes > 0 {
                 format!("{:.1} GiB", d.memory_bytes as f64 / (1u64 << 30) as f64)
@@ -37,6 +43,13 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join(" / ")
             );
+            if let Some(t) = tuning {
+                println!(
+                    "     tuned: {}, {}",
+                    t.shape.describe(d.backend),
+                    hashrig::stats::format_hashrate(t.hashrate)
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

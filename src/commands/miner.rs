@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hashrig::backend::{enumerate, open, selftest, Device, DeviceInfo};
+use hashrig::backend::tuning::TuningFile;
+use hashrig::backend::{open, selftest, Device, DeviceInfo, DeviceOptions};
 use hashrig::control::RigControl;
 use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::source::JobSource;
@@ -81,12 +82,13 @@ fn never_answered(snapshot: &Snapshot) -> Option<String> {
 
 /// Enumerates, selects, opens and proves the devices the flags ask for.
 pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
-    let inventory = enumerate(&args.backend.backends());
+    let inventory = crate::cli::inventory(args);
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
     let selected = select_devices(args, &inventory)?;
-    let devices = open_and_prove(&selected.devices, &selected.options);
+    let tunings = load_tunings();
+    let devices = open_and_prove(&selected.devices, &selected.options, tunings.as_ref());
     if devices.is_empty() {
         return Err(Failure::Devices(
             "every selected device failed to open or failed its self-test".into(),
@@ -101,10 +103,12 @@ pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
 fn open_and_prove(
     devices: &[hashrig::backend::DeviceInfo],
     options: &hashrig::backend::DeviceOptions,
+    tunings: Option<&TuningFile>,
 ) -> Vec<Box<dyn Device>> {
     let mut out = Vec::new();
     for info in devices {
-        let mut device = match open(info, options) {
+        let options = tuned_options(info, options, tunings);
+        let mut device = match open(info, &options) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!("{} disabled: {e}", info.label());
@@ -120,6 +124,52 @@ fn open_and_prove(
         }
     }
     out
+}
+
+/// The stored tunings, or none (with the reason logged): a damaged tuning
+/// file costs speed, never the run.
+pub fn load_tunings() -> Option<TuningFile> {
+    let path = TuningFile::default_path()?;
+    match TuningFile::load(&path) {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::warn!("{e}; mining on default shapes (`hashrig tune --reset` clears it)");
+            None
+        }
+    }
+}
+
+/// A device's options with its stored tuning filling what the flags left
+/// open; says when a GPU-backend device has none.
+fn tuned_options(
+    info: &DeviceInfo,
+    options: &DeviceOptions,
+    tunings: Option<&TuningFile>,
+) -> DeviceOptions {
+    if info.backend == hashrig::backend::Backend::Cpu {
+        return options.clone();
+    }
+    let Some(tuning) = tunings.and_then(|t| t.find(info)) else {
+        tracing::info!(
+            "{}: no stored tuning for this device, driver and kernel; default shape (`hashrig tune` measures the best one)",
+            info.label()
+        );
+        return options.clone();
+    };
+    let shape = &tuning.shape;
+    tracing::info!(
+        "{}: tuned shape {} (measured {})",
+        info.label(),
+        shape.describe(info.backend),
+        hashrig::stats::format_hashrate(tuning.hashrate)
+    );
+    DeviceOptions {
+        kernel_variant: options.kernel_variant.or(Some(shape.variant)),
+        worksize: options.worksize.or(Some(shape.worksize as usize)),
+        vectors: options.vectors.or(Some(shape.vectors)),
+        vulkan_nonces: options.vulkan_nonces.or(Some(shape.nonces)),
+        ..options.clone()
+    }
 }
 
 /// `mine` and `solo`: mines from `source` on the flags' devices until the

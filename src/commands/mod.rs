@@ -9,6 +9,7 @@ mod report;
 mod scan;
 mod signals;
 mod solo;
+mod tune;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -50,6 +51,12 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
             bench::run(&args, cli.quiet, &signals)
         }
         Command::Scan(args) => scan::run(&args, cli.quiet),
+        Command::Tune(mut args) => {
+            if let Some(c) = &config {
+                c.apply_devices(&mut args.devices, sub);
+            }
+            tune::run(&args, cli.quiet)
+        }
         Command::Mine(mut args) => {
             let signals = signals::install()?;
             if let Some(c) = &config {

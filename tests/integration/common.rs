@@ -77,6 +77,12 @@ pub fn hashrig_command() -> std::process::Command {
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&home);
+    hashrig_command_in(&home)
+}
+
+/// The binary with its config, data and cache folders under `home`, for
+/// runs that must see what an earlier run left (a stored tuning).
+pub fn hashrig_command_in(home: &std::path::Path) -> std::process::Command {
     for sub in ["config", "data", "cache"] {
         std::fs::create_dir_all(home.join(sub)).expect("a folder for a run");
     }

@@ -17,3 +17,4 @@ mod solo;
 mod stratum;
 mod surface;
 mod testpool;
+mod tune;

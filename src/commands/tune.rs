@@ -1,0 +1,335 @@
+//! `hashrig tune`: measure the candidate shapes of each selected device,
+//! side by side, and remember the fastest in the tuning file.
+//!
+//! Every candidate is opened at once (each its own context and compiled
+//! kernel) and proven by the self-test; then they take turns, one slice of
+//! scanning each per round, in an order that rotates every round, so that
+//! whatever else the machine is doing falls on all of them alike. A
+//! candidate's figure is its median slice.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hashrig::backend::tuning::{DeviceIdentity, Tuning, TuningFile};
+use hashrig::backend::{
+    open, selftest, Backend, Device, DeviceInfo, DeviceKind, DeviceOptions, KernelVariant, Shape,
+};
+use hashrig::pow::header::header_bytes;
+use hashrig::pow::KernelWork;
+use hashrig::stats::format_hashrate;
+
+use crate::cli::{select_devices, TuneArgs};
+
+/// Rounds of turns: enough for a median that one noisy slice cannot move.
+const ROUNDS: usize = 5;
+
+pub fn run(args: &TuneArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let path = match &args.tuning_file {
+        Some(path) => path.clone(),
+        None => TuningFile::default_path()
+            .context("no data directory for the tuning file; give --tuning-file FILE")?,
+    };
+    let seconds = args.seconds()?;
+    let mut tunings = match TuningFile::load(&path) {
+        Ok(file) => file,
+        // --reset is how a damaged file is cleared.
+        Err(e) if args.reset => {
+            tracing::warn!("{e}: replaced");
+            TuningFile::empty(&path)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if args.reset {
+        let removed = match &args.devices.device {
+            Some(_) => {
+                let inventory = crate::cli::inventory(&args.devices);
+                let selected = select_devices(&args.devices, &inventory)?;
+                let ids: Vec<DeviceIdentity> = selected
+                    .devices
+                    .iter()
+                    .filter_map(DeviceIdentity::of)
+                    .collect();
+                tunings.remove(|t| ids.contains(&t.device))
+            }
+            None => tunings.remove(|_| true),
+        };
+        tunings.save()?;
+        println!("{removed} tunings cleared from {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let inventory = crate::cli::inventory(&args.devices);
+    for note in &inventory.notes {
+        tracing::info!("{note}");
+    }
+    let selected = select_devices(&args.devices, &inventory)?;
+    let mut tuned = 0;
+    for info in &selected.devices {
+        let Some(identity) = DeviceIdentity::of(info) else {
+            tracing::info!(
+                "{}: nothing to tune (the CPU backend has one shape)",
+                info.label()
+            );
+            continue;
+        };
+        let Some(result) = tune_device(info, &selected.options, seconds, quiet)? else {
+            continue;
+        };
+        println!(
+            "{}: {} at {} ({:.2}x the default {}); stored in {}",
+            info.label(),
+            result.shape.describe(info.backend),
+            format_hashrate(result.hashrate),
+            result.hashrate / result.default_hashrate,
+            format_hashrate(result.default_hashrate),
+            path.display()
+        );
+        tunings.store(Tuning {
+            device: identity,
+            ..result
+        });
+        tunings.save()?;
+        tuned += 1;
+    }
+    if tuned == 0 {
+        anyhow::bail!("no device was tuned");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The shapes worth measuring on a device; a dimension the flags fix has
+/// only the flag's value.
+pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
+    let pick = KernelVariant::for_device(info);
+    let mut variants = vec![pick, KernelVariant::Generic];
+    // The WGSL has no AMD form: it would measure the generic shader twice.
+    if info.backend == Backend::Vulkan && pick == KernelVariant::Amd {
+        variants = vec![KernelVariant::Generic];
+    }
+    variants.dedup();
+    let gpu = info.kind == DeviceKind::Gpu;
+    let (worksizes, per_item): (Vec<u32>, Vec<u32>) = match (info.backend, gpu) {
+        (Backend::OpenCl, true) => (vec![64, 128, 256, 512], vec![1, 2]),
+        (Backend::OpenCl, false) => (vec![64], vec![4, 8, 16]),
+        (Backend::Vulkan, true) => (vec![64, 128, 256], vec![1, 2, 4]),
+        (Backend::Vulkan, false) => (vec![64, 256], vec![16, 64, 256]),
+        (Backend::Cpu, _) => return Vec::new(),
+    };
+    let variants = fixed.kernel_variant.map_or(variants, |v| vec![v]);
+    let worksizes = fixed
+        .worksize
+        .map_or(worksizes, |w| vec![u32::try_from(w).unwrap_or(u32::MAX)]);
+    let per_item = match info.backend {
+        Backend::OpenCl => fixed.vectors.map_or(per_item, |v| vec![v]),
+        _ => fixed.vulkan_nonces.map_or(per_item, |n| vec![n]),
+    };
+    let mut out = Vec::new();
+    for &variant in &variants {
+        for &worksize in &worksizes {
+            for &n in &per_item {
+                let (vectors, nonces) = match info.backend {
+                    Backend::OpenCl => (n, 1),
+                    _ => (1, n),
+                };
+                out.push(Shape {
+                    variant,
+                    worksize,
+                    vectors,
+                    nonces,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The options that open a device in exactly this shape.
+pub fn options_for(shape: &Shape, base: &DeviceOptions) -> DeviceOptions {
+    DeviceOptions {
+        kernel_variant: Some(shape.variant),
+        worksize: Some(shape.worksize as usize),
+        vectors: Some(shape.vectors),
+        vulkan_nonces: Some(shape.nonces),
+        ..base.clone()
+    }
+}
+
+struct Candidate {
+    device: Box<dyn Device>,
+    shape: Shape,
+    /// Nonces per slice, from the calibration scan.
+    slice: u64,
+    rates: Vec<f64>,
+}
+
+impl Candidate {
+    fn median(&self) -> f64 {
+        let mut rates = self.rates.clone();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    }
+}
+
+/// Measures every candidate of one device; `None` when none could run.
+fn tune_device(
+    info: &DeviceInfo,
+    options: &DeviceOptions,
+    seconds: f64,
+    quiet: bool,
+) -> anyhow::Result<Option<Tuning>> {
+    // What the device mines on untuned, to compare the winner with.
+    let default_shape = open(info, options).ok().and_then(|d| d.shape());
+    let mut shapes = candidates(info, options);
+    if let Some(default) = default_shape.filter(|d| !shapes.contains(d)) {
+        shapes.push(default);
+    }
+    eprintln!(
+        "{}: {} candidate shapes, {seconds:.0} s of measuring",
+        info.label(),
+        shapes.len()
+    );
+    let mut opened: Vec<Candidate> = Vec::new();
+    for shape in shapes {
+        let opened_one = open(info, &options_for(&shape, options)).and_then(|mut device| {
+            selftest::run(device.as_mut())?;
+            Ok(device)
+        });
+        match opened_one {
+            Ok(device) => opened.push(Candidate {
+                shape: device.shape().unwrap_or(shape),
+                device,
+                slice: 0,
+                rates: Vec::new(),
+            }),
+            Err(e) => tracing::warn!(
+                "{}: {} left out: {e}",
+                info.label(),
+                shape.describe(info.backend)
+            ),
+        }
+    }
+    if opened.is_empty() {
+        tracing::error!("{}: no candidate shape could run", info.label());
+        return Ok(None);
+    }
+    // A real header at its own (hard) target: scans find almost nothing,
+    // as in mining.
+    let known = &selftest::known_headers()[0];
+    let work = KernelWork::new(&header_bytes(&known.header), &known.header.target());
+    let slice_time = Duration::from_secs_f64(seconds / (ROUNDS * opened.len()) as f64);
+    for candidate in &mut opened {
+        // Doubling probes until one takes a twentieth of a second: a rate
+        // from a launch shorter than that is mostly launch overhead.
+        let granularity = candidate.device.granularity().max(1);
+        let mut probe = granularity;
+        let rate = loop {
+            let began = Instant::now();
+            candidate.device.scan(&work, 0, probe)?;
+            let elapsed = began.elapsed().as_secs_f64();
+            if elapsed >= 0.05 || probe >= 1 << 30 {
+                break probe as f64 / elapsed.max(1e-9);
+            }
+            probe *= 2;
+        };
+        let nonces = (rate * slice_time.as_secs_f64()) as u64;
+        candidate.slice = nonces.div_ceil(granularity).max(1) * granularity;
+    }
+    let mut start = 0u32;
+    for round in 0..ROUNDS {
+        let n = opened.len();
+        for k in 0..n {
+            let candidate = &mut opened[(round + k) % n];
+            let count = candidate.slice.min(u64::from(u32::MAX - start));
+            let began = Instant::now();
+            candidate.device.scan(&work, start, count)?;
+            candidate
+                .rates
+                .push(count as f64 / began.elapsed().as_secs_f64().max(1e-9));
+            start = start.wrapping_add(count as u32) % (1 << 31);
+        }
+        if !quiet {
+            eprint!("\r{}: round {}/{ROUNDS}", info.label(), round + 1);
+        }
+    }
+    if !quiet {
+        eprintln!();
+    }
+    for candidate in &opened {
+        eprintln!(
+            "  {:<52} {:>14}",
+            candidate.shape.describe(info.backend),
+            format_hashrate(candidate.median())
+        );
+    }
+    let best = opened
+        .iter()
+        .max_by(|a, b| a.median().total_cmp(&b.median()))
+        .context("no candidate measured")?;
+    let default_hashrate = opened
+        .iter()
+        .find(|c| Some(c.shape) == default_shape)
+        .map_or(best.median(), Candidate::median);
+    Ok(Some(Tuning {
+        device: DeviceIdentity::of(info).context("not a tunable device")?,
+        shape: best.shape,
+        hashrate: best.median(),
+        default_hashrate,
+        tuned_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashrig::backend::Locator;
+
+    fn device(backend: Backend, kind: DeviceKind, vendor: &str) -> DeviceInfo {
+        DeviceInfo {
+            index: 1,
+            backend,
+            name: "a device".into(),
+            kind,
+            compute_units: 1,
+            memory_bytes: 0,
+            platform: None,
+            vendor: Some(vendor.into()),
+            driver: None,
+            pci_bus_id: None,
+            locator: Locator::Cpu,
+        }
+    }
+
+    /// The vendor's build and the generic one on GPUs, each dimension
+    /// fixed by its flag, and nothing for the CPU backend.
+    #[test]
+    fn candidates_by_device_and_flags() {
+        let open = DeviceOptions::default();
+        let nvidia = device(Backend::OpenCl, DeviceKind::Gpu, "NVIDIA Corporation");
+        let all = candidates(&nvidia, &open);
+        assert_eq!(all.len(), 2 * 4 * 2);
+        assert!(all.iter().any(|s| s.variant == KernelVariant::Nvidia));
+        assert!(all.iter().any(|s| s.variant == KernelVariant::Generic));
+        let fixed = DeviceOptions {
+            kernel_variant: Some(KernelVariant::Nvidia),
+            worksize: Some(128),
+            ..DeviceOptions::default()
+        };
+        let some = candidates(&nvidia, &fixed);
+        assert_eq!(some.len(), 2);
+        assert!(some
+            .iter()
+            .all(|s| s.variant == KernelVariant::Nvidia && s.worksize == 128));
+
+        let pocl = device(Backend::OpenCl, DeviceKind::Cpu, "AuthenticAMD");
+        let lanes: Vec<u32> = candidates(&pocl, &open).iter().map(|s| s.vectors).collect();
+        assert_eq!(lanes, [4, 8, 16]);
+        let radv = device(Backend::Vulkan, DeviceKind::Gpu, "0x1002");
+        assert!(candidates(&radv, &open)
+            .iter()
+            .all(|s| s.variant == KernelVariant::Generic && s.vectors == 1));
+        assert!(candidates(&device(Backend::Cpu, DeviceKind::Cpu, "x"), &open).is_empty());
+    }
+}

@@ -1,0 +1,203 @@
+//! `hashrig tune` on the PoCL device: it measures, stores a tuning keyed by
+//! the device, `bench` and `devices` use and show it, flags override it,
+//! and `--reset` forgets it.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use crate::common::hashrig_command_in;
+
+struct Home(PathBuf);
+
+impl Home {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("hashrig-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Home(dir)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        hashrig_command_in(&self.0)
+            .args(args)
+            .output()
+            .expect("hashrig runs")
+    }
+
+    fn tuning_file(&self) -> PathBuf {
+        self.0.join("data").join("hashrig").join("tuning.json")
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The index `hashrig devices` gives the first OpenCL device (PoCL here).
+fn opencl_index(home: &Home) -> String {
+    let out = home.run(&["--quiet", "devices", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|d| d["backend"] == "opencl")
+        .map(|d| d["index"].to_string())
+        .expect("an OpenCL device: scripts/test.sh installs PoCL")
+}
+
+fn bench_line(home: &Home, index: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--quiet",
+        "bench",
+        "--backend",
+        "opencl",
+        "--device",
+        index,
+        "--seconds",
+        "1",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = home.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a line"),
+    )
+    .expect("JSON")
+}
+
+#[test]
+fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
+    let home = Home::new("tune");
+    let index = opencl_index(&home);
+
+    // Untuned: bench says so, and mines on the default shape.
+    let before = bench_line(&home, &index, &[]);
+    assert_eq!(before["tuned"], false, "{before}");
+    assert_eq!(
+        before["shape"]["vectors"], 16,
+        "the CPU device default: {before}"
+    );
+
+    // Three vector widths at a fixed work-group keep the run short; they
+    // are measured in turns and the fastest is stored.
+    let out = home.run(&[
+        "tune",
+        "--backend",
+        "opencl",
+        "--device",
+        &index,
+        "--worksize",
+        "64",
+        "--seconds",
+        "4",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("4 lanes") && log.contains("8 lanes") && log.contains("16 lanes"),
+        "{log}"
+    );
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.tuning_file()).expect("a tuning file"))
+            .expect("JSON");
+    let entry = &stored["devices"][0];
+    assert_eq!(entry["device"]["backend"], "opencl", "{stored}");
+    assert_eq!(
+        entry["device"]["kernel"].as_str().map(str::len),
+        Some(16),
+        "{stored}"
+    );
+    assert!(
+        entry["hashrate"].as_f64().is_some_and(|h| h > 0.0),
+        "{stored}"
+    );
+    let shape = entry["shape"].clone();
+    assert_eq!(shape["worksize"], 64);
+
+    // bench uses it and says so; devices shows it.
+    let after = bench_line(&home, &index, &[]);
+    assert_eq!(after["tuned"], true, "{after}");
+    assert_eq!(after["shape"], shape, "{after}");
+    let out = home.run(&["--quiet", "devices"]);
+    assert!(
+        text(&out).contains("tuned: generic, work-group 64"),
+        "{}",
+        text(&out)
+    );
+
+    // A flag overrides the stored value it names, and the rest stays.
+    let overridden = bench_line(
+        &home,
+        &index,
+        &["--kernel-variant", "nvidia", "--vectors", "2"],
+    );
+    assert_eq!(overridden["shape"]["variant"], "nvidia", "{overridden}");
+    assert_eq!(overridden["shape"]["vectors"], 2, "{overridden}");
+    assert_eq!(overridden["shape"]["worksize"], 64, "{overridden}");
+    assert_eq!(overridden["tuned"], false, "{overridden}");
+
+    // --reset forgets it: bench is back on the defaults.
+    let out = home.run(&["tune", "--reset"]);
+    assert!(
+        out.status.success() && text(&out).contains("1 tunings cleared"),
+        "{}",
+        text(&out)
+    );
+    let reset = bench_line(&home, &index, &[]);
+    assert_eq!(reset["tuned"], false, "{reset}");
+    assert_eq!(reset["shape"]["vectors"], 16, "{reset}");
+}
+
+/// A damaged tuning file costs the tuning, not the run; `tune` refuses to
+/// overwrite it without `--reset`, naming it.
+#[test]
+fn a_damaged_tuning_file_is_named_and_mining_goes_on() {
+    let home = Home::new("tune-damaged");
+    let index = opencl_index(&home);
+    std::fs::create_dir_all(home.tuning_file().parent().unwrap()).unwrap();
+    std::fs::write(
+        home.tuning_file(),
+        "{\"version\": 1, \"devices\": [ {\"shape\": 7",
+    )
+    .unwrap();
+    let out = home.run(&[
+        "bench",
+        "--backend",
+        "opencl",
+        "--device",
+        &index,
+        "--seconds",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("tuning.json") && text(&out).contains("tune --reset"),
+        "{}",
+        text(&out)
+    );
+    let out = home.run(&[
+        "tune",
+        "--backend",
+        "opencl",
+        "--device",
+        &index,
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("tuning.json"), "{}", text(&out));
+}
