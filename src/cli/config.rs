@@ -568,6 +568,10 @@ kwh_price = 0.12
             ("[devices]\ncpu_threads = 0\n", "devices.cpu_threads 0"),
             ("[devices]\nvulkan_nonces = 0\n", "devices.vulkan_nonces 0"),
             (
+                "[devices]\nkernel_variant = \"cuda\"\n",
+                "devices.kernel_variant \"cuda\"",
+            ),
+            (
                 "[api]\nbind = \"127.0.0.1:4028\"\n",
                 "api.bind 127.0.0.1:4028: needs api.keys_file",
             ),

@@ -375,8 +375,16 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         .collect();
     if let Some(indexes) = selection {
         for i in &indexes {
-            if !inventory.devices.iter().any(|d| d.index == *i) {
-                bail!("--device {i}: no such device (see `hashrig devices`)");
+            match inventory.devices.iter().find(|d| d.index == *i) {
+                None => bail!("--device {i}: no such device (see `hashrig devices`)"),
+                Some(d) if !wanted.contains(&d.backend) => bail!(
+                    "--device {i}: {} is not a device of --backend {}",
+                    d.label(),
+                    args.backend
+                        .to_possible_value()
+                        .map_or("?".into(), |v| v.get_name().to_owned())
+                ),
+                Some(_) => {}
             }
         }
         chosen.retain(|d| indexes.contains(&d.index));

@@ -69,6 +69,43 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
     }
 }
 
+/// Every build of the kernel, forced through the flag, finds each real
+/// block's nonce and only it, with rust-bitcoin's hash.
+#[test]
+fn scan_finds_mainnet_nonces_with_every_kernel_variant() {
+    for variant in ["generic", "nvidia", "amd"] {
+        for backend in ["opencl", "vulkan"] {
+            let known = &mainnet()[1];
+            let header = hex::encode(bitcoin::consensus::serialize(&known.header));
+            let start = (known.nonce - 30_000).to_string();
+            let out = hashrig(&[
+                "--quiet",
+                "scan",
+                "--backend",
+                backend,
+                "--kernel-variant",
+                variant,
+                "--header",
+                &header,
+                "--start",
+                &start,
+                "--count",
+                "60000",
+                "--json",
+            ]);
+            assert!(
+                out.status.success(),
+                "{backend} {variant}: {}",
+                stderr(&out)
+            );
+            let lines = json_lines(&out);
+            assert_eq!(lines.len(), 1, "{backend} {variant}: {lines:?}");
+            assert_eq!(lines[0]["nonce"], known.nonce, "{backend} {variant}");
+            assert_eq!(lines[0]["hash"], known.hash, "{backend} {variant}");
+        }
+    }
+}
+
 /// A target about one nonce in 65536 meets, for scans that print several.
 fn loose_target_hex() -> String {
     format!("0000ffff{}", "0".repeat(56))
@@ -278,6 +315,12 @@ fn bench_rejects_bad_settings() {
         (vec!["bench", "--device", "x"], "\"x\""),
         (vec!["bench", "--device", "999"], "999"),
         (vec!["bench", "--vectors", "3"], "--vectors 3"),
+        (vec!["bench", "--kernel-variant", "cuda"], "cuda"),
+        // Index 0 is the CPU backend's device in `hashrig devices`.
+        (
+            vec!["bench", "--backend", "opencl", "--device", "0"],
+            "is not a device of --backend opencl",
+        ),
     ] {
         let out = hashrig(&args);
         assert!(!out.status.success(), "{args:?}");
