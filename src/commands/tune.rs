@@ -7,6 +7,7 @@
 //! whatever else the machine is doing falls on all of them alike. A
 //! candidate's figure is its median slice.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -235,6 +236,8 @@ fn tune_device(
         let nonces = (rate * slice_time.as_secs_f64()) as u64;
         candidate.slice = nonces.div_ceil(granularity).max(1) * granularity;
     }
+    // A progress line only for a person watching, not in a log.
+    let progress = !quiet && std::io::stderr().is_terminal();
     let mut start = 0u32;
     for round in 0..ROUNDS {
         let n = opened.len();
@@ -248,11 +251,11 @@ fn tune_device(
                 .push(count as f64 / began.elapsed().as_secs_f64().max(1e-9));
             start = start.wrapping_add(count as u32) % (1 << 31);
         }
-        if !quiet {
+        if progress {
             eprint!("\r{}: round {}/{ROUNDS}", info.label(), round + 1);
         }
     }
-    if !quiet {
+    if progress {
         eprintln!();
     }
     for candidate in &opened {
