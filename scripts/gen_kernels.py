@@ -168,6 +168,11 @@ CL_HEAD = r"""// SHA-256d nonce scanner for OpenCL 1.2+.
 //                        cannot fold: NVIDIA runs them as IMAD on the FMA
 //                        pipe, beside the integer ALU pipe that the
 //                        rotates (SHF) and logic (LOP3) fill
+//   -D HASHRIG_VENDOR_NVIDIA=2
+//                        the same, and with VECTORS=1 two of Σ0's three
+//                        rotations as wide multiplies (IMAD.WIDE): fewer
+//                        ALU-pipe instructions, more on the FMA pipe, a
+//                        trade only a card can price (hashrig tune)
 //   -D HASHRIG_VENDOR_AMD=1
 //                        Maj through the previous round's a ^ b (the same
 //                        VALU count as the generic kernel on LLVM's AMDGPU
@@ -204,7 +209,18 @@ typedef uint16 uintV;
 // LLVM-based compilers turn into one LOP3 (NVIDIA) or vpternlog (AVX-512);
 // bitselect() measured 10-20% slower on PoCL, where it lowered to and/andn/or.
 #define ROTR(x, n) rotate((uintV)(x), (uintV)(32u - (n)))
+#if HASHRIG_VENDOR_NVIDIA == 2 && VECTORS == 1
+// Two of Σ0's rotations as 32x32->64 multiplies by a runtime 2^(32-n)
+// (IMAD.WIDE, on the FMA pipe): the high word is x >> n, the low word
+// x << (32 - n), disjoint bits, so their xor is the rotation and the five
+// terms take two LOP3. One ALU-pipe instruction fewer per Σ0, two more on
+// the FMA pipe.
+#define ROTR_WIDE(x, n) ((ulong)(x) * (ulong)(one << (32u - (n))))
+#define WIDE_XOR(p) ((uint)((p) >> 32) ^ (uint)(p))
+#define S0(x) (ROTR(x, 2u) ^ WIDE_XOR(ROTR_WIDE(x, 13u)) ^ WIDE_XOR(ROTR_WIDE(x, 22u)))
+#else
 #define S0(x) (ROTR(x, 2u) ^ ROTR(x, 13u) ^ ROTR(x, 22u))
+#endif
 #define S1(x) (ROTR(x, 6u) ^ ROTR(x, 11u) ^ ROTR(x, 25u))
 #define s0(x) (ROTR(x, 7u) ^ ROTR(x, 18u) ^ ((uintV)(x) >> 3u))
 #define s1(x) (ROTR(x, 17u) ^ ROTR(x, 19u) ^ ((uintV)(x) >> 10u))

@@ -21,14 +21,22 @@ pub enum KernelVariant {
     /// run on NVIDIA's FMA pipe beside the integer ALU pipe that rotates and
     /// logic fill.
     Nvidia,
+    /// The NVIDIA build with two of Σ0's rotations as 32×32→64 multiplies
+    /// (IMAD.WIDE): fewer integer-pipe instructions, more on the FMA pipe.
+    /// OpenCL with one nonce per work-item only (elsewhere it is the NVIDIA
+    /// build); a candidate for `hashrig tune`, never picked by `auto`.
+    #[value(name = "nvidia-wide")]
+    #[serde(rename = "nvidia-wide")]
+    NvidiaWide,
     /// Maj through the previous round's `a ^ b`, for AMD's `v_bfi_b32`.
     Amd,
 }
 
 impl KernelVariant {
-    pub const ALL: [KernelVariant; 3] = [
+    pub const ALL: [KernelVariant; 4] = [
         KernelVariant::Generic,
         KernelVariant::Nvidia,
+        KernelVariant::NvidiaWide,
         KernelVariant::Amd,
     ];
 
@@ -59,6 +67,7 @@ impl KernelVariant {
         match self {
             KernelVariant::Generic => "",
             KernelVariant::Nvidia => " -D HASHRIG_VENDOR_NVIDIA=1",
+            KernelVariant::NvidiaWide => " -D HASHRIG_VENDOR_NVIDIA=2",
             KernelVariant::Amd => " -D HASHRIG_VENDOR_AMD=1",
         }
     }
@@ -67,6 +76,7 @@ impl KernelVariant {
         match self {
             KernelVariant::Generic => "generic",
             KernelVariant::Nvidia => "nvidia",
+            KernelVariant::NvidiaWide => "nvidia-wide",
             KernelVariant::Amd => "amd",
         }
     }

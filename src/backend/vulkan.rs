@@ -144,9 +144,10 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
 /// Per-adapter shader choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShaderShape {
-    /// The WGSL has the NVIDIA build only (additions on the FMA pipe); the
-    /// AMD build's Maj form is what LLVM-based drivers find unaided, so
-    /// `amd` runs the generic shader.
+    /// The WGSL has the NVIDIA build only (additions on the FMA pipe; WGSL
+    /// has no 64-bit integers, so `nvidia-wide` runs it too); the AMD
+    /// build's Maj form is what LLVM-based drivers find unaided, so `amd`
+    /// runs the generic shader.
     pub variant: KernelVariant,
     pub workgroup_size: u32,
     pub nonces_per_invocation: u32,
@@ -261,7 +262,10 @@ impl VulkanDevice {
             ),
             (
                 "ADD_ON_MULTIPLIER",
-                if shape.variant == KernelVariant::Nvidia {
+                if matches!(
+                    shape.variant,
+                    KernelVariant::Nvidia | KernelVariant::NvidiaWide
+                ) {
                     1.0
                 } else {
                     0.0

@@ -19,7 +19,7 @@
 //! [devices]
 //! backend = "all"                # cpu | opencl | vulkan | all
 //! select = "0,2"
-//! kernel_variant = "auto"        # auto | generic | nvidia | amd
+//! kernel_variant = "auto"        # auto | generic | nvidia | nvidia-wide | amd
 //! batch_ms = 100
 //! [[device]]                     # per device, by `hashrig devices` index
 //! index = 2
@@ -273,7 +273,7 @@ impl Config {
             }
             if let Some(v) = &d.kernel_variant {
                 if VariantChoice::from_str(v, true).is_err() {
-                    bail!("devices.kernel_variant {v:?}: must be auto, generic, nvidia or amd");
+                    bail!("devices.kernel_variant {v:?}: must be auto, generic, nvidia, nvidia-wide or amd");
                 }
             }
         }

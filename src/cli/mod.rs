@@ -169,8 +169,13 @@ pub struct DeviceArgs {
 pub enum VariantChoice {
     /// The device vendor's build for NVIDIA and AMD GPUs, else generic.
     Auto,
+    /// Plain additions and logic.
     Generic,
+    /// Additions as multiply-adds, on NVIDIA's FMA pipe.
     Nvidia,
+    /// nvidia, and two of Σ0's rotations as wide multiplies (OpenCL, 1 lane).
+    NvidiaWide,
+    /// Maj through the previous round's a ^ b.
     Amd,
 }
 
@@ -181,6 +186,7 @@ impl VariantChoice {
             VariantChoice::Auto => None,
             VariantChoice::Generic => Some(KernelVariant::Generic),
             VariantChoice::Nvidia => Some(KernelVariant::Nvidia),
+            VariantChoice::NvidiaWide => Some(KernelVariant::NvidiaWide),
             VariantChoice::Amd => Some(KernelVariant::Amd),
         }
     }

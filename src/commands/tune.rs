@@ -117,6 +117,12 @@ pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
         (Backend::Vulkan, false) => (vec![64, 256], vec![16, 64, 256]),
         (Backend::Cpu, _) => return Vec::new(),
     };
+    // The wide-rotation NVIDIA build differs from the NVIDIA one only at
+    // one nonce per work-item, in OpenCL: measured there alone.
+    let wide = fixed.kernel_variant.is_none()
+        && pick == KernelVariant::Nvidia
+        && info.backend == Backend::OpenCl
+        && fixed.vectors.is_none_or(|v| v == 1);
     let variants = fixed.kernel_variant.map_or(variants, |v| vec![v]);
     let worksizes = fixed
         .worksize
@@ -140,6 +146,14 @@ pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
                     nonces,
                 });
             }
+        }
+        if wide && variant == KernelVariant::Nvidia {
+            out.extend(worksizes.iter().map(|&worksize| Shape {
+                variant: KernelVariant::NvidiaWide,
+                worksize,
+                vectors: 1,
+                nonces: 1,
+            }));
         }
     }
     out
@@ -312,7 +326,13 @@ mod tests {
         let open = DeviceOptions::default();
         let nvidia = device(Backend::OpenCl, DeviceKind::Gpu, "NVIDIA Corporation");
         let all = candidates(&nvidia, &open);
-        assert_eq!(all.len(), 2 * 4 * 2);
+        assert_eq!(all.len(), 2 * 4 * 2 + 4);
+        assert_eq!(
+            all.iter()
+                .filter(|s| s.variant == KernelVariant::NvidiaWide && s.vectors == 1)
+                .count(),
+            4
+        );
         assert!(all.iter().any(|s| s.variant == KernelVariant::Nvidia));
         assert!(all.iter().any(|s| s.variant == KernelVariant::Generic));
         let fixed = DeviceOptions {

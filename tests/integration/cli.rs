@@ -73,7 +73,7 @@ fn scan_finds_mainnet_nonces_on_every_backend() {
 /// block's nonce and only it, with rust-bitcoin's hash.
 #[test]
 fn scan_finds_mainnet_nonces_with_every_kernel_variant() {
-    for variant in ["generic", "nvidia", "amd"] {
+    for variant in ["generic", "nvidia", "nvidia-wide", "amd"] {
         for backend in ["opencl", "vulkan"] {
             let known = &mainnet()[1];
             let header = hex::encode(bitcoin::consensus::serialize(&known.header));
@@ -85,6 +85,9 @@ fn scan_finds_mainnet_nonces_with_every_kernel_variant() {
                 backend,
                 "--kernel-variant",
                 variant,
+                // One lane: the only width with the wide rotations.
+                "--vectors",
+                "1",
                 "--header",
                 &header,
                 "--start",
