@@ -94,7 +94,9 @@ pub fn run(args: &TuneArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         tuned += 1;
     }
     if tuned == 0 {
-        anyhow::bail!("no device was tuned");
+        anyhow::bail!(
+            "no device was tuned: the CPU backend has one shape, and software OpenCL or Vulkan devices (PoCL, lavapipe) are tuned only when asked for (--backend opencl|vulkan, or --opencl-cpu / --vulkan-cpu)"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
