@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // SAFETY: first thing in main, before any other thread exists.
-    let driver_settings = unsafe { hashrig::backend::vulkan::widen_software_driver() };
+    let mut driver_settings = unsafe { hashrig::backend::vulkan::widen_software_driver() };
+    // SAFETY: as above.
+    driver_settings.extend(unsafe { hashrig::backend::vulkan::private_runtime_dir() });
     let (cli, matches) = cli::parse();
     match commands::run(cli, &matches, &driver_settings) {
         Ok(code) => code,

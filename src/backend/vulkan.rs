@@ -81,6 +81,52 @@ pub unsafe fn widen_software_driver() -> Vec<String> {
     set
 }
 
+/// Gives the Vulkan drivers a private `XDG_RUNTIME_DIR` when the session
+/// has none (a service, `ssh`, `sudo`, a container): Mesa's window-system
+/// code (Wayland's client library) prints "XDG_RUNTIME_DIR is invalid or
+/// not set in the environment" to standard error on every instance, noise
+/// from another program on hashrig's default path. Nothing of hashrig's
+/// is put there; the folder is `$TMPDIR/hashrig-runtime-UID`, mode 0700,
+/// used only when it is a folder this user owns that nobody else can enter.
+/// Returns the setting made, for the log.
+///
+/// # Safety
+///
+/// Sets an environment variable: call before any other thread starts
+/// (first thing in `main`), as `std::env::set_var` requires.
+pub unsafe fn private_runtime_dir() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let usable = |dir: &std::path::Path| {
+            dir.is_absolute()
+                && std::fs::metadata(dir).is_ok_and(|m| {
+                    m.is_dir() && m.uid() == unsafe { libc::geteuid() } && m.mode() & 0o077 == 0
+                })
+        };
+        let current = std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from);
+        if current
+            .as_deref()
+            .is_some_and(|d| d.is_absolute() && std::fs::metadata(d).is_ok_and(|m| m.is_dir()))
+        {
+            return None;
+        }
+        // SAFETY: geteuid cannot fail and touches no memory of ours.
+        let uid = unsafe { libc::geteuid() };
+        let dir = std::env::temp_dir().join(format!("hashrig-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        if !usable(&dir) {
+            return None;
+        }
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        Some(format!("XDG_RUNTIME_DIR={}", dir.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 fn cpu_has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

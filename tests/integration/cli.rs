@@ -532,3 +532,32 @@ fn mine_takes_its_pools_from_the_config_file() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A session without `XDG_RUNTIME_DIR` (a service, ssh, sudo, a
+/// container): the first commands a user runs show hashrig's output only,
+/// not Mesa's "XDG_RUNTIME_DIR is invalid or not set" (printed twice per
+/// Vulkan instance before the fix).
+#[test]
+fn no_other_programs_noise_without_a_runtime_dir() {
+    for args in [
+        vec!["devices"],
+        vec!["bench", "--backend", "vulkan", "--seconds", "1"],
+    ] {
+        let out = crate::common::hashrig_command()
+            .args(&args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .expect("run hashrig");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("XDG_RUNTIME_DIR"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("llvmpipe"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+    }
+}
