@@ -136,7 +136,8 @@ pub enum BackendChoice {
 pub struct DeviceArgs {
     #[arg(long, value_enum, default_value = "all")]
     pub backend: BackendChoice,
-    /// Comma-separated device indexes, as `hashrig devices` numbers them.
+    /// Comma-separated device indexes, as `hashrig devices` numbers them,
+    /// or PCI bus ids (`pci:0000:0a:00.0`).
     #[arg(long, value_name = "SEL")]
     pub device: Option<String>,
     /// CPU hashing threads (default: all cores when the CPU is the only
@@ -301,16 +302,106 @@ pub struct DeviceSettings {
 /// anything that would overflow.
 pub const MAX_DEVICE_INDEX: usize = 1023;
 
-/// Parses `--device 0,2,5`.
-fn parse_indexes(text: &str) -> anyhow::Result<Vec<usize>> {
+/// One entry of `--device`: an index as `hashrig devices` numbers them, or
+/// a card's PCI bus id (which stays put when cards are added or removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSelector {
+    Index(usize),
+    /// `domain:bus:device.function`, lower-case, domain filled in.
+    Pci(String),
+}
+
+/// Parses `pci:0000:0a:00.0` (or `pci:0a:00.0`, domain 0) into the form
+/// `hashrig devices` prints.
+fn parse_pci(text: &str) -> Option<String> {
+    let id = text.strip_prefix("pci:")?.to_ascii_lowercase();
+    let parts: Vec<&str> = id.split(':').collect();
+    let (domain, bus, slot) = match parts.as_slice() {
+        [domain, bus, slot] => (*domain, *bus, *slot),
+        [bus, slot] => ("0000", *bus, *slot),
+        _ => return None,
+    };
+    let (device, function) = slot.split_once('.')?;
+    let hex = |s: &str, max: u32| {
+        (!s.is_empty() && s.len() <= 4)
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
+            .filter(|v| *v <= max)
+    };
+    Some(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        hex(domain, 0xffff)?,
+        hex(bus, 0xff)?,
+        hex(device, 0x1f)?,
+        hex(function, 0x7)?
+    ))
+}
+
+/// Parses `--device 0,2,pci:0000:0a:00.0`.
+fn parse_selection(text: &str) -> anyhow::Result<Vec<DeviceSelector>> {
     text.split(',')
-        .map(|part| match part.trim().parse::<usize>() {
-            Ok(i) if i <= MAX_DEVICE_INDEX => Ok(i),
-            _ => bail!(
-                "--device {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them)"
-            ),
+        .map(|part| {
+            let part = part.trim();
+            if let Some(id) = parse_pci(part) {
+                return Ok(DeviceSelector::Pci(id));
+            }
+            match part.parse::<usize>() {
+                Ok(i) if i <= MAX_DEVICE_INDEX => Ok(DeviceSelector::Index(i)),
+                _ => bail!(
+                    "--device {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them) or a PCI bus id (pci:0000:0a:00.0)"
+                ),
+            }
         })
         .collect()
+}
+
+/// The inventory indexes a selection names, each checked against the
+/// backends asked for. A PCI bus id names a card: with `--backend all` it
+/// is mined through OpenCL when both APIs list it (one card, one API).
+fn resolve_selection(
+    selection: &[DeviceSelector],
+    inventory: &Inventory,
+    backend: BackendChoice,
+) -> anyhow::Result<Vec<usize>> {
+    let wanted = backend.backends();
+    let backend_name = backend
+        .to_possible_value()
+        .map_or("?".into(), |v| v.get_name().to_owned());
+    let mut indexes = Vec::new();
+    for selector in selection {
+        match selector {
+            DeviceSelector::Index(i) => match inventory.devices.iter().find(|d| d.index == *i) {
+                None => bail!("--device {i}: no such device (see `hashrig devices`)"),
+                Some(d) if !wanted.contains(&d.backend) => bail!(
+                    "--device {i}: {} is not a device of --backend {backend_name}",
+                    d.label()
+                ),
+                Some(_) => indexes.push(*i),
+            },
+            DeviceSelector::Pci(id) => {
+                let on_bus: Vec<&DeviceInfo> = inventory
+                    .devices
+                    .iter()
+                    .filter(|d| d.pci_bus_id.as_deref() == Some(id.as_str()))
+                    .collect();
+                if on_bus.is_empty() {
+                    bail!("--device pci:{id}: no device with that PCI bus id (`hashrig devices --json` shows them)");
+                }
+                let mut matched: Vec<&DeviceInfo> = on_bus
+                    .into_iter()
+                    .filter(|d| wanted.contains(&d.backend))
+                    .collect();
+                if matched.is_empty() {
+                    bail!("--device pci:{id}: not a device of --backend {backend_name}");
+                }
+                if matched.iter().any(|d| d.backend == Backend::OpenCl) {
+                    matched.retain(|d| d.backend != Backend::Vulkan);
+                }
+                indexes.extend(matched.iter().map(|d| d.index));
+            }
+        }
+    }
+    Ok(indexes)
 }
 
 /// The command line of `hashrig SUBCOMMAND` with no flags: every default,
@@ -331,8 +422,8 @@ fn cores() -> usize {
 }
 
 impl DeviceArgs {
-    /// Every check that needs no device: the selection's indexes, in order.
-    pub fn check(&self) -> anyhow::Result<Option<Vec<usize>>> {
+    /// Every check that needs no device: the selection, in order.
+    pub fn check(&self) -> anyhow::Result<Option<Vec<DeviceSelector>>> {
         if let Some(v) = self.vectors {
             if ![1, 2, 4, 8, 16].contains(&v) {
                 bail!("--vectors {v}: must be 1, 2, 4, 8 or 16");
@@ -353,7 +444,7 @@ impl DeviceArgs {
             }
             _ => {}
         }
-        self.device.as_deref().map(parse_indexes).transpose()
+        self.device.as_deref().map(parse_selection).transpose()
     }
 }
 
@@ -379,20 +470,8 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         .filter(|d| wanted.contains(&d.backend))
         .cloned()
         .collect();
-    if let Some(indexes) = selection {
-        for i in &indexes {
-            match inventory.devices.iter().find(|d| d.index == *i) {
-                None => bail!("--device {i}: no such device (see `hashrig devices`)"),
-                Some(d) if !wanted.contains(&d.backend) => bail!(
-                    "--device {i}: {} is not a device of --backend {}",
-                    d.label(),
-                    args.backend
-                        .to_possible_value()
-                        .map_or("?".into(), |v| v.get_name().to_owned())
-                ),
-                Some(_) => {}
-            }
-        }
+    if let Some(selection) = selection {
+        let indexes = resolve_selection(&selection, inventory, args.backend)?;
         chosen.retain(|d| indexes.contains(&d.index));
     } else if args.backend == BackendChoice::All {
         // Software devices would fight the CPU backend for cores.
@@ -525,5 +604,95 @@ impl ScanArgs {
             vulkan_nonces: self.vulkan_nonces,
             kernel_variant: self.kernel_variant,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashrig::backend::Locator;
+
+    fn device(index: usize, backend: Backend, bus: Option<&str>) -> DeviceInfo {
+        DeviceInfo {
+            index,
+            backend,
+            name: format!("card {index}"),
+            kind: DeviceKind::Gpu,
+            compute_units: 1,
+            memory_bytes: 0,
+            platform: None,
+            vendor: None,
+            driver: None,
+            pci_bus_id: bus.map(str::to_owned),
+            locator: Locator::Cpu,
+        }
+    }
+
+    #[test]
+    fn pci_bus_ids_parse_to_the_listed_form() {
+        assert_eq!(
+            parse_pci("pci:0000:0a:00.0").as_deref(),
+            Some("0000:0a:00.0")
+        );
+        assert_eq!(parse_pci("pci:0A:00.1").as_deref(), Some("0000:0a:00.1"));
+        assert_eq!(parse_pci("pci:1:41:1f.7").as_deref(), Some("0001:41:1f.7"));
+        for bad in [
+            "0000:0a:00.0",
+            "pci:",
+            "pci:0a",
+            "pci:0a:00",
+            "pci:0a:20.0",
+            "pci:0a:00.8",
+            "pci:zz:00.0",
+            "pci:100:00.0",
+        ] {
+            assert_eq!(parse_pci(bad), None, "{bad}");
+        }
+        let err = parse_selection("0,pci:0a:00").unwrap_err().to_string();
+        assert!(
+            err.contains("\"pci:0a:00\"") && err.contains("PCI bus id"),
+            "{err}"
+        );
+    }
+
+    /// A bus id names a card wherever it sits in the listing; through one
+    /// API when both list it; an unknown id, or one of another backend, is
+    /// refused naming it.
+    #[test]
+    fn a_pci_bus_id_selects_its_card() {
+        let inventory = Inventory {
+            devices: vec![
+                device(0, Backend::Cpu, None),
+                device(1, Backend::OpenCl, Some("0000:41:00.0")),
+                device(2, Backend::OpenCl, Some("0000:0a:00.0")),
+                device(3, Backend::Vulkan, Some("0000:41:00.0")),
+                device(4, Backend::Vulkan, Some("0000:0a:00.0")),
+            ],
+            notes: Vec::new(),
+        };
+        let pick = |text: &str, backend| {
+            resolve_selection(&parse_selection(text).unwrap(), &inventory, backend)
+        };
+        assert_eq!(pick("pci:0a:00.0", BackendChoice::All).unwrap(), [2]);
+        assert_eq!(
+            pick("pci:0000:0a:00.0,pci:41:00.0", BackendChoice::All).unwrap(),
+            [2, 1]
+        );
+        assert_eq!(pick("pci:0a:00.0", BackendChoice::Vulkan).unwrap(), [4]);
+        assert_eq!(
+            pick("pci:0a:00.0,1", BackendChoice::OpenCl).unwrap(),
+            [2, 1]
+        );
+        let err = pick("pci:0b:00.0", BackendChoice::All)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pci:0000:0b:00.0") && err.contains("no device"),
+            "{err}"
+        );
+        let err = pick("pci:0a:00.0", BackendChoice::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a device of --backend cpu"), "{err}");
     }
 }

@@ -37,11 +37,18 @@ pub fn run(json: bool) -> anyhow::Result<ExitCode> {
                 d.name,
                 units,
                 memory,
-                [d.platform.as_deref(), d.driver.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" / ")
+                [
+                    d.pci_bus_id
+                        .as_deref()
+                        .map(|id| format!("pci:{id}"))
+                        .as_deref(),
+                    d.platform.as_deref(),
+                    d.driver.as_deref()
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" / ")
             );
             if let Some(t) = tuning {
                 println!(
