@@ -17,13 +17,13 @@ pub fn run(
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let devices = miner::open_devices(&args.devices)?;
+    let tunings = miner::load_tunings();
+    let devices = miner::open_devices_tuned(&args.devices, tunings.as_ref())?;
 
     // The devices that passed their self-test, in scheduler order, with
     // the shape each runs and whether it is the stored tuning.
     let proven: Vec<hashrig::backend::DeviceInfo> =
         devices.iter().map(|d| d.info().clone()).collect();
-    let tunings = miner::load_tunings();
     let shapes: Vec<(Option<Shape>, bool)> = devices
         .iter()
         .map(|d| {

@@ -80,15 +80,23 @@ fn never_answered(snapshot: &Snapshot) -> Option<String> {
     Some(format!("never answered: {}", each.join("; ")))
 }
 
-/// Enumerates, selects, opens and proves the devices the flags ask for.
+/// Enumerates, selects, opens and proves the devices the flags ask for,
+/// in their stored tunings.
 pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
+    open_devices_tuned(args, load_tunings().as_ref())
+}
+
+/// [`open_devices`] with tunings already read (`bench` reports them too).
+pub fn open_devices_tuned(
+    args: &DeviceArgs,
+    tunings: Option<&TuningFile>,
+) -> anyhow::Result<Vec<Box<dyn Device>>> {
     let inventory = crate::cli::inventory(args);
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
     let selected = select_devices(args, &inventory)?;
-    let tunings = load_tunings();
-    let devices = open_and_prove(&selected.devices, &selected.options, tunings.as_ref());
+    let devices = open_and_prove(&selected.devices, &selected.options, tunings);
     if devices.is_empty() {
         return Err(Failure::Devices(
             "every selected device failed to open or failed its self-test".into(),
