@@ -72,6 +72,9 @@ pub enum ControlError {
     NoSuchDevice { index: usize, count: usize },
     #[error("no pool {index} (there are {count})")]
     NoSuchPool { index: usize, count: usize },
+    /// Disabling it would leave no pool to mine.
+    #[error("pool {index} is the last enabled pool")]
+    LastEnabledPool { index: usize },
 }
 
 /// Every control of a rig.
@@ -80,6 +83,10 @@ pub struct RigControl {
     devices: Vec<DeviceControl>,
     pools: usize,
     pool_request: Mutex<Option<usize>>,
+    /// Pools the operator took out of the failover list, by index.
+    pools_disabled: Vec<AtomicBool>,
+    /// The operator asked for the process to start again once stopped.
+    restart: AtomicBool,
 }
 
 impl RigControl {
@@ -88,6 +95,8 @@ impl RigControl {
             devices: (0..devices).map(|_| DeviceControl::default()).collect(),
             pools,
             pool_request: Mutex::new(None),
+            pools_disabled: (0..pools).map(|_| AtomicBool::new(false)).collect(),
+            restart: AtomicBool::new(false),
         };
         for d in &control.devices {
             store(&d.temperature, None);
@@ -258,16 +267,67 @@ impl RigControl {
             .reduce(|a, b| a + b)
     }
 
-    /// Asks the job source to switch to pool `index`.
-    pub fn request_pool(&self, index: usize) -> Result<(), ControlError> {
+    pub fn pool_count(&self) -> usize {
+        self.pools
+    }
+
+    fn check_pool(&self, index: usize) -> Result<(), ControlError> {
         if index >= self.pools {
             return Err(ControlError::NoSuchPool {
                 index,
                 count: self.pools,
             });
         }
+        Ok(())
+    }
+
+    /// Asks the job source to switch to pool `index`, enabling it if the
+    /// operator had disabled it (cgminer's `switchpool` does the same).
+    pub fn request_pool(&self, index: usize) -> Result<(), ControlError> {
+        self.check_pool(index)?;
+        self.pools_disabled[index].store(false, Ordering::SeqCst);
         *self.pool_request.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
         Ok(())
+    }
+
+    /// Puts a pool back in, or takes it out of, the failover list; returns
+    /// whether that changed anything. The last enabled pool stays in.
+    pub fn set_pool_enabled(&self, index: usize, enabled: bool) -> Result<bool, ControlError> {
+        self.check_pool(index)?;
+        let cell = &self.pools_disabled[index];
+        if !enabled && !cell.load(Ordering::SeqCst) {
+            let others = (0..self.pools).any(|i| i != index && self.is_pool_enabled(i));
+            if !others {
+                return Err(ControlError::LastEnabledPool { index });
+            }
+        }
+        Ok(cell.swap(!enabled, Ordering::SeqCst) == enabled)
+    }
+
+    /// Whether pool `index` is in the failover list (pools without
+    /// controls always are).
+    pub fn is_pool_enabled(&self, index: usize) -> bool {
+        self.pools_disabled
+            .get(index)
+            .is_none_or(|d| !d.load(Ordering::SeqCst))
+    }
+
+    /// The first enabled pool after `index` in failover order, wrapping
+    /// round; `index` itself if it is the only one.
+    pub fn next_enabled_pool(&self, index: usize, count: usize) -> usize {
+        (1..=count)
+            .map(|step| (index + step) % count.max(1))
+            .find(|i| self.is_pool_enabled(*i))
+            .unwrap_or(index)
+    }
+
+    /// Asks for the process to start again once it has stopped.
+    pub fn request_restart(&self) {
+        self.restart.store(true, Ordering::SeqCst);
+    }
+
+    pub fn restart_requested(&self) -> bool {
+        self.restart.load(Ordering::SeqCst)
     }
 
     /// The pending pool switch, if any; taking it clears it.
@@ -299,6 +359,27 @@ impl RigControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_disable_but_never_the_last_and_switching_enables() {
+        let c = RigControl::new(1, 3);
+        assert_eq!(c.set_pool_enabled(1, false), Ok(true));
+        assert_eq!(c.set_pool_enabled(1, false), Ok(false));
+        assert_eq!(c.next_enabled_pool(0, 3), 2);
+        assert_eq!(c.set_pool_enabled(0, false), Ok(true));
+        assert_eq!(
+            c.set_pool_enabled(2, false),
+            Err(ControlError::LastEnabledPool { index: 2 })
+        );
+        assert_eq!(c.next_enabled_pool(2, 3), 2);
+        c.request_pool(1).unwrap();
+        assert!(c.is_pool_enabled(1));
+        assert_eq!(c.take_pool_request(), Some(1));
+        assert_eq!(c.set_pool_enabled(0, true), Ok(true));
+        assert!(!c.restart_requested());
+        c.request_restart();
+        assert!(c.restart_requested());
+    }
 
     #[test]
     fn sick_then_reset_then_failed() {
@@ -333,6 +414,10 @@ mod tests {
         assert_eq!(c.take_pool_request(), None);
         c.set_enabled(0, false).unwrap();
         assert_eq!(c.state(0), "disabled");
+        assert_eq!(
+            c.set_pool_enabled(5, false),
+            Err(ControlError::NoSuchPool { index: 5, count: 2 })
+        );
         assert_eq!(c.readings(0).temperature_c, None);
     }
 }

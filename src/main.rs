@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     driver_settings.extend(unsafe { hashrig::backend::vulkan::private_runtime_dir() });
     let (cli, matches) = cli::parse();
     match commands::run(cli, &matches, &driver_settings) {
+        Ok(code) if commands::restart_requested() => restart(code),
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -22,4 +23,25 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs this program again with the same arguments in this process (as
+/// cgminer's `restart` does), once everything has stopped cleanly; if that
+/// fails, exits with `code` and says why.
+fn restart(code: ExitCode) -> ExitCode {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = match std::env::current_exe() {
+            Ok(program) => {
+                eprintln!("restarting as asked");
+                std::process::Command::new(program)
+                    .args(std::env::args_os().skip(1))
+                    .exec()
+            }
+            Err(e) => e,
+        };
+        eprintln!("error: restart: {error}");
+    }
+    code
 }

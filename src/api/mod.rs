@@ -8,6 +8,7 @@
 //! | `POST /v1/pools/{index}/switch`, `/v1/devices/{index}/disable`, `/enable` | control |
 
 mod auth;
+pub mod cgminer;
 mod events;
 mod expiry;
 pub mod keys;

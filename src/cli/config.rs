@@ -25,8 +25,11 @@
 //! index = 2
 //! enabled = false
 //! [api]
-//! bind = "127.0.0.1:4028"
+//! bind = "127.0.0.1:4029"
 //! keys_file = "/etc/hashrig/api-keys.toml"
+//! [cgminer_api]                  # what farm tools read
+//! bind = "127.0.0.1:4028"
+//! allow = "W:127.0.0.1/32"       # privileged commands from here only
 //! [thermal]
 //! temp_target = 80
 //! temp_cutoff = 90
@@ -70,6 +73,8 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("--kwh-price", "power.kwh_price"),
     ("--kernel-variant", "devices.kernel_variant"),
     ("--worksize", "devices.worksize"),
+    ("--cgminer-api-allow", "cgminer_api.allow"),
+    ("--cgminer-api", "cgminer_api.bind"),
     ("--api-bind", "api.bind"),
     ("--api-keys", "api.keys_file"),
     ("--batch-ms", "devices.batch_ms"),
@@ -154,6 +159,13 @@ pub struct ApiEntry {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct CgminerApiEntry {
+    pub bind: Option<String>,
+    pub allow: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ThermalEntry {
     pub temp_target: Option<f64>,
     pub temp_cutoff: Option<f64>,
@@ -191,6 +203,8 @@ pub struct Config {
     pub device_overrides: Vec<DeviceOverride>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<ApiEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgminer_api: Option<CgminerApiEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thermal: Option<ThermalEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +366,10 @@ impl Config {
         if let Some(api) = &self.api {
             fill(&mut rig.api_bind, &api.bind);
             fill(&mut rig.api_keys, &api.keys_file);
+        }
+        if let Some(cg) = &self.cgminer_api {
+            fill(&mut rig.cgminer_api, &cg.bind);
+            fill(&mut rig.cgminer_api_allow, &cg.allow);
         }
         if let Some(t) = &self.thermal {
             fill(&mut rig.temp_target, &t.temp_target);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use hashrig::api::cgminer::{AllowList, CgminerApiConfig};
 use hashrig::api::keys::KeyStore;
 use hashrig::api::ApiConfig;
 use hashrig::thermal::ThermalLimits;
@@ -21,6 +22,13 @@ pub struct RigArgs {
     /// The API keys file (see `hashrig api-key new`).
     #[arg(long, value_name = "FILE")]
     pub api_keys: Option<PathBuf>,
+    /// Answer cgminer's API on ADDR:PORT (farm tools read 127.0.0.1:4028).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub cgminer_api: Option<String>,
+    /// Who may use the cgminer API's privileged commands (`W:`) or read it
+    /// (`R:`), cgminer's form: W:127.0.0.1/32,R:10.0.0/24.
+    #[arg(long, value_name = "LIST")]
+    pub cgminer_api_allow: Option<String>,
     /// Throttle a device above this temperature (°C).
     #[arg(long, value_name = "C")]
     pub temp_target: Option<f64>,
@@ -47,6 +55,7 @@ pub struct RigArgs {
 #[derive(Debug, Clone, Default)]
 pub struct RigSettings {
     pub api: Option<ApiConfig>,
+    pub cgminer_api: Option<CgminerApiConfig>,
     pub device_overrides: Vec<super::config::DeviceOverride>,
     pub thermal: ThermalLimits,
     pub on_sick: Option<String>,
@@ -67,6 +76,9 @@ impl RigArgs {
     /// Every check but reading the keys file; the API's address, if on.
     pub fn check(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
         let checked = self.check_values()?;
+        if self.cgminer_api_allow.is_some() && self.cgminer_api.is_none() {
+            bail!("--cgminer-api-allow: needs --cgminer-api ADDR:PORT");
+        }
         match (&self.api_bind, &self.api_keys) {
             (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
             (Some(bind), None) => {
@@ -99,15 +111,33 @@ impl RigArgs {
         let bind = match &self.api_bind {
             None => None,
             Some(bind) => Some(bind.parse::<SocketAddr>().with_context(|| {
-                format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
+                format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4029")
             })?),
         };
+        self.cgminer_api()?;
         let thermal = ThermalLimits {
             target_c: target,
             cutoff_c: cutoff,
             ..ThermalLimits::default()
         };
         Ok((thermal, bind))
+    }
+
+    /// The cgminer API's settings, if it is on.
+    pub fn cgminer_api(&self) -> anyhow::Result<Option<CgminerApiConfig>> {
+        let allow = match &self.cgminer_api_allow {
+            None => AllowList::default(),
+            Some(list) => list
+                .parse::<AllowList>()
+                .with_context(|| format!("--cgminer-api-allow {list:?}"))?,
+        };
+        let Some(bind) = &self.cgminer_api else {
+            return Ok(None);
+        };
+        let bind = bind.parse::<SocketAddr>().with_context(|| {
+            format!("--cgminer-api {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
+        })?;
+        Ok(Some(CgminerApiConfig::new(bind, allow)))
     }
 
     /// The checked settings, with the API keys read.
@@ -131,6 +161,7 @@ impl RigArgs {
         };
         Ok(RigSettings {
             api,
+            cgminer_api: self.cgminer_api()?,
             device_overrides: self.device_overrides.clone(),
             thermal,
             on_sick: self.on_sick.clone(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hashrig::backend::Shape;
 use hashrig::job::bench::BenchSource;
-use hashrig::stats::{format_hashrate, Stats};
+use hashrig::stats::format_hashrate;
 
 use super::miner::{self, Run};
 use crate::cli::BenchArgs;
@@ -35,9 +35,7 @@ pub fn run(
             (shape, shape.is_some() && shape == stored)
         })
         .collect();
-    let stats = Arc::new(Stats::new(
-        devices.iter().map(|d| d.info().label()).collect(),
-    ));
+    let stats = Arc::new(miner::stats_for(&devices));
     let outcome = miner::run(Run {
         devices,
         source: Box::new(BenchSource),
@@ -50,6 +48,7 @@ pub fn run(
         found_blocks: None,
         shutdown_grace: hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE,
         signals: signals.clone(),
+        source_kind: hashrig::api::cgminer::SourceKind::Bench,
     })?;
     outcome.result()?;
     let seconds = outcome.seconds;

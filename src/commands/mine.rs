@@ -20,8 +20,11 @@ pub fn run(
         .map(|p| p.url.to_string())
         .collect();
     miner::mine_from(
-        Box::new(StratumSource::new(settings.stratum)),
-        pools,
+        miner::Feed {
+            source: Box::new(StratumSource::new(settings.stratum)),
+            kind: hashrig::api::cgminer::SourceKind::Stratum,
+            pools,
+        },
         &args.devices,
         &settings.run,
         &settings.rig,

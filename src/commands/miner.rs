@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hashrig::api::cgminer::{self, SourceKind};
 use hashrig::backend::tuning::TuningFile;
 use hashrig::backend::{open, selftest, Device, DeviceInfo, DeviceOptions};
 use hashrig::control::RigControl;
@@ -49,6 +50,8 @@ pub struct Run {
     pub shutdown_grace: Duration,
     /// SIGINT/SIGTERM stop it; SIGHUP re-reads its API keys.
     pub signals: Signals,
+    /// Where jobs come from, as the cgminer API reports pools.
+    pub source_kind: SourceKind,
 }
 
 /// What a run leaves.
@@ -180,18 +183,30 @@ fn tuned_options(
     }
 }
 
-/// `mine` and `solo`: mines from `source` on the flags' devices until the
-/// run ends, then prints the summary. `pools` names the source's pools (or
-/// node) for the per-pool counters.
+/// Where a `mine` or `solo` run's jobs come from.
+pub struct Feed {
+    pub source: Box<dyn JobSource>,
+    /// What the cgminer API reports its pools to be.
+    pub kind: SourceKind,
+    /// The source's pools (or node), for the per-pool counters.
+    pub pools: Vec<String>,
+}
+
+/// `mine` and `solo`: mines from `feed` on the flags' devices until the
+/// run ends, then prints the summary.
 pub fn mine_from(
-    source: Box<dyn JobSource>,
-    pools: Vec<String>,
+    feed: Feed,
     devices: &DeviceArgs,
     run: &RunSettings,
     rig: &crate::cli::RigSettings,
     quiet: bool,
     signals: &Signals,
 ) -> anyhow::Result<ExitCode> {
+    let Feed {
+        source,
+        kind: source_kind,
+        pools,
+    } = feed;
     let found_blocks = FoundBlockLog::open(&run.found_blocks).with_context(|| {
         format!(
             "--found-blocks {}: cannot open for appending",
@@ -203,8 +218,7 @@ pub fn mine_from(
         "found blocks are written to {} before submission",
         run.found_blocks.display()
     );
-    let stats =
-        Arc::new(Stats::new(devices.iter().map(|d| d.info().label()).collect()).with_pools(pools));
+    let stats = Arc::new(stats_for(&devices).with_pools(pools));
     let outcome = self::run(Run {
         devices,
         source,
@@ -217,6 +231,7 @@ pub fn mine_from(
         found_blocks: Some(Arc::new(found_blocks)),
         shutdown_grace: run.shutdown_grace,
         signals: signals.clone(),
+        source_kind,
     })?;
     if run.json {
         println!("{}", summary_json(&outcome));
@@ -247,6 +262,34 @@ impl Outcome {
             None => Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// Counters for these devices, which know their PCI slots.
+pub fn stats_for(devices: &[Box<dyn Device>]) -> Stats {
+    Stats::new(devices.iter().map(|d| d.info().label()).collect()).with_bus_ids(
+        devices
+            .iter()
+            .map(|d| d.info().pci_bus_id.clone())
+            .collect(),
+    )
+}
+
+/// What the cgminer API's `devdetails` says of each device.
+fn device_details(devices: &[Box<dyn Device>]) -> Vec<cgminer::DeviceDetails> {
+    devices
+        .iter()
+        .map(|d| {
+            let info = d.info();
+            cgminer::DeviceDetails {
+                name: info.name.clone(),
+                driver: info.backend.to_string(),
+                kernel: d
+                    .shape()
+                    .map_or_else(|| "cpu".to_owned(), |s| s.describe(info.backend)),
+                pci_bus_id: info.pci_bus_id.clone(),
+            }
+        })
+        .collect()
 }
 
 /// The scheduler's settings for these devices: controls (with the config
@@ -301,6 +344,7 @@ fn failed_devices(infos: &[DeviceInfo], control: &RigControl) -> String {
 pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
     let devices = std::mem::take(&mut run.devices);
     let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
+    let details = device_details(&devices);
     let scheduler = scheduler_config(&infos, run.stats.snapshot().pools.len(), &run);
     let Run {
         source,
@@ -312,6 +356,7 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
         json_events,
         shutdown_grace,
         signals,
+        source_kind,
         ..
     } = run;
     let control = scheduler.control.clone();
@@ -324,6 +369,23 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
             Some(
                 hashrig::api::start(config, stats.clone(), control.clone(), shutdown.clone())
                     .with_context(|| format!("--api-bind {bind}"))?,
+            )
+        }
+        None => None,
+    };
+    let cgminer_api = match rig.cgminer_api.clone() {
+        Some(config) => {
+            let bind = config.bind;
+            let context = cgminer::Context {
+                stats: stats.clone(),
+                control: control.clone(),
+                devices: details,
+                source: source_kind,
+                description: format!("hashrig {}", env!("CARGO_PKG_VERSION")),
+            };
+            Some(
+                cgminer::start(config, context, shutdown.clone())
+                    .with_context(|| format!("--cgminer-api {bind}"))?,
             )
         }
         None => None,
@@ -373,6 +435,14 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
         if !api.join_until(stop_deadline + Duration::from_secs(2)) {
             tracing::warn!("the API server did not stop in time; leaving it");
         }
+    }
+    if let Some(api) = cgminer_api {
+        if !api.join_until(stop_deadline + Duration::from_secs(2)) {
+            tracing::warn!("the cgminer API did not stop in time; leaving it");
+        }
+    }
+    if control.restart_requested() {
+        super::request_restart();
     }
     let snapshot = stats.snapshot();
     let estimates = hashrig::stats::estimate(

@@ -20,6 +20,19 @@ use clap::ArgMatches;
 use crate::cli::config::{self, Config};
 use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand, FoundBlocksCommand};
 
+/// Set when the operator asked (cgminer API `restart`) for the process to
+/// start again once it has stopped cleanly.
+static RESTART: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn request_restart() {
+    RESTART.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether `main` should run the same command line again.
+pub fn restart_requested() -> bool {
+    RESTART.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Runs a parsed command line; `matches` tells which flags were given, so
 /// that they override the config file. `driver_settings` are the
 /// environment variables `main` set for the drivers, for the log.

@@ -15,8 +15,11 @@ pub fn run(
     let settings = args.settings()?;
     let node = vec![settings.solo.rpc.url.clone()];
     miner::mine_from(
-        Box::new(GbtSource::new(settings.solo)),
-        node,
+        miner::Feed {
+            source: Box::new(GbtSource::new(settings.solo)),
+            kind: hashrig::api::cgminer::SourceKind::Node,
+            pools: node,
+        },
         &args.devices,
         &settings.run,
         &settings.rig,

@@ -15,6 +15,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Seconds since the Unix epoch, now (0 on a clock before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unix_time(cell: &AtomicU64) -> Option<u64> {
+    Some(cell.load(Ordering::Relaxed)).filter(|t| *t != 0)
+}
+
 /// How a job source's peer answered a submitted share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShareResult {
@@ -28,6 +39,10 @@ pub enum ShareResult {
 #[derive(Debug)]
 pub struct DeviceStats {
     pub name: String,
+    /// `domain:bus:device.function`, where the device's API tells it.
+    pci_bus_id: Option<String>,
+    /// Unix seconds of the last accepted share; 0 before the first.
+    last_share_unix: AtomicU64,
     meter: Mutex<Meter>,
     nonces: AtomicU64,
     accepted: AtomicU64,
@@ -46,6 +61,8 @@ impl DeviceStats {
     fn new(name: String, origin: Instant) -> Self {
         DeviceStats {
             name,
+            pci_bus_id: None,
+            last_share_unix: AtomicU64::new(0),
             meter: Mutex::new(Meter::new(origin)),
             nonces: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -64,6 +81,9 @@ impl DeviceStats {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceSnapshot {
     pub name: String,
+    pub pci_bus_id: Option<String>,
+    /// When it last found a share the pool accepted (Unix seconds).
+    pub last_share_unix: Option<u64>,
     pub hashrate_5s: f64,
     pub hashrate_1m: f64,
     pub hashrate_15m: f64,
@@ -88,6 +108,8 @@ pub struct DeviceSnapshot {
 #[derive(Debug)]
 struct PoolStats {
     name: String,
+    /// Unix seconds of the last accepted share; 0 before the first.
+    last_share_unix: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
     stale: AtomicU64,
@@ -116,6 +138,8 @@ struct PoolStats {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PoolSnapshot {
     pub name: String,
+    /// When it last accepted a share (Unix seconds).
+    pub last_share_unix: Option<u64>,
     pub active: bool,
     pub connected: bool,
     pub accepted: u64,
@@ -240,12 +264,22 @@ impl Stats {
         }
     }
 
+    /// Names each device's PCI slot, in device order (the cgminer API,
+    /// the metrics' labels and farm tools know cards by it).
+    pub fn with_bus_ids(mut self, bus_ids: Vec<Option<String>>) -> Self {
+        for (device, bus_id) in self.devices.iter_mut().zip(bus_ids) {
+            device.pci_bus_id = bus_id;
+        }
+        self
+    }
+
     /// Adds one set of pool counters per entry of the failover list.
     pub fn with_pools(mut self, pool_names: Vec<String>) -> Self {
         self.pools = pool_names
             .into_iter()
             .map(|name| PoolStats {
                 name,
+                last_share_unix: AtomicU64::new(0),
                 accepted: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 stale: AtomicU64::new(0),
@@ -284,6 +318,7 @@ impl Stats {
         match result {
             ShareResult::Accepted => {
                 p.accepted.fetch_add(1, Ordering::Relaxed);
+                p.last_share_unix.store(unix_now(), Ordering::Relaxed);
                 *p.accepted_difficulty
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) += difficulty;
@@ -442,6 +477,9 @@ impl Stats {
                 ShareResult::Stale => &d.stale,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            if result == ShareResult::Accepted {
+                d.last_share_unix.store(unix_now(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -476,6 +514,8 @@ impl Stats {
                 let nonces = d.nonces.load(Ordering::Relaxed);
                 DeviceSnapshot {
                     name: d.name.clone(),
+                    pci_bus_id: d.pci_bus_id.clone(),
+                    last_share_unix: unix_time(&d.last_share_unix),
                     hashrate_5s: meter.rate(now, Duration::from_secs(5), self.started),
                     hashrate_1m: meter.rate(now, Duration::from_secs(60), self.started),
                     hashrate_15m: meter.rate(now, LONGEST_WINDOW, self.started),
@@ -510,6 +550,7 @@ impl Stats {
                     .unwrap_or_else(|e| e.into_inner());
                 PoolSnapshot {
                     name: p.name.clone(),
+                    last_share_unix: unix_time(&p.last_share_unix),
                     active: i == active,
                     connected: p.connected.load(Ordering::Relaxed),
                     accepted: p.accepted.load(Ordering::Relaxed),

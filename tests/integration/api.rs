@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use hashrig::found::journal::unix_now;
 
-use crate::common::{wait_until, PATIENCE};
+use crate::common::{connect_from, wait_until, PATIENCE};
 use crate::testpool::TestPool;
 
 struct Rig {
@@ -363,23 +363,6 @@ impl Drop for BareApi {
 
 /// Connects to `to` from the loopback address `local`: the standard
 /// library cannot bind a socket before connecting, tokio's can.
-fn connect_from(local: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    });
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((local, 0).into()).unwrap();
-        socket.connect(to).await.unwrap().into_std().unwrap()
-    });
-    stream.set_nonblocking(false).unwrap();
-    stream
-}
-
 /// Whether the server closed `stream` (an end of file, or a reset) before
 /// `deadline`, rather than leaving it open.
 fn closed_by_server(stream: &mut TcpStream, deadline: Instant) -> bool {

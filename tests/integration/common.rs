@@ -113,3 +113,22 @@ pub fn add_a_false_candidate(found: &mut Vec<u32>, work: &KernelWork, start: u32
         found.push(bogus);
     }
 }
+
+/// A TCP connection to `to` from the loopback address `local` (Linux
+/// answers all of 127/8), to be another client address.
+pub fn connect_from(local: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((local, 0).into()).unwrap();
+        socket.connect(to).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}

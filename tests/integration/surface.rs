@@ -353,6 +353,15 @@ fn config_check_fails_exactly_when_a_start_would() {
         ("[devices]\ncpu_threads = 0\n", "devices.cpu_threads 0"),
         ("[api]\nbind = \"127.0.0.1:4028\"\n", "needs api.keys_file"),
         (
+            "[cgminer_api]\nbind = \"127.0.0.1:0\"\nallow = \"P:10.0.0/24\"\n",
+            "cgminer_api.allow \"P:10.0.0/24\"",
+        ),
+        (
+            "[cgminer_api]\nallow = \"W:127.0.0.1\"\n",
+            "cgminer_api.allow: needs cgminer_api.bind",
+        ),
+        ("[cgminer_api]\nbind = \"localhost\"\n", "cgminer_api.bind"),
+        (
             "[[device]]\nindex = 18446744073709551615\n",
             "device[0].index",
         ),

@@ -12,6 +12,7 @@ use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, subscribe_params, Incoming};
 use super::session::{Carry, Connection, End};
 use super::transport::connect;
+use crate::control::RigControl;
 use crate::job::source::{JobSource, JobSourceError, SourceContext};
 
 /// Consecutive failures of one pool before the next is tried.
@@ -131,11 +132,16 @@ impl Failover {
 
     /// The pause before the next attempt: `pause` if given, else the
     /// jittered backoff; after repeated failures, the next pool instead.
-    fn pause(&mut self, pause: Option<Duration>, options: &StratumOptions) -> Duration {
+    fn pause(
+        &mut self,
+        pause: Option<Duration>,
+        options: &StratumOptions,
+        control: &RigControl,
+    ) -> Duration {
         let pools = &options.pools;
         let mut pause = pause;
         if self.failures >= FAILOVER_AFTER && pools.len() > 1 {
-            self.switch_to((self.index + 1) % pools.len());
+            self.switch_to(control.next_enabled_pool(self.index, pools.len()));
             tracing::warn!("failing over to {}", pools[self.index].url);
             pause.get_or_insert(Duration::from_millis(200));
         }
@@ -158,6 +164,15 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
     };
     let mut disconnected_since = Instant::now();
     while !ctx.shutdown.is_triggered() {
+        if !ctx.control.is_pool_enabled(failover.index) {
+            let next = ctx.control.next_enabled_pool(failover.index, pools.len());
+            tracing::warn!(
+                "{} is disabled: using {}",
+                pools[failover.index].url,
+                pools[next].url
+            );
+            failover.switch_to(next);
+        }
         let index = failover.index;
         let pool = &pools[index];
         let (host, port) = failover
@@ -177,7 +192,7 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             Ok(lines) => {
                 tracing::info!("connected to {} ({host}:{port})", pool.url);
                 ctx.stats.set_pool_connected(index, true);
-                let (probe, failback) = probe_better_pools(index, options);
+                let (probe, failback) = probe_better_pools(index, options, &ctx.control);
                 let connection = Connection::new(index, pool, options, ctx, &mut carry, lines);
                 let end = connection.run(failback).await;
                 if let Some(task) = probe {
@@ -197,7 +212,7 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
         let pause = match next {
             Next::Stop => break,
             Next::Now => continue,
-            Next::After(pause) => failover.pause(pause, options),
+            Next::After(pause) => failover.pause(pause, options, &ctx.control),
         };
         let index = failover.index;
         if let Some(chosen) = idle(ctx, &mut carry, index, pause, disconnected_since).await {
@@ -220,6 +235,7 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
 fn probe_better_pools(
     index: usize,
     options: &StratumOptions,
+    control: &RigControl,
 ) -> (
     Option<tokio::task::JoinHandle<()>>,
     Option<oneshot::Receiver<usize>>,
@@ -228,8 +244,15 @@ fn probe_better_pools(
         return (None, None);
     }
     let (tx, rx) = oneshot::channel();
-    let better: Vec<(usize, PoolConfig)> =
-        options.pools[..index].iter().cloned().enumerate().collect();
+    let better: Vec<(usize, PoolConfig)> = options.pools[..index]
+        .iter()
+        .cloned()
+        .enumerate()
+        .filter(|(i, _)| control.is_pool_enabled(*i))
+        .collect();
+    if better.is_empty() {
+        return (None, None);
+    }
     let probe_options = options.clone();
     let task = tokio::spawn(async move {
         if let Some(i) = probe_better(better, &probe_options).await {

@@ -208,6 +208,13 @@ impl<'a> Connection<'a> {
         {
             return Err(End::Switch(pool));
         }
+        let control = &self.ctx.control;
+        if !control.is_pool_enabled(self.pool_index) {
+            let next = control.next_enabled_pool(self.pool_index, self.options.pools.len());
+            if next != self.pool_index {
+                return Err(End::Switch(next));
+            }
+        }
         self.check_optionals()?;
         self.expire_submits();
         if !self.authorized && self.connected_at.elapsed() > timeouts.connect {

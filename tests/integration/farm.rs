@@ -1,0 +1,540 @@
+//! Farm tools' view of a rig: the cgminer API driven with raw sockets as
+//! farm managers and farm OS agents drive it (text and JSON, single and
+//! joined commands, allowed and other addresses), on a real rig (two CPU
+//! devices mining on two loopback pools) and on the binary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashrig::api::cgminer::{self, AllowList, CgminerApi, CgminerApiConfig, SourceKind};
+use hashrig::backend::cpu::{self, CpuDevice};
+use hashrig::backend::Device;
+use hashrig::control::RigControl;
+use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
+use hashrig::scheduler::{Scheduler, SchedulerConfig};
+use hashrig::shutdown::Shutdown;
+use hashrig::stats::Stats;
+use hashrig::work::WorkSource;
+use serde_json::Value;
+
+use crate::common::{connect_from, wait_until, PATIENCE};
+use crate::testpool::TestPool;
+
+/// Sends `request` from `local` and reads the reply to the end: it must
+/// end in one NUL byte, which is taken off.
+pub fn ask_from(local: [u8; 4], api: SocketAddr, request: &str) -> String {
+    let mut stream = connect_from(local, api);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply.pop(), Some(0), "{request}: no NUL at the end");
+    assert!(!reply.contains(&0), "{request}: a NUL inside");
+    String::from_utf8(reply).unwrap()
+}
+
+fn ask(api: SocketAddr, request: &str) -> String {
+    ask_from([127, 0, 0, 1], api, request)
+}
+
+fn ask_json(local: [u8; 4], api: SocketAddr, request: &str) -> Value {
+    let reply = ask_from(local, api, request);
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{request}: not JSON ({e}): {reply}"))
+}
+
+/// A text reply's sections: each `|`-ended part as its fields, in order
+/// (`\`-escapes kept).
+fn text_sections(reply: &str) -> Vec<Vec<(String, String)>> {
+    let mut sections = Vec::new();
+    let mut current = String::new();
+    let mut chars = reply.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                current.push(c);
+                current.extend(chars.next());
+            }
+            '|' => sections.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    assert!(current.is_empty(), "text reply not |-ended: {reply}");
+    sections
+        .iter()
+        .map(|s| {
+            s.split(',')
+                .map(|f| match f.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (f.to_owned(), String::new()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn field<'a>(section: &'a [(String, String)], name: &str) -> &'a str {
+    section
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {section:?}"))
+}
+
+fn status_code(v: &Value) -> i64 {
+    v["STATUS"][0]["Code"].as_i64().unwrap_or(-1)
+}
+
+struct Rig {
+    api: Option<CgminerApi>,
+    stats: Arc<Stats>,
+    control: Arc<RigControl>,
+    shutdown: Shutdown,
+    scheduler: Option<Scheduler>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(s) = self.scheduler.take() {
+            s.join();
+        }
+        if let Some(api) = self.api.take() {
+            api.join_until(Instant::now() + Duration::from_secs(10));
+        }
+    }
+}
+
+fn start_rig(pools: &[&TestPool], allow: &str) -> Rig {
+    let configs: Vec<PoolConfig> = pools
+        .iter()
+        .map(|p| PoolConfig {
+            url: p.url().parse().unwrap(),
+            user: "wallet.farm".into(),
+            password: "x".into(),
+            cert_fingerprint: None,
+        })
+        .collect();
+    let mut options = StratumOptions::new(configs);
+    options.timeouts = StratumTimeouts {
+        connect: Duration::from_secs(3),
+        backoff_max: Duration::from_millis(500),
+        ..StratumTimeouts::default()
+    };
+    let stats = Arc::new(
+        Stats::new(vec!["cpu0".into(), "cpu1".into()])
+            .with_bus_ids(vec![Some("0000:0a:00.0".into()), None])
+            .with_pools(pools.iter().map(|p| p.url()).collect()),
+    );
+    let control = Arc::new(RigControl::new(2, pools.len()));
+    let shutdown = Shutdown::new();
+    let devices: Vec<Box<dyn Device>> = (0..2)
+        .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
+        .collect();
+    let (scheduler, _source) = Scheduler::start_with_source(
+        Box::new(StratumSource::new(options)),
+        devices,
+        Arc::new(WorkSource::new()),
+        stats.clone(),
+        shutdown.clone(),
+        SchedulerConfig {
+            batch_time: Duration::from_millis(50),
+            control: control.clone(),
+            ..SchedulerConfig::default()
+        },
+    );
+    let mut config = CgminerApiConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        allow.parse::<AllowList>().unwrap(),
+    );
+    config.read_timeout = Duration::from_secs(1);
+    config.max_connections = 4;
+    let context = cgminer::Context {
+        stats: stats.clone(),
+        control: control.clone(),
+        devices: (0..2)
+            .map(|i| cgminer::DeviceDetails {
+                name: format!("cpu{i}"),
+                driver: "cpu".into(),
+                kernel: "cpu".into(),
+                pci_bus_id: (i == 0).then(|| "0000:0a:00.0".into()),
+            })
+            .collect(),
+        source: SourceKind::Stratum,
+        description: "hashrig test".into(),
+    };
+    let api = cgminer::start(config, context, shutdown.clone()).unwrap();
+    Rig {
+        api: Some(api),
+        stats,
+        control,
+        shutdown,
+        scheduler: Some(scheduler),
+    }
+}
+
+impl Rig {
+    fn addr(&self) -> SocketAddr {
+        self.api.as_ref().unwrap().addr
+    }
+}
+
+#[test]
+fn cgminer_api_reads_a_mining_rig_in_both_forms() {
+    let first = TestPool::start(0.0003);
+    let second = TestPool::start(0.0003);
+    let rig = start_rig(&[&first, &second], "W:127.0.0.1/32");
+    let api = rig.addr();
+    first.wait_for("shares on the first pool", PATIENCE, |t| {
+        t.accepted.len() >= 2
+    });
+
+    // Text, one command: STATUS then the named SUMMARY section.
+    let summary = text_sections(&ask(api, "summary"));
+    assert_eq!(field(&summary[0], "STATUS"), "S");
+    assert_eq!(field(&summary[0], "Code"), "11");
+    assert_eq!(field(&summary[0], "Description"), "hashrig test");
+    assert_eq!(summary[1][0], ("SUMMARY".to_owned(), String::new()));
+    assert!(field(&summary[1], "MHS av").parse::<f64>().unwrap() > 0.0);
+    assert!(field(&summary[1], "Accepted").parse::<u64>().unwrap() >= 2);
+    assert_eq!(field(&summary[1], "Hardware Errors"), "0");
+
+    // JSON, joined: each command in a section of its own, each with its
+    // STATUS envelope; the figures are the rig's.
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"summary+devs+pools"}"#);
+    assert_eq!(v["id"], 1);
+    let summary = &v["summary"][0];
+    assert_eq!(status_code(summary), 11, "{v}");
+    let snap = rig.stats.snapshot();
+    let accepted = summary["SUMMARY"][0]["Accepted"].as_u64().unwrap();
+    assert!(
+        accepted >= 2 && accepted <= snap.count(|d| d.accepted) + 5,
+        "{v}"
+    );
+    let devs = v["devs"][0]["DEVS"].as_array().unwrap();
+    assert_eq!(devs.len(), 2, "{v}");
+    for (i, dev) in devs.iter().enumerate() {
+        assert_eq!(dev["GPU"], i);
+        assert_eq!(dev["Enabled"], "Y");
+        assert_eq!(dev["Status"], "Alive");
+        assert!(dev["MHS 5s"].as_f64().unwrap() > 0.0, "{dev}");
+        for name in [
+            "MHS av",
+            "Accepted",
+            "Rejected",
+            "Hardware Errors",
+            "Temperature",
+            "Fan Percent",
+            "Device Hardware%",
+            "Last Share Time",
+        ] {
+            assert!(dev.get(name).is_some(), "devs has no {name:?}: {dev}");
+        }
+    }
+    assert_eq!(devs[0]["PCI Bus"], "0000:0a:00.0");
+    let pools = v["pools"][0]["POOLS"].as_array().unwrap();
+    assert_eq!(pools.len(), 2);
+    assert_eq!(pools[0]["URL"], first.url());
+    assert_eq!(pools[0]["Status"], "Alive");
+    assert_eq!(pools[0]["Priority"], 0);
+    assert_eq!(pools[0]["Stratum Active"], true);
+    assert_eq!(pools[1]["Stratum Active"], false);
+    assert!(pools[0]["Accepted"].as_u64().unwrap() >= 2);
+    assert!(pools[0]["Last Share Time"].as_u64().unwrap() > 1_700_000_000);
+
+    // Text, joined: CMD= before each.
+    let joined = ask(api, "devs+pools");
+    assert!(joined.starts_with("CMD=devs|STATUS=S,"), "{joined}");
+    assert!(joined.contains("|CMD=pools|STATUS=S,"), "{joined}");
+    assert!(joined.contains("|GPU=1,"), "{joined}");
+    assert!(joined.contains("|POOL=1,URL="), "{joined}");
+
+    // The other reports answer, and a parameter passes in both forms.
+    for (request, code) in [
+        ("version", 22),
+        ("config", 33),
+        ("devdetails", 69),
+        ("stats", 70),
+        ("coin", 78),
+        ("gpucount", 20),
+        ("edevs", 9),
+        ("estats", 70),
+    ] {
+        let v = ask_json(
+            [127, 0, 0, 1],
+            api,
+            &format!(r#"{{"command":"{request}"}}"#),
+        );
+        assert_eq!(status_code(&v), code, "{request}: {v}");
+    }
+    let gpu = ask_json([127, 0, 0, 1], api, r#"{"command":"gpu","parameter":1}"#);
+    assert_eq!(gpu["GPU"][0]["GPU"], 1, "{gpu}");
+    let gpu = text_sections(&ask(api, "gpu|0"));
+    assert_eq!(field(&gpu[1], "GPU"), "0");
+    let check = text_sections(&ask(api, "check|switchpool"));
+    assert_eq!(field(&check[1], "Exists"), "Y");
+    assert_eq!(field(&check[1], "Access"), "Y");
+    let unknown = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"addpool","parameter":"x"}"#,
+    );
+    assert_eq!(status_code(&unknown), 14, "{unknown}");
+    let bad = ask_json([127, 0, 0, 1], api, r#"{"command":"#);
+    assert_eq!(status_code(&bad), 23, "{bad}");
+}
+
+#[test]
+fn cgminer_api_privileged_commands_only_from_allowed_addresses() {
+    let first = TestPool::start(0.0003);
+    let second = TestPool::start(0.0003);
+    let rig = start_rig(&[&first, &second], "W:127.0.0.1/32");
+    let api = rig.addr();
+    first.wait_for("shares on the first pool", PATIENCE, |t| {
+        !t.accepted.is_empty()
+    });
+
+    // Another address reads, and is refused every privileged command.
+    let other = [127, 0, 0, 2];
+    let v = ask_json(other, api, r#"{"command":"summary"}"#);
+    assert_eq!(status_code(&v), 11, "{v}");
+    for command in [
+        "gpudisable|0",
+        "gpuenable|0",
+        "switchpool|1",
+        "enablepool|1",
+        "disablepool|0",
+        "privileged",
+        "restart",
+        "quit",
+    ] {
+        let reply = text_sections(&ask_from(other, api, command));
+        assert_eq!(field(&reply[0], "STATUS"), "E", "{command}");
+        assert_eq!(field(&reply[0], "Code"), "45", "{command}");
+        let name = command.split('|').next().unwrap();
+        assert_eq!(
+            field(&reply[0], "Msg"),
+            format!("Access denied to '{name}' command")
+        );
+    }
+    let v = ask_json(other, api, r#"{"command":"gpudisable","parameter":"0"}"#);
+    assert_eq!(status_code(&v), 45, "{v}");
+    assert!(rig.control.is_enabled(0));
+    assert!(!rig.shutdown.is_triggered());
+
+    // Allowed: gpudisable|0 stops device 0; device 1 goes on.
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"privileged"}"#);
+    assert_eq!(status_code(&v), 46, "{v}");
+    let reply = text_sections(&ask(api, "gpudisable|0"));
+    assert_eq!(field(&reply[0], "Code"), "12", "{reply:?}");
+    assert_eq!(rig.control.state(0), "disabled");
+    std::thread::sleep(Duration::from_millis(500));
+    let nonces = |i: usize| rig.stats.snapshot().devices[i].nonces;
+    let (stopped, going) = (nonces(0), nonces(1));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(nonces(0), stopped, "device 0 still hashing");
+    assert!(nonces(1) > going, "device 1 stopped too");
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"gpu","parameter":"0"}"#);
+    assert_eq!(v["GPU"][0]["Enabled"], "N", "{v}");
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"gpudisable","parameter":"0"}"#,
+    );
+    assert_eq!(status_code(&v), 3, "{v}");
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"gpuenable","parameter":"0"}"#,
+    );
+    assert_eq!(status_code(&v), 5, "{v}");
+    wait_until("device 0 to hash again", PATIENCE, || nonces(0) > stopped);
+
+    // Pools: disabling the one in use moves the rig to the next; the last
+    // enabled one stays; switching goes back.
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"disablepool","parameter":"0"}"#,
+    );
+    assert_eq!(status_code(&v), 48, "{v}");
+    let before = second.accepted();
+    second.wait_for_more_shares("shares on the second pool", 1, PATIENCE);
+    assert!(second.accepted() > before);
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"disablepool","parameter":"1"}"#,
+    );
+    assert_eq!(status_code(&v), 51, "{v}");
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"pools"}"#);
+    assert_eq!(v["POOLS"][0]["Status"], "Disabled", "{v}");
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"switchpool","parameter":"0"}"#,
+    );
+    assert_eq!(status_code(&v), 27, "{v}");
+    assert_eq!(
+        v["STATUS"][0]["Msg"],
+        format!("Switching to pool 0:'{}'", first.url())
+    );
+    let before = first.accepted();
+    first.wait_for_more_shares("shares on the first pool again", 1, PATIENCE);
+    assert!(first.accepted() > before);
+
+    // quit: the reply, then the rig stops.
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"quit"}"#);
+    assert_eq!(v["STATUS"][0]["Msg"], "BYE", "{v}");
+    wait_until("the shutdown", Duration::from_secs(5), || {
+        rig.shutdown.is_triggered()
+    });
+    assert!(!rig.control.restart_requested());
+}
+
+#[test]
+fn cgminer_api_bounds_requests_connections_and_time() {
+    let pool = TestPool::start(1.0);
+    // A read-only entry makes the list say who may connect at all.
+    let rig = start_rig(&[&pool], "W:127.0.0.1/32,R:127.0.0.3");
+    let api = rig.addr();
+
+    // An unlisted address is closed on without a reply.
+    let mut stranger = connect_from([127, 0, 0, 4], api);
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stranger.write_all(b"summary");
+    let mut reply = Vec::new();
+    let _ = stranger.read_to_end(&mut reply);
+    assert!(reply.is_empty(), "{reply:?}");
+    let v = ask_json([127, 0, 0, 3], api, r#"{"command":"version"}"#);
+    assert_eq!(v["VERSION"][0]["API"], "3.7", "{v}");
+    let v = ask_json([127, 0, 0, 3], api, r#"{"command":"quit"}"#);
+    assert_eq!(status_code(&v), 45, "{v}");
+
+    // Too big: an error naming the size, never a read past the bound.
+    let huge = format!(
+        r#"{{"command":"summary","parameter":"{}"}}"#,
+        "x".repeat(10_000)
+    );
+    let mut stream = connect_from([127, 0, 0, 1], api);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(huge.as_bytes());
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.contains("\"Code\":14") && text.contains("more than 4096"),
+        "{text}"
+    );
+
+    // Silent clients are cut off after the read timeout (1 s here), and
+    // while they hold every slot others wait, then get their answer.
+    let silent: Vec<_> = (0..4).map(|_| connect_from([127, 0, 0, 1], api)).collect();
+    let started = Instant::now();
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"summary"}"#);
+    assert_eq!(status_code(&v), 11, "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "a silent client got {rest:?}");
+    }
+    // A line end closes a text request at once.
+    let v = ask(api, "pools\n");
+    assert!(v.starts_with("STATUS=S,"), "{v}");
+}
+
+/// `hashrig bench --cgminer-api 127.0.0.1:0`, with the address it
+/// printed; the rest of its standard error is drained on a thread.
+pub struct BenchWithApi {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl BenchWithApi {
+    pub fn start(extra: &[&str]) -> BenchWithApi {
+        let mut child = crate::common::hashrig_command()
+            .args(["bench", "--backend", "cpu", "--cpu-threads", "1"])
+            .args(["--cgminer-api", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut bench = BenchWithApi {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            lines,
+        };
+        bench.addr = bench.next_api_addr();
+        bench
+    }
+
+    /// Waits for the next "cgminer API on ADDR" line.
+    pub fn next_api_addr(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("bench printed no cgminer API address");
+            if let Some(addr) = line.split("cgminer API on ").nth(1) {
+                return addr.trim().parse().unwrap();
+            }
+        }
+    }
+
+    pub fn wait(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("bench did not exit in {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn the_binary_restarts_and_quits_when_asked() {
+    let mut bench =
+        BenchWithApi::start(&["--seconds", "120", "--cgminer-api-allow", "W:127.0.0.1"]);
+    let v = ask_json([127, 0, 0, 1], bench.addr, r#"{"command":"devs"}"#);
+    assert_eq!(v["DEVS"].as_array().map(Vec::len), Some(1), "{v}");
+    let v = ask_json([127, 0, 0, 1], bench.addr, r#"{"command":"restart"}"#);
+    assert_eq!(v["STATUS"][0]["Msg"], "RESTART", "{v}");
+    // The same process starts again: a new API, on a new port (0 again).
+    let again = bench.next_api_addr();
+    let v = ask_json([127, 0, 0, 1], again, r#"{"command":"summary"}"#);
+    assert_eq!(status_code(&v), 11, "{v}");
+    assert_eq!(
+        ask(again, "quit")
+            .split('|')
+            .next()
+            .map(|s| s.contains("Msg=BYE")),
+        Some(true)
+    );
+    let status = bench.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+}
