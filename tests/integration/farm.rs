@@ -538,3 +538,73 @@ fn the_binary_restarts_and_quits_when_asked() {
     let status = bench.wait(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }
+
+/// Where `scripts/farm-tools.sh` put pyasic (`scripts/test.sh` sets it).
+fn pyasic_path() -> String {
+    std::env::var("HASHRIG_PYASIC_PATH").expect(
+        "HASHRIG_PYASIC_PATH is not set: run the tests through scripts/test.sh, \
+         or eval \"$(bash scripts/farm-tools.sh)\" first",
+    )
+}
+
+#[test]
+fn pyasic_reads_the_rig_and_is_refused_control() {
+    let first = TestPool::start(0.0003);
+    let second = TestPool::start(0.0003);
+    // Privilege for another address only: pyasic, on 127.0.0.1, reads.
+    let rig = start_rig(&[&first, &second], "W:127.0.0.2");
+    first.wait_for("shares on the first pool", PATIENCE, |t| {
+        !t.accepted.is_empty()
+    });
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/pyasic_client.py"
+        ))
+        .arg(rig.addr().port().to_string())
+        .env("PYTHONPATH", pyasic_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pyasic failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    // Its multicommand took the joined reply whole (it falls back to one
+    // command at a time only when a joined reply does not validate).
+    let multi = &v["multi"];
+    assert_eq!(multi["multicommand"], true, "{multi}");
+    for command in [
+        "summary",
+        "devs",
+        "pools",
+        "version",
+        "devdetails",
+        "stats",
+        "coin",
+        "config",
+    ] {
+        assert_eq!(
+            multi[command][0]["STATUS"][0]["STATUS"], "S",
+            "{command}: {multi}"
+        );
+    }
+    assert!(
+        v["summary"]["SUMMARY"][0]["MHS av"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert_eq!(v["devs"]["DEVS"].as_array().map(Vec::len), Some(2), "{v}");
+    assert_eq!(v["pools"]["POOLS"][0]["URL"], first.url());
+    assert_eq!(v["check"]["CHECK"][0]["Access"], "N");
+    for command in ["gpudisable", "switchpool", "quit"] {
+        let said = v[command].as_str().unwrap_or_default();
+        assert!(
+            said.contains(&format!("Access denied to '{command}' command")),
+            "{command}: {said}"
+        );
+    }
+    assert!(rig.control.is_enabled(0));
+    assert!(!rig.shutdown.is_triggered());
+}
