@@ -55,18 +55,25 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
     );
     out.sample("hashrig_uptime_seconds", &[], snap.uptime_s);
 
-    let devices: Vec<(String, &crate::stats::DeviceSnapshot)> = snap
+    // Every device series carries the card's PCI slot: on a rig of
+    // identical cards, the label that says which one is hot or slow.
+    let buses: Vec<String> = snap
+        .devices
+        .iter()
+        .map(|d| d.pci_bus_id.clone().unwrap_or_default())
+        .collect();
+    let devices: Vec<(String, &str, &crate::stats::DeviceSnapshot)> = snap
         .devices
         .iter()
         .enumerate()
-        .map(|(i, d)| (i.to_string(), d))
+        .map(|(i, d)| (i.to_string(), buses[i].as_str(), d))
         .collect();
     out.family(
         "hashrig_device_hashrate",
         "gauge",
         "Hashes per second over a window.",
     );
-    for (i, d) in &devices {
+    for (i, bus, d) in &devices {
         for (window, rate) in [
             ("5s", d.hashrate_5s),
             ("1m", d.hashrate_1m),
@@ -74,16 +81,21 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         ] {
             out.sample(
                 "hashrig_device_hashrate",
-                &[("device", i), ("name", &d.name), ("window", window)],
+                &[
+                    ("device", i),
+                    ("pci_bus_id", bus),
+                    ("name", &d.name),
+                    ("window", window),
+                ],
                 rate,
             );
         }
     }
     out.family("hashrig_device_hashes_total", "counter", "Nonces hashed.");
-    for (i, d) in &devices {
+    for (i, bus, d) in &devices {
         out.sample(
             "hashrig_device_hashes_total",
-            &[("device", i), ("name", &d.name)],
+            &[("device", i), ("pci_bus_id", bus), ("name", &d.name)],
             d.nonces as f64,
         );
     }
@@ -92,7 +104,7 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         "counter",
         "Shares by the pool's answer.",
     );
-    for (i, d) in &devices {
+    for (i, bus, d) in &devices {
         for (result, n) in [
             ("accepted", d.accepted),
             ("rejected", d.rejected),
@@ -100,7 +112,7 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         ] {
             out.sample(
                 "hashrig_shares_total",
-                &[("device", i), ("result", result)],
+                &[("device", i), ("pci_bus_id", bus), ("result", result)],
                 n as f64,
             );
         }
@@ -110,10 +122,10 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         "counter",
         "Candidates the CPU found wrong.",
     );
-    for (i, d) in &devices {
+    for (i, bus, d) in &devices {
         out.sample(
             "hashrig_hardware_errors_total",
-            &[("device", i)],
+            &[("device", i), ("pci_bus_id", bus)],
             d.hw_errors as f64,
         );
     }
@@ -122,18 +134,22 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         "counter",
         "Blocks found: the first hash on each parent, written to the found-blocks file.",
     );
-    for (i, d) in &devices {
-        out.sample("hashrig_blocks_total", &[("device", i)], d.blocks as f64);
+    for (i, bus, d) in &devices {
+        out.sample(
+            "hashrig_blocks_total",
+            &[("device", i), ("pci_bus_id", bus)],
+            d.blocks as f64,
+        );
     }
     out.family(
         "hashrig_shares_dropped_total",
         "counter",
         "Shares dropped because the job source was not taking them.",
     );
-    for (i, d) in &devices {
+    for (i, bus, d) in &devices {
         out.sample(
             "hashrig_shares_dropped_total",
-            &[("device", i)],
+            &[("device", i), ("pci_bus_id", bus)],
             d.dropped as f64,
         );
     }
@@ -142,12 +158,12 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         "gauge",
         "1 if the device may mine (not disabled, cut off or failed).",
     );
-    for (i, _) in &devices {
+    for (i, bus, _) in &devices {
         let index: usize = i.parse().unwrap_or(0);
         let state = control.state(index);
         out.sample(
             "hashrig_device_enabled",
-            &[("device", i), ("state", state)],
+            &[("device", i), ("pci_bus_id", bus), ("state", state)],
             if control.may_run(index) { 1.0 } else { 0.0 },
         );
     }
@@ -162,12 +178,14 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
             .enumerate()
             .filter_map(|(i, r)| [r.temperature_c, r.power_w, r.fan_percent][pick].map(|v| (i, v)))
             .collect();
-        if values.is_empty() {
-            continue;
-        }
+        // Declared even without sensors: dashboards query it on every rig.
         out.family(name, "gauge", help);
         for (i, v) in values {
-            out.sample(name, &[("device", &i.to_string())], v);
+            out.sample(
+                name,
+                &[("device", &i.to_string()), ("pci_bus_id", &buses[i])],
+                v,
+            );
         }
     }
     if !snap.pools.is_empty() {
@@ -298,20 +316,21 @@ pub fn render(snap: &Snapshot, control: &RigControl) -> String {
         &[],
         snap.job_switch.count as f64,
     );
+    // Declared even while unknown, as the sensors are.
+    out.family(
+        "hashrig_network_difficulty",
+        "gauge",
+        "Difficulty of the block target being mined.",
+    );
     if let Some(d) = snap.network_difficulty {
-        out.family(
-            "hashrig_network_difficulty",
-            "gauge",
-            "Difficulty of the block target being mined.",
-        );
         out.sample("hashrig_network_difficulty", &[], d);
     }
+    out.family(
+        "hashrig_share_difficulty",
+        "gauge",
+        "The pool's share difficulty.",
+    );
     if let Some(d) = snap.share_difficulty {
-        out.family(
-            "hashrig_share_difficulty",
-            "gauge",
-            "The pool's share difficulty.",
-        );
         out.sample("hashrig_share_difficulty", &[], d);
     }
     out.0

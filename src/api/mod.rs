@@ -146,6 +146,7 @@ impl ApiState {
                 json!({
                     "index": i,
                     "name": d.name,
+                    "pci_bus_id": d.pci_bus_id,
                     "state": self.control.state(i),
                     "enabled": self.control.is_enabled(i),
                     "health": self.control.health(i),

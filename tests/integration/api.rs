@@ -23,8 +23,8 @@ use hashrig::found::journal::unix_now;
 use crate::common::{connect_from, wait_until, PATIENCE};
 use crate::testpool::TestPool;
 
-struct Rig {
-    api: Option<ApiServer>,
+pub struct Rig {
+    pub api: Option<ApiServer>,
     stats: Arc<Stats>,
     shutdown: Shutdown,
     scheduler: Option<Scheduler>,
@@ -42,7 +42,7 @@ impl Drop for Rig {
     }
 }
 
-fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
+pub fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
     let configs: Vec<PoolConfig> = pools
         .iter()
         .map(|p| PoolConfig {
@@ -60,6 +60,7 @@ fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
     };
     let stats = Arc::new(
         Stats::new(vec!["cpu0".into(), "cpu1".into()])
+            .with_bus_ids(vec![Some("0000:0a:00.0".into()), None])
             .with_pools(pools.iter().map(|p| p.url()).collect()),
     );
     let control = Arc::new(RigControl::new(2, pools.len()));
@@ -102,7 +103,7 @@ fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
 }
 
 /// One request: the status and the body as text.
-fn call(method: &str, url: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
+pub fn call(method: &str, url: &str, key: Option<&str>, body: Option<&str>) -> (u16, String) {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();

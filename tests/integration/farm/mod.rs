@@ -4,7 +4,9 @@
 //! devices mining on two loopback pools) and on the binary.
 
 mod cgminer_api;
+mod grafana;
 mod packages;
+mod service;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
