@@ -120,7 +120,8 @@ pub fn spawn(
         })
 }
 
-/// NVIDIA cards through NVML, matched to devices by name, in order.
+/// NVIDIA cards through NVML, matched to devices by PCI bus id (by name,
+/// in order, for a device whose API gave none).
 struct NvmlSensor {
     nvml: nvml_wrapper::Nvml,
     /// Scheduler index -> NVML index.
@@ -140,8 +141,8 @@ impl Sensor for NvmlSensor {
     }
 }
 
-/// AMD cards through hwmon: `/sys/class/drm/card*/device/hwmon/hwmon*`,
-/// matched to AMD devices in card order.
+/// AMD cards through hwmon (`/sys/class/drm/card*/device/hwmon/hwmon*`),
+/// matched to devices by the PCI slot the card's sysfs device is.
 struct HwmonSensor {
     dirs: Vec<Option<PathBuf>>,
 }
@@ -194,41 +195,22 @@ fn is_vendor(info: &DeviceInfo, vendor: &str) -> bool {
             .is_some_and(|v| v.to_lowercase().contains(&vendor))
 }
 
-/// The sensors this machine has for `devices`; `None` when it has none.
-pub fn system_sensor(devices: &[DeviceInfo]) -> Option<Box<dyn Sensor>> {
-    let nvml = if devices.iter().any(|d| is_vendor(d, "nvidia")) {
-        match nvml_wrapper::Nvml::init() {
-            Ok(nvml) => {
-                let names: Vec<String> = (0..nvml.device_count().unwrap_or(0))
-                    .map(|i| {
-                        nvml.device_by_index(i)
-                            .and_then(|d| d.name())
-                            .unwrap_or_default()
-                    })
-                    .collect();
-                let mut used = vec![false; names.len()];
-                let map = devices
-                    .iter()
-                    .map(|d| {
-                        let slot = names
-                            .iter()
-                            .enumerate()
-                            .position(|(i, n)| !used[i] && n.eq_ignore_ascii_case(&d.name))?;
-                        used[slot] = true;
-                        Some(slot as u32)
-                    })
-                    .collect();
-                Some(NvmlSensor { nvml, map })
-            }
-            Err(e) => {
-                tracing::info!("no NVML ({e}): no temperatures for NVIDIA cards");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let mut cards: Vec<PathBuf> = std::fs::read_dir("/sys/class/drm")
+fn is_amd(info: &DeviceInfo) -> bool {
+    is_vendor(info, "amd") || is_vendor(info, "advanced micro")
+}
+
+/// An AMD card's hwmon folder and PCI slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HwmonCard {
+    pub hwmon: PathBuf,
+    pub pci_bus_id: Option<String>,
+}
+
+/// The AMD cards under `drm` (`/sys/class/drm`), in card order: each
+/// `cardN` whose device's vendor is 0x1002 and which has a hwmon folder.
+/// The slot is the name of the PCI device its `device` link points to.
+pub fn amd_hwmon_cards(drm: &Path) -> Vec<HwmonCard> {
+    let mut cards: Vec<PathBuf> = std::fs::read_dir(drm)
         .into_iter()
         .flatten()
         .flatten()
@@ -241,24 +223,85 @@ pub fn system_sensor(devices: &[DeviceInfo]) -> Option<Box<dyn Sensor>> {
                     .is_ok_and(|v| v.trim() == "0x1002")
         })
         .collect();
-    cards.sort();
-    let mut amd_cards = cards.into_iter().filter_map(|card| {
-        std::fs::read_dir(card.join("device/hwmon"))
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .next()
+    // card10 after card9.
+    cards.sort_by_key(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        (name.len(), name.to_owned())
     });
-    let dirs: Vec<Option<PathBuf>> = devices
-        .iter()
-        .map(|d| {
-            if is_vendor(d, "amd") || is_vendor(d, "advanced micro") {
-                amd_cards.next()
-            } else {
-                None
-            }
+    cards
+        .into_iter()
+        .filter_map(|card| {
+            let hwmon = std::fs::read_dir(card.join("device/hwmon"))
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .min()?;
+            let pci_bus_id = std::fs::canonicalize(card.join("device"))
+                .ok()
+                .and_then(|d| {
+                    d.file_name()?
+                        .to_str()
+                        .and_then(crate::backend::pci::normalize)
+                });
+            Some(HwmonCard { hwmon, pci_bus_id })
+        })
+        .collect()
+}
+
+/// hwmon folders per device: by slot, or, for an AMD device its API gave
+/// no slot, the next AMD card in card order.
+fn hwmon_dirs(devices: &[DeviceInfo], cards: &[HwmonCard]) -> Vec<Option<PathBuf>> {
+    let amd: Vec<bool> = devices.iter().map(is_amd).collect();
+    crate::backend::pci::match_devices(
+        &devices.iter().enumerate().collect::<Vec<_>>(),
+        |(_, d)| d.pci_bus_id.clone(),
+        cards,
+        |c| c.pci_bus_id.clone(),
+        |(i, _), _| amd[*i],
+    )
+    .into_iter()
+    .map(|slot| slot.map(|s| cards[s].hwmon.clone()))
+    .collect()
+}
+
+/// NVML's cards, matched to `devices`.
+fn nvml_sensor(devices: &[DeviceInfo]) -> Option<NvmlSensor> {
+    if !devices.iter().any(|d| is_vendor(d, "nvidia")) {
+        return None;
+    }
+    let nvml = match nvml_wrapper::Nvml::init() {
+        Ok(nvml) => nvml,
+        Err(e) => {
+            tracing::info!("no NVML ({e}): no temperatures for NVIDIA cards");
+            return None;
+        }
+    };
+    let cards: Vec<(String, Option<String>)> = (0..nvml.device_count().unwrap_or(0))
+        .map(|i| match nvml.device_by_index(i) {
+            Ok(d) => (
+                d.name().unwrap_or_default(),
+                d.pci_info().ok().map(|p| p.bus_id),
+            ),
+            Err(_) => (String::new(), None),
         })
         .collect();
+    let map = crate::backend::pci::match_devices(
+        devices,
+        |d| d.pci_bus_id.clone(),
+        &cards,
+        |c| c.1.clone(),
+        |d, c| c.0.eq_ignore_ascii_case(&d.name),
+    )
+    .into_iter()
+    .map(|slot| slot.and_then(|s| u32::try_from(s).ok()))
+    .collect();
+    Some(NvmlSensor { nvml, map })
+}
+
+/// The sensors this machine has for `devices`; `None` when it has none.
+pub fn system_sensor(devices: &[DeviceInfo]) -> Option<Box<dyn Sensor>> {
+    let nvml = nvml_sensor(devices);
+    let dirs = hwmon_dirs(devices, &amd_hwmon_cards(Path::new("/sys/class/drm")));
     let any_hwmon = dirs.iter().any(Option::is_some);
     if nvml.is_none() && !any_hwmon {
         return None;
@@ -272,6 +315,77 @@ pub fn system_sensor(devices: &[DeviceInfo]) -> Option<Box<dyn Sensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Backend, DeviceKind, Locator};
+
+    fn amd_gpu(index: usize, bus: Option<&str>) -> DeviceInfo {
+        DeviceInfo {
+            index,
+            backend: Backend::OpenCl,
+            name: "gfx1030".into(),
+            kind: DeviceKind::Gpu,
+            compute_units: 40,
+            memory_bytes: 1 << 34,
+            platform: None,
+            vendor: Some("Advanced Micro Devices, Inc.".into()),
+            driver: None,
+            pci_bus_id: bus.map(str::to_owned),
+            locator: Locator::Cpu,
+        }
+    }
+
+    /// A sysfs tree as amdgpu lays it out: /sys/class/drm/cardN is a link
+    /// into the PCI device, which has the vendor and a hwmon folder.
+    fn fake_sysfs(root: &Path, cards: &[(&str, &str, u32)]) -> PathBuf {
+        let drm = root.join("class/drm");
+        std::fs::create_dir_all(&drm).unwrap();
+        for (card, slot, millidegrees) in cards {
+            let device = root.join("devices/pci0000:00").join(slot);
+            let hwmon = device.join("hwmon/hwmon3");
+            std::fs::create_dir_all(&hwmon).unwrap();
+            std::fs::write(device.join("vendor"), "0x1002\n").unwrap();
+            std::fs::write(hwmon.join("temp1_input"), format!("{millidegrees}\n")).unwrap();
+            let card_dir = drm.join(card);
+            std::fs::create_dir_all(&card_dir).unwrap();
+            std::os::unix::fs::symlink(&device, card_dir.join("device")).unwrap();
+        }
+        drm
+    }
+
+    #[test]
+    fn amd_cards_are_read_by_slot_not_card_order() {
+        let root = std::env::temp_dir().join(format!("hashrig-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // card0 sits in the later slot: order alone would swap them.
+        let drm = fake_sysfs(
+            &root,
+            &[
+                ("card0", "0000:41:00.0", 71000),
+                ("card1", "0000:0a:00.0", 55000),
+            ],
+        );
+        let cards = amd_hwmon_cards(&drm);
+        assert_eq!(cards.len(), 2);
+        assert_eq!(cards[0].pci_bus_id.as_deref(), Some("0000:41:00.0"));
+        let devices = [
+            amd_gpu(0, Some("0000:0a:00.0")),
+            amd_gpu(1, Some("0000:41:00.0")),
+        ];
+        let mut sensor = HwmonSensor {
+            dirs: hwmon_dirs(&devices, &cards),
+        };
+        assert_eq!(sensor.read(0).unwrap().temperature_c, Some(55.0));
+        assert_eq!(sensor.read(1).unwrap().temperature_c, Some(71.0));
+        // Without slots from the API: card order, AMD devices only.
+        let mut cpu = amd_gpu(0, None);
+        cpu.vendor = Some("GenuineIntel".into());
+        cpu.name = "Xeon".into();
+        let devices = [cpu, amd_gpu(1, None), amd_gpu(2, Some("0000:99:00.0"))];
+        let dirs = hwmon_dirs(&devices, &cards);
+        assert_eq!(dirs[0], None);
+        assert_eq!(dirs[1], Some(cards[0].hwmon.clone()));
+        assert_eq!(dirs[2], None, "a slot no card is in reads nothing");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn throttles_cuts_off_and_resumes_with_hysteresis() {

@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod opencl;
+pub mod pci;
 pub mod selftest;
 #[cfg(target_arch = "x86_64")]
 mod shani;
@@ -216,11 +217,16 @@ pub fn enumerate(backends: &[Backend]) -> Inventory {
         if !backends.contains(&backend) {
             continue;
         }
-        let found = match backend {
+        let mut found = match backend {
             Backend::Cpu => Ok(vec![cpu::info()]),
             Backend::OpenCl => opencl::list(),
             Backend::Vulkan => vulkan::list(),
         };
+        // A rig's cards in slot order: the same numbers after a driver
+        // update or a card added, and the order a farm tool shows them.
+        if let Ok(list) = &mut found {
+            pci::sort_by_bus(list, |d| d.pci_bus_id.as_deref());
+        }
         push(found, &mut inventory);
     }
     for (index, device) in inventory.devices.iter_mut().enumerate() {

@@ -108,7 +108,14 @@ fn pci_bus_id(device: &ClDevice) -> Option<String> {
     }
     if has("cl_nv_device_attribute_query") {
         if let (Ok(bus), Ok(slot)) = (device.pci_bus_id_nv(), device.pci_slot_id_nv()) {
-            return Some(format!("0000:{bus:02x}:{slot:02x}.0"));
+            // NVIDIA's slot id is the device number and the function in
+            // one byte, as in PCI's devfn (hashcat decodes it the same way).
+            return Some(format!(
+                "0000:{:02x}:{:02x}.{:x}",
+                bus & 0xff,
+                (slot >> 3) & 0x1f,
+                slot & 0x7
+            ));
         }
     }
     if has("cl_amd_device_attribute_query") {

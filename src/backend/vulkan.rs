@@ -180,7 +180,7 @@ pub fn list() -> Result<Vec<DeviceInfo>, String> {
                         .trim()
                         .to_owned(),
                 ),
-                pci_bus_id: Some(info.device_pci_bus_id.clone()).filter(|id| !id.is_empty()),
+                pci_bus_id: super::pci::normalize(&info.device_pci_bus_id),
                 locator: Locator::Vulkan { adapter: i },
             }
         })

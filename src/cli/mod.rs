@@ -314,27 +314,7 @@ pub enum DeviceSelector {
 /// Parses `pci:0000:0a:00.0` (or `pci:0a:00.0`, domain 0) into the form
 /// `hashrig devices` prints.
 fn parse_pci(text: &str) -> Option<String> {
-    let id = text.strip_prefix("pci:")?.to_ascii_lowercase();
-    let parts: Vec<&str> = id.split(':').collect();
-    let (domain, bus, slot) = match parts.as_slice() {
-        [domain, bus, slot] => (*domain, *bus, *slot),
-        [bus, slot] => ("0000", *bus, *slot),
-        _ => return None,
-    };
-    let (device, function) = slot.split_once('.')?;
-    let hex = |s: &str, max: u32| {
-        (!s.is_empty() && s.len() <= 4)
-            .then(|| u32::from_str_radix(s, 16).ok())
-            .flatten()
-            .filter(|v| *v <= max)
-    };
-    Some(format!(
-        "{:04x}:{:02x}:{:02x}.{:x}",
-        hex(domain, 0xffff)?,
-        hex(bus, 0xff)?,
-        hex(device, 0x1f)?,
-        hex(function, 0x7)?
-    ))
+    hashrig::backend::pci::normalize(text.strip_prefix("pci:")?)
 }
 
 /// Parses `--device 0,2,pci:0000:0a:00.0`.

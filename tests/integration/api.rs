@@ -157,6 +157,8 @@ fn keys_scopes_control_metrics_rotation_and_bad_requests() {
     assert!(summary["estimates"]["seconds_to_share"].as_f64().is_some());
     let devices = json_of(&call("GET", &url("/v1/devices"), Some(&read), None).1);
     assert_eq!(devices.as_array().unwrap().len(), 2);
+    assert_eq!(devices[0]["pci_bus_id"], "0000:0a:00.0");
+    assert_eq!(devices[1]["pci_bus_id"], Value::Null);
     let pools = json_of(&call("GET", &url("/v1/pools"), Some(&read), None).1);
     assert_eq!(pools[0]["active"], true);
     assert_eq!(
