@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{ask, ask_from, ask_json, field, start_rig, status_code, text_sections, BenchWithApi};
+use super::{
+    ask, ask_from, ask_json, field, start_rig, status_code, text_sections, RunningHashrig,
+};
 use crate::common::{connect_from, wait_until, PATIENCE};
 use crate::testpool::TestPool;
 
@@ -282,7 +284,7 @@ fn cgminer_api_bounds_requests_connections_and_time() {
 #[test]
 fn the_binary_restarts_and_quits_when_asked() {
     let mut bench =
-        BenchWithApi::start(&["--seconds", "120", "--cgminer-api-allow", "W:127.0.0.1"]);
+        RunningHashrig::start(&["--seconds", "120", "--cgminer-api-allow", "W:127.0.0.1"]);
     let v = ask_json([127, 0, 0, 1], bench.addr, r#"{"command":"devs"}"#);
     assert_eq!(v["DEVS"].as_array().map(Vec::len), Some(1), "{v}");
     let v = ask_json([127, 0, 0, 1], bench.addr, r#"{"command":"restart"}"#);
@@ -370,4 +372,59 @@ fn pyasic_reads_the_rig_and_is_refused_control() {
     }
     assert!(rig.control.is_enabled(0));
     assert!(!rig.shutdown.is_triggered());
+}
+
+#[test]
+fn a_running_hashrig_mine_answers_farm_tools_and_obeys_allowed_control() {
+    let pool = TestPool::start(0.0003);
+    let url = pool.url();
+    let mut args = vec!["mine", "--backend", "cpu", "--cpu-threads", "1"];
+    args.extend(["--pool", &url, "--user", "wallet.farm", "--batch-ms", "50"]);
+    args.extend(["--cgminer-api-allow", "W:127.0.0.1/32"]);
+    let miner = RunningHashrig::run(&args);
+    let api = miner.addr;
+    pool.wait_for("a share", PATIENCE, |t| !t.accepted.is_empty());
+
+    // Text and JSON, one command and joined: summary, devs and pools.
+    let summary = text_sections(&ask(api, "summary"));
+    assert_eq!(field(&summary[0], "Code"), "11");
+    assert!(field(&summary[1], "Accepted").parse::<u64>().unwrap() >= 1);
+    let joined = text_sections(&ask(api, "summary+devs+pools"));
+    assert_eq!(joined[0], vec![("CMD".to_owned(), "summary".to_owned())]);
+    assert!(joined
+        .iter()
+        .any(|s| s.first().is_some_and(|f| f.0 == "GPU")));
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"summary+devs+pools"}"#);
+    assert_eq!(v["pools"][0]["POOLS"][0]["URL"], url, "{v}");
+    assert_eq!(v["pools"][0]["POOLS"][0]["Stratum Active"], true, "{v}");
+    assert_eq!(v["devs"][0]["DEVS"][0]["Enabled"], "Y", "{v}");
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"pools"}"#);
+    assert!(v["POOLS"][0]["Accepted"].as_u64().unwrap() >= 1, "{v}");
+
+    // Not allowed: refused, nothing changes.
+    for request in ["gpudisable|0", "quit", "disablepool|0"] {
+        let reply = text_sections(&ask_from([127, 0, 0, 2], api, request));
+        assert_eq!(field(&reply[0], "Code"), "45", "{request}");
+    }
+
+    // Allowed: gpudisable|0 stops device 0 (its total stops growing).
+    let v = ask_json(
+        [127, 0, 0, 1],
+        api,
+        r#"{"command":"gpudisable","parameter":"0"}"#,
+    );
+    assert_eq!(status_code(&v), 12, "{v}");
+    let total = || {
+        let v = ask_json([127, 0, 0, 1], api, r#"{"command":"devs"}"#);
+        assert_eq!(v["DEVS"][0]["Enabled"], "N", "{v}");
+        v["DEVS"][0]["Total MH"].as_f64().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = total();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(total(), stopped, "device 0 still hashing");
+    let v = ask_json([127, 0, 0, 1], api, r#"{"command":"quit"}"#);
+    assert_eq!(v["STATUS"][0]["Msg"], "BYE", "{v}");
+    let status = miner.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
 }

@@ -187,20 +187,27 @@ impl Rig {
     }
 }
 
-/// `hashrig bench --cgminer-api 127.0.0.1:0`, with the address it
-/// printed; the rest of its standard error is drained on a thread.
-pub struct BenchWithApi {
+/// `hashrig bench` (or `mine`) with `--cgminer-api 127.0.0.1:0`, and the
+/// address it printed; the rest of its standard error is drained on a thread.
+pub struct RunningHashrig {
     pub child: std::process::Child,
     pub addr: SocketAddr,
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-impl BenchWithApi {
-    pub fn start(extra: &[&str]) -> BenchWithApi {
+impl RunningHashrig {
+    /// `hashrig bench` on the CPU with the API and `extra` flags.
+    pub fn start(extra: &[&str]) -> RunningHashrig {
+        let mut args = vec!["bench", "--backend", "cpu", "--cpu-threads", "1"];
+        args.extend_from_slice(extra);
+        RunningHashrig::run(&args)
+    }
+
+    /// `hashrig ARGS --cgminer-api 127.0.0.1:0`.
+    pub fn run(args: &[&str]) -> RunningHashrig {
         let mut child = crate::common::hashrig_command()
-            .args(["bench", "--backend", "cpu", "--cpu-threads", "1"])
+            .args(args)
             .args(["--cgminer-api", "127.0.0.1:0"])
-            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -212,7 +219,7 @@ impl BenchWithApi {
                 let _ = tx.send(line);
             }
         });
-        let mut bench = BenchWithApi {
+        let mut bench = RunningHashrig {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
             lines,
@@ -251,7 +258,7 @@ impl BenchWithApi {
     }
 }
 
-impl Drop for BenchWithApi {
+impl Drop for RunningHashrig {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{ask_json, start_rig, BenchWithApi};
+use super::{ask_json, start_rig, RunningHashrig};
 use crate::common::{wait_until, PATIENCE};
 use crate::testpool::TestPool;
 
@@ -160,7 +160,7 @@ fn farm_os_packages_build_and_their_stats_validate() {
     assert!(!ok);
 
     // A live `hashrig bench`, read as HiveOS's agent and mmpOS's do.
-    let bench = BenchWithApi::start(&["--seconds", "60"]);
+    let bench = RunningHashrig::start(&["--seconds", "60"]);
     let port = bench.addr.port().to_string();
     wait_until("a hashrate", PATIENCE, || {
         let v = ask_json([127, 0, 0, 1], bench.addr, r#"{"command":"summary"}"#);
