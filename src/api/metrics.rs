@@ -23,8 +23,11 @@ impl Out {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        // An empty value is no label in Prometheus: left out (a device
+        // without a PCI slot keeps the series it had).
         let labels: Vec<String> = labels
             .iter()
+            .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
             .collect();
         let labels = if labels.is_empty() {

@@ -88,15 +88,20 @@ impl ApiServer {
     /// Waits for the server to stop until `deadline` (an open event stream
     /// can hold a graceful stop up); false if it had not stopped by then.
     pub fn join_until(self, deadline: Instant) -> bool {
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.thread.join();
-        true
+        join_until(self.thread, deadline)
     }
+}
+
+/// Joins a server's thread if it ends by `deadline`; false if it had not.
+fn join_until(thread: JoinHandle<()>, deadline: Instant) -> bool {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = thread.join();
+    true
 }
 
 impl ApiState {

@@ -8,34 +8,25 @@ use std::time::{Duration, Instant};
 
 use hashrig::api::keys::{new_key, revoke_key, KeyStore, Scope};
 use hashrig::api::{ApiConfig, ApiServer, ConnectionLimits};
-use hashrig::backend::cpu::{self, CpuDevice};
-use hashrig::backend::Device;
 use hashrig::control::RigControl;
-use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
-use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
-use hashrig::work::WorkSource;
 use serde_json::Value;
 
 use hashrig::found::journal::unix_now;
 
-use crate::common::{connect_from, wait_until, PATIENCE};
+use crate::common::{connect_from, wait_until, CpuRig, PATIENCE};
 use crate::testpool::TestPool;
 
+/// A rig with the HTTP API on it.
 pub struct Rig {
     pub api: Option<ApiServer>,
-    stats: Arc<Stats>,
-    shutdown: Shutdown,
-    scheduler: Option<Scheduler>,
+    pub cpu: CpuRig,
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(s) = self.scheduler.take() {
-            s.join();
-        }
+        self.cpu.shutdown.trigger();
         if let Some(api) = self.api.take() {
             api.join();
         }
@@ -43,43 +34,7 @@ impl Drop for Rig {
 }
 
 pub fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
-    let configs: Vec<PoolConfig> = pools
-        .iter()
-        .map(|p| PoolConfig {
-            url: p.url().parse().unwrap(),
-            user: "wallet.api".into(),
-            password: "x".into(),
-            cert_fingerprint: None,
-        })
-        .collect();
-    let mut options = StratumOptions::new(configs);
-    options.timeouts = StratumTimeouts {
-        connect: Duration::from_secs(3),
-        backoff_max: Duration::from_millis(500),
-        ..StratumTimeouts::default()
-    };
-    let stats = Arc::new(
-        Stats::new(vec!["cpu0".into(), "cpu1".into()])
-            .with_bus_ids(vec![Some("0000:0a:00.0".into()), None])
-            .with_pools(pools.iter().map(|p| p.url()).collect()),
-    );
-    let control = Arc::new(RigControl::new(2, pools.len()));
-    let shutdown = Shutdown::new();
-    let devices: Vec<Box<dyn Device>> = (0..2)
-        .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
-        .collect();
-    let (scheduler, _source) = Scheduler::start_with_source(
-        Box::new(StratumSource::new(options)),
-        devices,
-        Arc::new(WorkSource::new()),
-        stats.clone(),
-        shutdown.clone(),
-        SchedulerConfig {
-            batch_time: Duration::from_millis(50),
-            control: control.clone(),
-            ..SchedulerConfig::default()
-        },
-    );
+    let cpu = CpuRig::start(pools, "wallet.api");
     let api = hashrig::api::start(
         ApiConfig {
             power_watts: Some(300.0),
@@ -89,16 +44,14 @@ pub fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
                 Arc::new(hashrig::api::keys::KeyStore::load(keys).unwrap()),
             )
         },
-        stats.clone(),
-        control,
-        shutdown.clone(),
+        cpu.stats.clone(),
+        cpu.control.clone(),
+        cpu.shutdown.clone(),
     )
     .unwrap();
     Rig {
         api: Some(api),
-        stats,
-        shutdown,
-        scheduler: Some(scheduler),
+        cpu,
     }
 }
 
@@ -175,7 +128,7 @@ fn keys_scopes_control_metrics_rotation_and_bad_requests() {
     );
     assert_eq!(status, 200, "{body}");
     std::thread::sleep(Duration::from_millis(500));
-    let nonces = |i: usize| rig.stats.snapshot().devices[i].nonces;
+    let nonces = |i: usize| rig.cpu.stats.snapshot().devices[i].nonces;
     let (stopped, running) = (nonces(1), nonces(0));
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(nonces(1), stopped, "a disabled device hashed");

@@ -132,3 +132,74 @@ pub fn connect_from(local: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpSt
     stream.set_nonblocking(false).unwrap();
     stream
 }
+
+/// Two CPU devices mining on `pools` in failover order, as a rig's
+/// scheduler runs them, for the APIs to be put on; the first device sits in
+/// PCI slot 0000:0a:00.0, the second has none (as a CPU has none).
+pub struct CpuRig {
+    pub stats: std::sync::Arc<hashrig::stats::Stats>,
+    pub control: std::sync::Arc<hashrig::control::RigControl>,
+    pub shutdown: hashrig::shutdown::Shutdown,
+    scheduler: Option<hashrig::scheduler::Scheduler>,
+}
+
+impl CpuRig {
+    pub fn start(pools: &[&crate::testpool::TestPool], user: &str) -> CpuRig {
+        use hashrig::backend::cpu::{self, CpuDevice};
+        use hashrig::backend::Device;
+        use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
+        use std::sync::Arc;
+        let configs: Vec<PoolConfig> = pools
+            .iter()
+            .map(|p| PoolConfig {
+                url: p.url().parse().unwrap(),
+                user: user.into(),
+                password: "x".into(),
+                cert_fingerprint: None,
+            })
+            .collect();
+        let mut options = StratumOptions::new(configs);
+        options.timeouts = StratumTimeouts {
+            connect: Duration::from_secs(3),
+            backoff_max: Duration::from_millis(500),
+            ..StratumTimeouts::default()
+        };
+        let stats = Arc::new(
+            hashrig::stats::Stats::new(vec!["cpu0".into(), "cpu1".into()])
+                .with_bus_ids(vec![Some("0000:0a:00.0".into()), None])
+                .with_pools(pools.iter().map(|p| p.url()).collect()),
+        );
+        let control = Arc::new(hashrig::control::RigControl::new(2, pools.len()));
+        let shutdown = hashrig::shutdown::Shutdown::new();
+        let devices: Vec<Box<dyn Device>> = (0..2)
+            .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
+            .collect();
+        let (scheduler, _source) = hashrig::scheduler::Scheduler::start_with_source(
+            Box::new(StratumSource::new(options)),
+            devices,
+            Arc::new(hashrig::work::WorkSource::new()),
+            stats.clone(),
+            shutdown.clone(),
+            hashrig::scheduler::SchedulerConfig {
+                batch_time: Duration::from_millis(50),
+                control: control.clone(),
+                ..hashrig::scheduler::SchedulerConfig::default()
+            },
+        );
+        CpuRig {
+            stats,
+            control,
+            shutdown,
+            scheduler: Some(scheduler),
+        }
+    }
+}
+
+impl Drop for CpuRig {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(s) = self.scheduler.take() {
+            s.join();
+        }
+    }
+}

@@ -40,42 +40,43 @@ fn per_minute(count: f64, seconds: f64) -> f64 {
     }
 }
 
-/// A device index parameter, or the reply refusing it.
-fn device_index(parameter: Option<&str>, count: usize) -> Result<usize, Reply> {
-    let Some(text) = parameter.map(str::trim).filter(|p| !p.is_empty()) else {
-        return Err(Reply::status(
-            Code::MissingDeviceId,
-            "Missing device id parameter",
-        ));
-    };
-    if count == 0 {
-        return Err(Reply::status(Code::NoGpus, "No GPUs"));
-    }
-    match text.parse::<usize>() {
-        Ok(i) if i < count => Ok(i),
-        _ => Err(Reply::status(
-            Code::InvalidGpu,
-            format!("Invalid GPU id {text} - range is 0 - {}", count - 1),
-        )),
-    }
+/// What an index parameter names, for cgminer's replies refusing one.
+#[derive(Debug, Clone, Copy)]
+enum Indexed {
+    Gpu,
+    Pool,
 }
 
-/// A pool index parameter, or the reply refusing it.
-fn pool_index(parameter: Option<&str>, count: usize) -> Result<usize, Reply> {
+/// An index parameter below `count`, or cgminer's reply refusing it
+/// (missing, none to name, out of range or not a number).
+fn index(parameter: Option<&str>, count: usize, of: Indexed) -> Result<usize, Reply> {
+    let (missing, none, invalid) = match of {
+        Indexed::Gpu => (
+            (Code::MissingDeviceId, "Missing device id parameter"),
+            (Code::NoGpus, "No GPUs"),
+            (Code::InvalidGpu, "GPU"),
+        ),
+        Indexed::Pool => (
+            (Code::MissingPoolId, "Missing pool id parameter"),
+            (Code::NoPools, "No pools"),
+            (Code::InvalidPoolId, "pool"),
+        ),
+    };
     let Some(text) = parameter.map(str::trim).filter(|p| !p.is_empty()) else {
-        return Err(Reply::status(
-            Code::MissingPoolId,
-            "Missing pool id parameter",
-        ));
+        return Err(Reply::status(missing.0, missing.1));
     };
     if count == 0 {
-        return Err(Reply::status(Code::NoPools, "No pools"));
+        return Err(Reply::status(none.0, none.1));
     }
     match text.parse::<usize>() {
         Ok(i) if i < count => Ok(i),
         _ => Err(Reply::status(
-            Code::InvalidPoolId,
-            format!("Invalid pool id {text} - range is 0 - {}", count - 1),
+            invalid.0,
+            format!(
+                "Invalid {} id {text} - range is 0 - {}",
+                invalid.1,
+                count - 1
+            ),
         )),
     }
 }
@@ -112,7 +113,7 @@ impl Context {
             }
             Command::AscCount => count_reply(Code::AscCount, "ASC count", "ASCS", 0),
             Command::PgaCount => count_reply(Code::PgaCount, "PGA count", "PGAS", 0),
-            Command::Gpu => match device_index(parameter, snap.devices.len()) {
+            Command::Gpu => match index(parameter, snap.devices.len(), Indexed::Gpu) {
                 Ok(i) => Reply::with_section(
                     Code::Gpu,
                     format!("GPU{i}"),
@@ -431,7 +432,7 @@ impl Context {
     }
 
     fn set_device(&self, enable: bool, parameter: Option<&str>, count: usize) -> Reply {
-        let index = match device_index(parameter, count) {
+        let index = match index(parameter, count, Indexed::Gpu) {
             Ok(i) => i,
             Err(refused) => return refused,
         };
@@ -469,7 +470,7 @@ impl Context {
     }
 
     fn set_pool(&self, command: Command, parameter: Option<&str>, snap: &Snapshot) -> Reply {
-        let index = match pool_index(parameter, snap.pools.len()) {
+        let index = match index(parameter, snap.pools.len(), Indexed::Pool) {
             Ok(i) => i,
             Err(refused) => return refused,
         };

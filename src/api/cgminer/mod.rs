@@ -97,14 +97,7 @@ pub struct CgminerApi {
 impl CgminerApi {
     /// Waits for it to stop (after the shutdown signal) until `deadline`.
     pub fn join_until(self, deadline: Instant) -> bool {
-        while !self.thread.is_finished() {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.thread.join();
-        true
+        super::join_until(self.thread, deadline)
     }
 }
 

@@ -14,17 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashrig::api::cgminer::{self, AllowList, CgminerApi, CgminerApiConfig, SourceKind};
-use hashrig::backend::cpu::{self, CpuDevice};
-use hashrig::backend::Device;
 use hashrig::control::RigControl;
-use hashrig::job::stratum::{PoolConfig, StratumOptions, StratumSource, StratumTimeouts};
-use hashrig::scheduler::{Scheduler, SchedulerConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
-use hashrig::work::WorkSource;
 use serde_json::Value;
 
-use crate::common::{connect_from, PATIENCE};
+use crate::common::{connect_from, CpuRig, PATIENCE};
 use crate::testpool::TestPool;
 
 /// Sends `request` from `local` and reads the reply to the end: it must
@@ -93,20 +88,18 @@ pub fn status_code(v: &Value) -> i64 {
     v["STATUS"][0]["Code"].as_i64().unwrap_or(-1)
 }
 
+/// A rig with the cgminer API on it.
 pub struct Rig {
     api: Option<CgminerApi>,
     pub stats: Arc<Stats>,
     pub control: Arc<RigControl>,
     pub shutdown: Shutdown,
-    scheduler: Option<Scheduler>,
+    _cpu: CpuRig,
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        if let Some(s) = self.scheduler.take() {
-            s.join();
-        }
         if let Some(api) = self.api.take() {
             api.join_until(Instant::now() + Duration::from_secs(10));
         }
@@ -114,43 +107,7 @@ impl Drop for Rig {
 }
 
 pub fn start_rig(pools: &[&TestPool], allow: &str) -> Rig {
-    let configs: Vec<PoolConfig> = pools
-        .iter()
-        .map(|p| PoolConfig {
-            url: p.url().parse().unwrap(),
-            user: "wallet.farm".into(),
-            password: "x".into(),
-            cert_fingerprint: None,
-        })
-        .collect();
-    let mut options = StratumOptions::new(configs);
-    options.timeouts = StratumTimeouts {
-        connect: Duration::from_secs(3),
-        backoff_max: Duration::from_millis(500),
-        ..StratumTimeouts::default()
-    };
-    let stats = Arc::new(
-        Stats::new(vec!["cpu0".into(), "cpu1".into()])
-            .with_bus_ids(vec![Some("0000:0a:00.0".into()), None])
-            .with_pools(pools.iter().map(|p| p.url()).collect()),
-    );
-    let control = Arc::new(RigControl::new(2, pools.len()));
-    let shutdown = Shutdown::new();
-    let devices: Vec<Box<dyn Device>> = (0..2)
-        .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
-        .collect();
-    let (scheduler, _source) = Scheduler::start_with_source(
-        Box::new(StratumSource::new(options)),
-        devices,
-        Arc::new(WorkSource::new()),
-        stats.clone(),
-        shutdown.clone(),
-        SchedulerConfig {
-            batch_time: Duration::from_millis(50),
-            control: control.clone(),
-            ..SchedulerConfig::default()
-        },
-    );
+    let cpu = CpuRig::start(pools, "wallet.farm");
     let mut config = CgminerApiConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         allow.parse::<AllowList>().unwrap(),
@@ -158,8 +115,8 @@ pub fn start_rig(pools: &[&TestPool], allow: &str) -> Rig {
     config.read_timeout = Duration::from_secs(1);
     config.max_connections = 4;
     let context = cgminer::Context {
-        stats: stats.clone(),
-        control: control.clone(),
+        stats: cpu.stats.clone(),
+        control: cpu.control.clone(),
         devices: (0..2)
             .map(|i| cgminer::DeviceDetails {
                 name: format!("cpu{i}"),
@@ -171,13 +128,13 @@ pub fn start_rig(pools: &[&TestPool], allow: &str) -> Rig {
         source: SourceKind::Stratum,
         description: "hashrig test".into(),
     };
-    let api = cgminer::start(config, context, shutdown.clone()).unwrap();
+    let api = cgminer::start(config, context, cpu.shutdown.clone()).unwrap();
     Rig {
         api: Some(api),
-        stats,
-        control,
-        shutdown,
-        scheduler: Some(scheduler),
+        stats: cpu.stats.clone(),
+        control: cpu.control.clone(),
+        shutdown: cpu.shutdown.clone(),
+        _cpu: cpu,
     }
 }
 
