@@ -124,7 +124,7 @@ pub(super) fn authorize(
     headers: &HeaderMap,
     ip: IpAddr,
     need: Scope,
-) -> Result<String, ApiError> {
+) -> Result<(String, Scope), ApiError> {
     let token = bearer_token(headers);
     let authenticated = keys.authenticate(token, unix_now());
     if authenticated.is_err() {
@@ -139,7 +139,7 @@ pub(super) fn authorize(
         }
     }
     match authenticated {
-        Ok((name, scope)) if scope >= need => Ok(name),
+        Ok((name, scope)) if scope >= need => Ok((name, scope)),
         Ok((name, _)) => {
             tracing::warn!("API: key {name:?} (read) refused a control route from {ip}");
             Err(ApiError::new(

@@ -5,6 +5,7 @@
 //! | route | scope |
 //! | --- | --- |
 //! | `GET /v1/summary`, `/v1/devices`, `/v1/pools`, `/v1/events`, `/metrics` | read |
+//! | `GET /v1/history` (hashrate over the last hour), `/v1/whoami` | read |
 //! | `POST /v1/pools/{index}/switch`, `/v1/devices/{index}/disable`, `/enable` | control |
 
 mod auth;
@@ -31,7 +32,7 @@ use tokio::sync::broadcast;
 
 use crate::control::RigControl;
 use crate::shutdown::Shutdown;
-use crate::stats::{estimate, Stats};
+use crate::stats::{estimate, History, HistoryPoint, Stats};
 use auth::{error, ApiError, Failures};
 use keys::{KeyStore, Scope};
 pub use server::ConnectionLimits;
@@ -49,6 +50,9 @@ pub struct ApiConfig {
     pub power_watts: Option<f64>,
     pub kwh_price: Option<f64>,
     pub limits: ConnectionLimits,
+    /// Between two points of `/v1/history`, and how many it keeps.
+    pub history_step: Duration,
+    pub history_points: usize,
 }
 
 impl ApiConfig {
@@ -60,6 +64,8 @@ impl ApiConfig {
             power_watts: None,
             kwh_price: None,
             limits: ConnectionLimits::default(),
+            history_step: Duration::from_secs(crate::stats::HISTORY_STEP_SECONDS),
+            history_points: crate::stats::HISTORY_POINTS,
         }
     }
 }
@@ -70,6 +76,7 @@ struct ApiState {
     config: ApiConfig,
     failures: Failures,
     events: broadcast::Sender<(&'static str, String)>,
+    history: std::sync::Mutex<History>,
 }
 
 /// A running API server.
@@ -111,7 +118,7 @@ impl ApiState {
         headers: &HeaderMap,
         peer: SocketAddr,
         need: Scope,
-    ) -> Result<String, ApiError> {
+    ) -> Result<(String, Scope), ApiError> {
         auth::authorize(&self.config.keys, &self.failures, headers, peer.ip(), need)
     }
 
@@ -252,6 +259,52 @@ async fn pools(State(s): Shared, ConnectInfo(peer): Peer, headers: HeaderMap) ->
     }
 }
 
+/// `?since=T`: only the points after Unix second T (a page polling for
+/// what is new).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    since: Option<u64>,
+}
+
+async fn history(
+    State(s): Shared,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = s.authorize(&headers, peer, Scope::Read) {
+        return r.into_response();
+    }
+    let since = match query {
+        Ok(q) => q.since,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("query: {e}")),
+    };
+    let snap = s.stats.snapshot();
+    let devices: Vec<Value> = snap
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| json!({"index": i, "name": d.name, "pci_bus_id": d.pci_bus_id}))
+        .collect();
+    let history = s.history.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({
+        "step_s": s.config.history_step.as_secs_f64(),
+        "capacity": history.capacity(),
+        "devices": devices,
+        "points": history.since(since),
+    }))
+    .into_response()
+}
+
+/// The key's name and scope: what a page may show its holder.
+async fn whoami(State(s): Shared, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
+    match s.authorize(&headers, peer, Scope::Read) {
+        Ok((name, scope)) => Json(json!({"name": name, "scope": scope})).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
 async fn prometheus(State(s): Shared, ConnectInfo(peer): Peer, headers: HeaderMap) -> Response {
     match s.authorize(&headers, peer, Scope::Read) {
         Ok(_) => (
@@ -289,7 +342,7 @@ async fn device_action(
     body: Body,
 ) -> Response {
     let key = match s.authorize(&headers, peer, Scope::Control) {
-        Ok(k) => k,
+        Ok((k, _)) => k,
         Err(r) => return r.into_response(),
     };
     let index = match parse_index(&index, "device") {
@@ -335,7 +388,7 @@ async fn pool_switch(
     body: Body,
 ) -> Response {
     let key = match s.authorize(&headers, peer, Scope::Control) {
-        Ok(k) => k,
+        Ok((k, _)) => k,
         Err(r) => return r.into_response(),
     };
     let index = match parse_index(&index, "pool") {
@@ -378,17 +431,21 @@ pub fn start(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let (events, _) = broadcast::channel(64);
+    let ring = std::sync::Mutex::new(History::new(config.history_points));
     let state = Arc::new(ApiState {
         stats,
         control,
         config,
         failures: Failures::default(),
         events,
+        history: ring,
     });
     let app = Router::new()
         .route("/v1/summary", get(summary))
         .route("/v1/devices", get(devices))
         .route("/v1/pools", get(pools))
+        .route("/v1/history", get(history))
+        .route("/v1/whoami", get(whoami))
         .route("/v1/events", get(event_stream))
         .route("/metrics", get(prometheus))
         .route("/v1/devices/{index}/{action}", post(device_action))
@@ -412,6 +469,7 @@ pub fn start(
                 };
                 tokio::spawn(keep_keys_fresh(state.clone(), shutdown.clone()));
                 tokio::spawn(publish_status(state.clone(), shutdown.clone()));
+                tokio::spawn(record_history(state.clone(), shutdown.clone()));
                 server::serve(listener, app, limits, shutdown).await;
             });
         })?;
@@ -430,13 +488,86 @@ async fn keep_keys_fresh(state: Arc<ApiState>, shutdown: Shutdown) {
     }
 }
 
-/// A status event every few seconds for `/v1/events` listeners.
+/// A status event every few seconds for `/v1/events` listeners, and an
+/// event when the active pool or a device's state changes (a switch, a
+/// dropped pool, a device throttled, cut off, sick or failed).
 async fn publish_status(state: Arc<ApiState>, shutdown: Shutdown) {
+    let mut last = Changes::of(&state);
     while !shutdown.is_triggered() {
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = Changes::of(&state);
+        for event in last.events_to(&now) {
+            let _ = state.events.send(event);
+        }
+        last = now;
         if state.events.receiver_count() > 0 {
             let _ = state.events.send(("status", state.summary().to_string()));
         }
+    }
+}
+
+/// What the change events compare between two ticks.
+#[derive(Debug, Clone, PartialEq)]
+struct Changes {
+    /// The active pool, and whether it is connected.
+    pool: Option<(String, bool)>,
+    devices: Vec<&'static str>,
+}
+
+impl Changes {
+    fn of(state: &ApiState) -> Changes {
+        let snap = state.stats.snapshot();
+        Changes {
+            pool: snap
+                .pools
+                .iter()
+                .find(|p| p.active)
+                .map(|p| (p.name.clone(), p.connected)),
+            devices: (0..snap.devices.len())
+                .map(|i| state.control.state(i))
+                .collect(),
+        }
+    }
+
+    /// The events from `self` to `now`.
+    fn events_to(&self, now: &Changes) -> Vec<(&'static str, String)> {
+        let mut events = Vec::new();
+        if self.pool != now.pool {
+            let (pool, connected) = now.pool.clone().unzip();
+            events.push((
+                "pool",
+                json!({"pool": pool, "connected": connected.unwrap_or(false)}).to_string(),
+            ));
+        }
+        for (i, (before, after)) in self.devices.iter().zip(&now.devices).enumerate() {
+            if before != after {
+                events.push((
+                    "device",
+                    json!({"device": i, "from": before, "state": after}).to_string(),
+                ));
+            }
+        }
+        events
+    }
+}
+
+/// A point of `/v1/history` every step.
+async fn record_history(state: Arc<ApiState>, shutdown: Shutdown) {
+    let step = state.config.history_step.max(Duration::from_millis(10));
+    while !shutdown.is_triggered() {
+        tokio::time::sleep(step).await;
+        let snap = state.stats.snapshot();
+        let devices: Vec<f64> = snap.devices.iter().map(|d| d.hashrate_5s).collect();
+        let point = HistoryPoint {
+            t: crate::stats::unix_now(),
+            total: devices.iter().sum(),
+            devices,
+        };
+        state
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(point);
     }
 }
 

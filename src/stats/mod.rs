@@ -3,11 +3,13 @@
 
 mod estimates;
 mod histogram;
+mod history;
 mod meter;
 
 pub use estimates::{estimate, expected_seconds, Estimates};
 
 pub use histogram::{Histogram, BUCKETS};
+pub use history::{History, HistoryPoint, HISTORY_POINTS, HISTORY_STEP_SECONDS};
 
 use meter::{Meter, LONGEST_WINDOW};
 

@@ -34,16 +34,27 @@ impl Drop for Rig {
 }
 
 pub fn start_rig(pools: &[&TestPool], keys: &std::path::Path) -> Rig {
+    start_rig_with(pools, keys, |_| {})
+}
+
+/// A rig whose API settings `adjust` changes first.
+pub fn start_rig_with(
+    pools: &[&TestPool],
+    keys: &std::path::Path,
+    adjust: impl FnOnce(&mut ApiConfig),
+) -> Rig {
     let cpu = CpuRig::start(pools, "wallet.api");
+    let mut config = ApiConfig {
+        power_watts: Some(300.0),
+        kwh_price: Some(0.2),
+        ..ApiConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(hashrig::api::keys::KeyStore::load(keys).unwrap()),
+        )
+    };
+    adjust(&mut config);
     let api = hashrig::api::start(
-        ApiConfig {
-            power_watts: Some(300.0),
-            kwh_price: Some(0.2),
-            ..ApiConfig::new(
-                "127.0.0.1:0".parse().unwrap(),
-                Arc::new(hashrig::api::keys::KeyStore::load(keys).unwrap()),
-            )
-        },
+        config,
         cpu.stats.clone(),
         cpu.control.clone(),
         cpu.shutdown.clone(),
@@ -506,4 +517,123 @@ fn bad_keys_are_limited_not_the_address_and_the_scheme_is_any_case() {
         Some("{\"reason\":\"maintenance\\nINFO forged line\"}"),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn history_whoami_and_change_events() {
+    let first = TestPool::start(0.0003);
+    let second = TestPool::start(0.0003);
+    let dir = std::env::temp_dir().join(format!("hashrig-history-{}", std::process::id()));
+    let keys = dir.join("keys.toml");
+    let read = new_key(&keys, "wall", Scope::Read, None, unix_now()).unwrap();
+    let control = new_key(&keys, "ops", Scope::Control, None, unix_now()).unwrap();
+    let rig = start_rig_with(&[&first, &second], &keys, |c| {
+        c.history_step = Duration::from_millis(200);
+        c.history_points = 5;
+    });
+    let base = format!("http://{}", rig.api.as_ref().unwrap().addr);
+    let url = |path: &str| format!("{base}{path}");
+
+    // Who the key is.
+    let me = json_of(&call("GET", &url("/v1/whoami"), Some(&read), None).1);
+    assert_eq!(me, serde_json::json!({"name": "wall", "scope": "read"}));
+    let me = json_of(&call("GET", &url("/v1/whoami"), Some(&control), None).1);
+    assert_eq!(me["scope"], "control");
+    assert_eq!(call("GET", &url("/v1/whoami"), None, None).0, 401);
+
+    // The history: a bounded ring of points, per device and in total.
+    assert_eq!(call("GET", &url("/v1/history"), None, None).0, 401);
+    let history = || json_of(&call("GET", &url("/v1/history"), Some(&read), None).1);
+    wait_until("a full history", PATIENCE, || {
+        history()["points"].as_array().is_some_and(|p| {
+            p.len() == 5 && p.iter().all(|p| p["total"].as_f64().unwrap_or(0.0) > 0.0)
+        })
+    });
+    let h = history();
+    assert_eq!(h["capacity"], 5);
+    assert_eq!(h["step_s"], 0.2);
+    assert_eq!(h["devices"][0]["pci_bus_id"], "0000:0a:00.0");
+    let points = h["points"].as_array().unwrap();
+    for p in points {
+        let devices: Vec<f64> = p["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_f64().unwrap())
+            .collect();
+        assert_eq!(devices.len(), 2, "{p}");
+        let total = p["total"].as_f64().unwrap();
+        assert!(
+            (devices.iter().sum::<f64>() - total).abs() < 1e-6 * total.max(1.0),
+            "{p}"
+        );
+    }
+    let times: Vec<u64> = points.iter().map(|p| p["t"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let newest = times[times.len() - 1];
+    let newer = json_of(
+        &call(
+            "GET",
+            &url(&format!("/v1/history?since={newest}")),
+            Some(&read),
+            None,
+        )
+        .1,
+    );
+    assert!(newer["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["t"].as_u64().unwrap() > newest));
+    assert_eq!(
+        call(
+            "GET",
+            &url("/v1/history?since=yesterday"),
+            Some(&read),
+            None
+        )
+        .0,
+        400
+    );
+
+    // Change events: a device disabled, the pool switched.
+    // The agent's timeout bounds the whole stream, not one read.
+    let response = ureq::AgentBuilder::new()
+        .timeout(PATIENCE)
+        .build()
+        .get(&url("/v1/events"))
+        .set("Authorization", &format!("Bearer {read}"))
+        .call()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(response.into_reader());
+    let (status, body) = call(
+        "POST",
+        &url("/v1/devices/1/disable"),
+        Some(&control),
+        Some(r#"{"reason":"history test"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call("POST", &url("/v1/pools/1/switch"), Some(&control), None);
+    assert_eq!(status, 202, "{body}");
+    let mut seen = String::new();
+    let deadline = Instant::now() + PATIENCE;
+    while !(seen
+        .contains("event: device\ndata: {\"device\":1,\"from\":\"mining\",\"state\":\"disabled\"}")
+        && seen.contains(&format!(
+            "event: pool\ndata: {{\"connected\":true,\"pool\":\"{}\"}}",
+            second.url()
+        )))
+    {
+        assert!(Instant::now() < deadline, "no change events in:\n{seen}");
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => panic!("the event stream ended:\n{seen}"),
+            Ok(_) => {}
+            Err(e) => panic!("{e}:\n{seen}"),
+        }
+        seen.push_str(&line);
+    }
+    drop(reader);
+    drop(rig);
+    let _ = std::fs::remove_dir_all(&dir);
 }
