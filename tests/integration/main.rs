@@ -8,6 +8,7 @@ mod api;
 mod chaos;
 mod cli;
 mod common;
+mod dashboard;
 mod farm;
 mod gpu;
 mod pools;
