@@ -11,6 +11,8 @@ let key = null;
 let scope = null;
 let chart = { points: [], devices: [], last: null };
 let timer = null;
+// The live stream's, so that signing out ends it.
+let streamAbort = null;
 
 function rate(h) {
   if (!(h > 0)) return "0 H/s";
@@ -67,6 +69,8 @@ function signOut(message) {
   key = null;
   if (timer) clearInterval(timer);
   timer = null;
+  if (streamAbort) streamAbort.abort();
+  streamAbort = null;
   showSignin(message);
 }
 
@@ -306,7 +310,11 @@ function onEvent(kind, data) {
 async function follow() {
   while (key) {
     try {
-      const response = await fetch("/v1/events", { headers: { Authorization: `Bearer ${key}` } });
+      streamAbort = new AbortController();
+      const response = await fetch("/v1/events", {
+        headers: { Authorization: `Bearer ${key}` },
+        signal: streamAbort.signal,
+      });
       if (!response.ok) throw new Error(response.statusText);
       $("stream-state").textContent = "live";
       const reader = response.body.getReader();
