@@ -478,7 +478,9 @@ pub fn start(
                 server::serve(listener, app, limits, shutdown).await;
             });
         })?;
-    tracing::info!("API on http://{addr}; dashboard: http://{addr}/ (sign in with an API key)");
+    // Its own line: scripts read the address from the one above.
+    tracing::info!("API on http://{addr}");
+    tracing::info!("dashboard: http://{addr}/ (sign in with an API key)");
     Ok(ApiServer { addr, thread })
 }
 
