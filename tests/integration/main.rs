@@ -18,5 +18,6 @@ mod scheduler;
 mod solo;
 mod stratum;
 mod surface;
+mod sv2;
 mod testpool;
 mod tune;

@@ -29,16 +29,16 @@ use crate::relay::Relay;
 
 static CHAIN: Mutex<()> = Mutex::new(());
 
-fn take_turn() -> MutexGuard<'static, ()> {
+pub(crate) fn take_turn() -> MutexGuard<'static, ()> {
     CHAIN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Node {
+pub(crate) struct Node {
     url: String,
     user: String,
     pass: String,
     dir: String,
-    rpc: NodeRpc,
+    pub(crate) rpc: NodeRpc,
 }
 
 fn env(name: &str) -> String {
@@ -50,7 +50,7 @@ fn env(name: &str) -> String {
     })
 }
 
-fn node() -> Node {
+pub(crate) fn node() -> Node {
     let (url, user, pass) = (
         env("HASHRIG_REGTEST_RPC"),
         env("HASHRIG_REGTEST_USER"),
@@ -74,13 +74,13 @@ fn node() -> Node {
 }
 
 impl Node {
-    fn call(&self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&self, method: &str, params: Value) -> Value {
         self.rpc
             .call(method, params)
             .unwrap_or_else(|e| panic!("{method}: {e}"))
     }
 
-    fn height(&self) -> u64 {
+    pub(crate) fn height(&self) -> u64 {
         self.call("getblockcount", json!([])).as_u64().unwrap()
     }
 
@@ -93,7 +93,7 @@ impl Node {
 
 /// A regtest address of a fixed key (the generator point): not the node's
 /// wallet, so the payout is checked on the chain alone.
-fn payout_address() -> Address {
+pub(crate) fn payout_address() -> Address {
     let key =
         PublicKey::from_str("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
             .unwrap();

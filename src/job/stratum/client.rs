@@ -12,6 +12,7 @@ use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, subscribe_params, Incoming};
 use super::session::{Carry, Connection, End};
 use super::transport::connect;
+use super::v2;
 use crate::control::RigControl;
 use crate::job::source::{JobSource, JobSourceError, SourceContext};
 
@@ -180,33 +181,62 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             .take()
             .unwrap_or_else(|| (pool.url.host.clone(), pool.url.port));
         ctx.stats.set_active_pool(Some(index));
-        let connected = connect(
-            &pool.url,
-            &host,
-            port,
-            pool.cert_fingerprint,
-            options.timeouts.connect,
-        )
-        .await;
-        let next = match connected {
-            Ok(lines) => {
-                tracing::info!("connected to {} ({host}:{port})", pool.url);
-                ctx.stats.set_pool_connected(index, true);
-                let (probe, failback) = probe_better_pools(index, options, &ctx.control);
-                let connection = Connection::new(index, pool, options, ctx, &mut carry, lines);
-                let end = connection.run(failback).await;
-                if let Some(task) = probe {
-                    task.abort();
-                }
-                ctx.stats.set_pool_connected(index, false);
-                disconnected_since = Instant::now();
-                failover.after(end, options)
+        let next = if pool.url.is_v2() {
+            let (probe, failback) = probe_better_pools(index, options, &ctx.control);
+            let ended = v2::run_connection(
+                index,
+                pool,
+                options,
+                ctx,
+                &mut carry,
+                (&host, port),
+                failback,
+            )
+            .await;
+            if let Some(task) = probe {
+                task.abort();
             }
-            Err(e) => {
-                tracing::warn!("{e}");
-                ctx.stats.record_pool_error(index, &e.to_string());
-                failover.failures += 1;
-                Next::After(None)
+            match ended {
+                Ok(end) => {
+                    disconnected_since = Instant::now();
+                    failover.after(end, options)
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    ctx.stats.record_pool_error(index, &e);
+                    failover.failures += 1;
+                    Next::After(None)
+                }
+            }
+        } else {
+            let connected = connect(
+                &pool.url,
+                &host,
+                port,
+                pool.cert_fingerprint,
+                options.timeouts.connect,
+            )
+            .await;
+            match connected {
+                Ok(lines) => {
+                    tracing::info!("connected to {} ({host}:{port})", pool.url);
+                    ctx.stats.set_pool_connected(index, true);
+                    let (probe, failback) = probe_better_pools(index, options, &ctx.control);
+                    let connection = Connection::new(index, pool, options, ctx, &mut carry, lines);
+                    let end = connection.run(failback).await;
+                    if let Some(task) = probe {
+                        task.abort();
+                    }
+                    ctx.stats.set_pool_connected(index, false);
+                    disconnected_since = Instant::now();
+                    failover.after(end, options)
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    ctx.stats.record_pool_error(index, &e.to_string());
+                    failover.failures += 1;
+                    Next::After(None)
+                }
             }
         };
         let pause = match next {
@@ -321,6 +351,9 @@ async fn probe_better(better: Vec<(usize, PoolConfig)>, options: &StratumOptions
 
 /// Whether a pool accepts a connection and answers a subscribe.
 async fn probe_once(pool: &PoolConfig, options: &StratumOptions) -> bool {
+    if pool.url.is_v2() {
+        return v2::probe(pool, options).await;
+    }
     let timeout = options.timeouts.connect;
     let attempt = async {
         let mut lines = connect(

@@ -10,6 +10,7 @@ pub mod replies;
 mod session;
 pub mod transport;
 pub mod url;
+pub mod v2;
 
 pub use client::StratumSource;
 pub use messages::{submit_params, Notify, ServerMessage, Session, StratumError, SubscribeResult};

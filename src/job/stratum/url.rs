@@ -1,9 +1,14 @@
 //! Pool addresses: `stratum+tcp://HOST:PORT`, `stratum+ssl://HOST:PORT` or
-//! `stratum+tls://HOST:PORT`. The port is required: pools run several
-//! ports for different difficulties, and guessing one mines on the wrong.
+//! `stratum+tls://HOST:PORT` for Stratum V1, and
+//! `stratum2+tcp://HOST:PORT/AUTHORITY_KEY` for Stratum V2, with the pool's
+//! authority key pinned (its Noise certificate must be signed by it). The
+//! port is required: pools run several ports for different difficulties,
+//! and guessing one mines on the wrong.
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::v2::key::{AuthorityKey, AuthorityKeyError};
 
 /// How to reach a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,13 +17,23 @@ pub struct PoolUrl {
     pub port: u16,
     /// TLS (rustls) rather than plain TCP.
     pub tls: bool,
+    /// Stratum V2 (Noise-encrypted, binary) with this pinned authority key;
+    /// `None` for Stratum V1.
+    pub authority_key: Option<AuthorityKey>,
+}
+
+impl PoolUrl {
+    /// Whether the pool speaks Stratum V2.
+    pub fn is_v2(&self) -> bool {
+        self.authority_key.is_some()
+    }
 }
 
 /// A pool address that cannot be used, with the text that was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolUrlError {
-    #[error("pool {url:?}: unknown scheme (use stratum+tcp://, stratum+ssl:// or stratum+tls://)")]
+    #[error("pool {url:?}: unknown scheme (use stratum+tcp://, stratum+ssl://, stratum+tls:// or stratum2+tcp://)")]
     Scheme { url: String },
     #[error("pool {url:?}: no port (write HOST:PORT)")]
     NoPort { url: String },
@@ -28,6 +43,13 @@ pub enum PoolUrlError {
     NoHost { url: String },
     #[error("pool {url:?}: unexpected path, user or query in a pool address")]
     Extra { url: String },
+    #[error("pool {url:?}: a Stratum V2 address ends in the pool's authority key (stratum2+tcp://HOST:PORT/KEY)")]
+    NoAuthorityKey { url: String },
+    #[error("pool {url:?}: {source}")]
+    AuthorityKey {
+        url: String,
+        source: AuthorityKeyError,
+    },
 }
 
 impl FromStr for PoolUrl {
@@ -39,12 +61,28 @@ impl FromStr for PoolUrl {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| PoolUrlError::Scheme { url: owned() })?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "stratum+tcp" | "stratum" => false,
-            "stratum+ssl" | "stratum+tls" => true,
+        let (tls, v2) = match scheme.to_ascii_lowercase().as_str() {
+            "stratum+tcp" | "stratum" => (false, false),
+            "stratum+ssl" | "stratum+tls" => (true, false),
+            "stratum2+tcp" => (false, true),
             _ => return Err(PoolUrlError::Scheme { url: owned() }),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (rest, authority_key) = if v2 {
+            let (rest, key) = rest
+                .split_once('/')
+                .filter(|(_, key)| !key.is_empty())
+                .ok_or_else(|| PoolUrlError::NoAuthorityKey { url: owned() })?;
+            let key = key
+                .parse::<AuthorityKey>()
+                .map_err(|source| PoolUrlError::AuthorityKey {
+                    url: owned(),
+                    source,
+                })?;
+            (rest, Some(key))
+        } else {
+            (rest, None)
+        };
         if rest.contains(['/', '@', '?', '#']) {
             return Err(PoolUrlError::Extra { url: owned() });
         }
@@ -76,21 +114,26 @@ impl FromStr for PoolUrl {
             host: host.to_owned(),
             port,
             tls,
+            authority_key,
         })
     }
 }
 
 impl fmt::Display for PoolUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls {
-            "stratum+ssl"
-        } else {
-            "stratum+tcp"
+        let scheme = match (self.tls, self.is_v2()) {
+            (_, true) => "stratum2+tcp",
+            (true, false) => "stratum+ssl",
+            (false, false) => "stratum+tcp",
         };
         if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)?;
         } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)?;
+        }
+        match self.authority_key {
+            Some(key) => write!(f, "/{key}"),
+            None => Ok(()),
         }
     }
 }
@@ -107,7 +150,8 @@ mod tests {
             PoolUrl {
                 host: "pool.example.com".into(),
                 port: 3333,
-                tls: false
+                tls: false,
+                authority_key: None,
             }
         );
         assert!("stratum+ssl://p:443".parse::<PoolUrl>().unwrap().tls);
@@ -146,5 +190,23 @@ mod tests {
             PoolUrlError::Extra { .. }
         ));
         assert!(err("ftp://x:1").to_string().contains("ftp://x:1"));
+        assert!(matches!(
+            err("stratum2+tcp://pool:3333"),
+            PoolUrlError::NoAuthorityKey { .. }
+        ));
+        assert!(matches!(
+            err("stratum2+tcp://pool:3333/notakey"),
+            PoolUrlError::AuthorityKey { .. }
+        ));
+    }
+
+    #[test]
+    fn stratum_v2_addresses_pin_the_authority_key() {
+        let text =
+            "stratum2+tcp://127.0.0.1:34254/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72";
+        let url: PoolUrl = text.parse().unwrap();
+        assert!(url.is_v2() && !url.tls);
+        assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 34254));
+        assert_eq!(url.to_string(), text);
     }
 }

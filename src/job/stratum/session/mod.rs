@@ -19,6 +19,7 @@ mod handshake;
 mod shares;
 
 pub use carry::{Carry, Optional};
+pub(in crate::job::stratum) use shares::{count_stale, record_answer, InFlight};
 
 use std::collections::VecDeque;
 use std::collections::{BTreeMap, HashMap};
@@ -38,7 +39,6 @@ use super::transport::{Line, PoolLines, MAX_LINE};
 use crate::job::source::SourceContext;
 use crate::job::{Job, Origin, SourceKind};
 use crate::pow::target::{share_target, target_difficulty, DIFF1_TARGET};
-use shares::InFlight;
 
 /// Jobs kept per connection for share checks: pools send one every 30-60 s
 /// between clean jobs.

@@ -10,6 +10,7 @@ use super::super::replies::Reply;
 use super::{Connection, End};
 use crate::found::journal::{answer_record, BlockOutcome};
 use crate::found::Found;
+use crate::job::source::SourceContext;
 use crate::pow::target::target_difficulty;
 use crate::stats::ShareResult;
 
@@ -18,7 +19,7 @@ const MAX_IN_FLIGHT: usize = 1000;
 
 /// A share sent and not yet answered.
 #[derive(Debug)]
-pub(super) struct InFlight {
+pub(in crate::job::stratum) struct InFlight {
     pub found: Box<Found>,
     pub sent: Instant,
     /// The share difficulty of its job, what the pool credits.
@@ -28,13 +29,6 @@ pub(super) struct InFlight {
 impl Connection<'_> {
     /// The pool's answer to a submitted share or block.
     pub(super) fn on_submit_reply(&mut self, in_flight: InFlight, reply: &Reply) {
-        let InFlight {
-            found,
-            sent,
-            difficulty,
-        } = in_flight;
-        let stats = &self.ctx.stats;
-        stats.record_pool_latency(self.pool_index, sent.elapsed());
         let (result, reason) = if reply.is_true() {
             (ShareResult::Accepted, None)
         } else if reply.error.as_ref().is_some_and(|e| e.is_stale()) {
@@ -42,55 +36,14 @@ impl Connection<'_> {
         } else {
             (ShareResult::Rejected, Some(reply.reason()))
         };
-        if found.is_share {
-            stats.record_pool_result(
-                self.pool_index,
-                found.device,
-                result,
-                difficulty,
-                reason.as_deref(),
-            );
-        }
-        if found.is_block {
-            stats.record_block_result(self.pool_index, result, reason.as_deref());
-            self.record_block_answer(&found, result, reason.as_deref());
-        }
-        let what = if found.is_block { "BLOCK" } else { "share" };
-        match (result, reason) {
-            (ShareResult::Accepted, _) => tracing::info!(
-                "{}: {what} accepted (difficulty {:.4}, job {}, {} ms)",
-                self.url(),
-                found.difficulty,
-                found.work.job.id,
-                sent.elapsed().as_millis()
-            ),
-            (result, reason) => tracing::warn!(
-                "{}: {what} {} (job {}): {}",
-                self.url(),
-                if result == ShareResult::Stale {
-                    "stale"
-                } else {
-                    "rejected"
-                },
-                found.work.job.id,
-                reason.unwrap_or_default()
-            ),
-        }
-    }
-
-    /// Appends the pool's answer about a block to the found-blocks file, on
-    /// a blocking thread (it syncs to disk).
-    fn record_block_answer(&self, found: &Found, result: ShareResult, reason: Option<&str>) {
-        let Some(journal) = self.ctx.found.journal().cloned() else {
-            return;
-        };
-        let record = answer_record(
-            &found.hash.to_string(),
+        record_answer(
+            self.ctx,
+            self.pool_index,
             &self.url(),
-            BlockOutcome::from(result),
+            in_flight,
+            result,
             reason,
         );
-        tokio::task::spawn_blocking(move || journal.append_or_log(&record));
     }
 
     pub(super) async fn on_found(&mut self, found: Found) -> Result<(), End> {
@@ -119,25 +72,7 @@ impl Connection<'_> {
     }
 
     pub(super) fn count_stale(&self, found: &Found, why: &str) {
-        tracing::info!(
-            "{}: stale share not sent (job {}): {why}",
-            self.url(),
-            found.work.job.id
-        );
-        if found.is_block {
-            tracing::error!(
-                "a block-solving share could not be submitted ({why}); it is in the found-blocks file"
-            );
-        }
-        if found.is_share {
-            self.ctx.stats.record_pool_result(
-                self.pool_index,
-                found.device,
-                ShareResult::Stale,
-                0.0,
-                None,
-            );
-        }
+        count_stale(self.ctx, self.pool_index, &self.url(), found, why);
     }
 
     /// Gives up on shares the pool has not answered in time.
@@ -188,5 +123,101 @@ impl Connection<'_> {
         );
         self.send(super::request_line(id, "mining.submit", params))
             .await
+    }
+}
+
+/// Counts the pool's answer to a share or block, per pool and per device,
+/// and appends a block's answer to the found-blocks file. Stratum V1 and V2
+/// alike.
+pub(in crate::job::stratum) fn record_answer(
+    ctx: &SourceContext,
+    pool_index: usize,
+    url: &str,
+    in_flight: InFlight,
+    result: ShareResult,
+    reason: Option<String>,
+) {
+    let InFlight {
+        found,
+        sent,
+        difficulty,
+    } = in_flight;
+    let stats = &ctx.stats;
+    stats.record_pool_latency(pool_index, sent.elapsed());
+    if found.is_share {
+        stats.record_pool_result(
+            pool_index,
+            found.device,
+            result,
+            difficulty,
+            reason.as_deref(),
+        );
+    }
+    if found.is_block {
+        stats.record_block_result(pool_index, result, reason.as_deref());
+        record_block_answer(ctx, url, &found, result, reason.as_deref());
+    }
+    let what = if found.is_block { "BLOCK" } else { "share" };
+    match (result, reason) {
+        (ShareResult::Accepted, _) => tracing::info!(
+            "{url}: {what} accepted (difficulty {:.4}, job {}, {} ms)",
+            found.difficulty,
+            found.work.job.id,
+            sent.elapsed().as_millis()
+        ),
+        (result, reason) => tracing::warn!(
+            "{url}: {what} {} (job {}): {}",
+            if result == ShareResult::Stale {
+                "stale"
+            } else {
+                "rejected"
+            },
+            found.work.job.id,
+            reason.unwrap_or_default()
+        ),
+    }
+}
+
+/// Appends the pool's answer about a block to the found-blocks file, on a
+/// blocking thread (it syncs to disk).
+fn record_block_answer(
+    ctx: &SourceContext,
+    url: &str,
+    found: &Found,
+    result: ShareResult,
+    reason: Option<&str>,
+) {
+    let Some(journal) = ctx.found.journal().cloned() else {
+        return;
+    };
+    let record = answer_record(
+        &found.hash.to_string(),
+        url,
+        BlockOutcome::from(result),
+        reason,
+    );
+    tokio::task::spawn_blocking(move || journal.append_or_log(&record));
+}
+
+/// Counts a share that will not be sent: its job is gone.
+pub(in crate::job::stratum) fn count_stale(
+    ctx: &SourceContext,
+    pool_index: usize,
+    url: &str,
+    found: &Found,
+    why: &str,
+) {
+    tracing::info!(
+        "{url}: stale share not sent (job {}): {why}",
+        found.work.job.id
+    );
+    if found.is_block {
+        tracing::error!(
+            "a block-solving share could not be submitted ({why}); it is in the found-blocks file"
+        );
+    }
+    if found.is_share {
+        ctx.stats
+            .record_pool_result(pool_index, found.device, ShareResult::Stale, 0.0, None);
     }
 }

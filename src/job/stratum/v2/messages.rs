@@ -1,0 +1,337 @@
+//! What a Stratum V2 pool says, parsed once at the edge: SRI's codec
+//! decodes the binary frame (`parsers_sv2`), and every field that the rest
+//! of the client relies on is validated here and turned into plain Rust
+//! types, so the session never touches the wire types.
+
+use bitcoin::hashes::Hash;
+use bitcoin::{BlockHash, CompactTarget, Target};
+use stratum_core::parsers_sv2::{CommonMessages, CommonMessagesOwned, Mining, MiningOwned};
+
+use super::transport::Frame;
+
+/// The longest extranonce (prefix and rolled part together) the spec allows.
+pub const MAX_EXTRANONCE: usize = 32;
+/// Merkle path levels at most: 2^32 transactions will not fit in a block.
+pub const MAX_MERKLE_PATH: usize = 32;
+/// Error codes and reasons are kept to this many characters.
+const MAX_TEXT: usize = 128;
+
+/// A message from the pool that the client acts on.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PoolMessage {
+    SetupConnectionSuccess {
+        used_version: u16,
+        flags: u32,
+    },
+    SetupConnectionError {
+        flags: u32,
+        error_code: String,
+    },
+    /// `OpenExtendedMiningChannel.Success` or
+    /// `OpenStandardMiningChannel.Success` (then `extranonce_size` is 0).
+    ChannelOpened(OpenedChannel),
+    OpenChannelError {
+        request_id: u32,
+        error_code: String,
+    },
+    ExtendedJob(ExtendedJob),
+    StandardJob(StandardJob),
+    SetNewPrevHash(NewPrevHash),
+    SetTarget {
+        channel_id: u32,
+        target: Target,
+    },
+    SetExtranoncePrefix {
+        channel_id: u32,
+        prefix: Vec<u8>,
+    },
+    /// Shares up to `last_sequence_number` not answered otherwise were
+    /// accepted.
+    SubmitSharesSuccess {
+        channel_id: u32,
+        last_sequence_number: u32,
+        accepted: u32,
+    },
+    SubmitSharesError {
+        channel_id: u32,
+        sequence_number: u32,
+        error_code: String,
+    },
+    UpdateChannelError {
+        channel_id: u32,
+        error_code: String,
+    },
+    CloseChannel {
+        channel_id: u32,
+        reason: String,
+    },
+    /// `Reconnect`: an empty host means the same host.
+    Reconnect {
+        host: String,
+        port: u16,
+    },
+    /// Valid, and nothing for a miner to do (`SetGroupChannel`,
+    /// `ChannelEndpointChanged`, an extension's message).
+    Ignored(&'static str),
+}
+
+/// A channel the pool opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedChannel {
+    pub request_id: u32,
+    pub channel_id: u32,
+    pub target: Target,
+    pub extranonce_prefix: Vec<u8>,
+    /// Bytes of extranonce the miner rolls (extended channels).
+    pub extranonce_size: usize,
+    pub extended: bool,
+}
+
+/// `NewExtendedMiningJob`: the coinbase around the extranonce, and the
+/// merkle path from it to the root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtendedJob {
+    pub channel_id: u32,
+    pub job_id: u32,
+    /// `None`: a future job, mined once a `SetNewPrevHash` names it.
+    pub min_ntime: Option<u32>,
+    pub version: u32,
+    pub version_rolling_allowed: bool,
+    pub merkle_path: Vec<[u8; 32]>,
+    pub coinbase_prefix: Vec<u8>,
+    pub coinbase_suffix: Vec<u8>,
+}
+
+/// `NewMiningJob` (standard channels): the merkle root is fixed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardJob {
+    pub channel_id: u32,
+    pub job_id: u32,
+    pub min_ntime: Option<u32>,
+    pub version: u32,
+    pub merkle_root: [u8; 32],
+}
+
+/// `SetNewPrevHash` (mining protocol): the job to mine on a new block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrevHash {
+    pub channel_id: u32,
+    pub job_id: u32,
+    pub prev_hash: BlockHash,
+    pub min_ntime: u32,
+    pub bits: CompactTarget,
+}
+
+/// A frame that is no valid message for a miner, with what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    #[error("undecodable message type {message_type:#04x}: {detail}")]
+    Decode { message_type: u8, detail: String },
+    #[error("{message}: {detail}")]
+    Invalid {
+        message: &'static str,
+        detail: String,
+    },
+    #[error("message type {message_type:#04x} ({name}) is not one a pool sends to a miner")]
+    Unexpected {
+        message_type: u8,
+        name: &'static str,
+    },
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(MAX_TEXT)
+        .collect()
+}
+
+fn hash32(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&bytes[..32]);
+    out
+}
+
+/// A share target from the wire (little-endian U256); zero accepts
+/// nothing, so it is refused.
+fn target(message: &'static str, bytes: &[u8]) -> Result<Target, MessageError> {
+    let target = Target::from_le_bytes(hash32(bytes));
+    if target == Target::ZERO {
+        return Err(MessageError::Invalid {
+            message,
+            detail: "a zero target".into(),
+        });
+    }
+    Ok(target)
+}
+
+impl TryFrom<Frame> for PoolMessage {
+    type Error = MessageError;
+
+    fn try_from(mut frame: Frame) -> Result<Self, MessageError> {
+        if frame.extension_type != 0 {
+            return Ok(PoolMessage::Ignored("an extension's message"));
+        }
+        let message_type = frame.message_type;
+        let decode = |detail: String| MessageError::Decode {
+            message_type,
+            detail,
+        };
+        // Common messages are 0x00-0x0f; the mining protocol's follow.
+        if message_type < 0x10 {
+            let common = CommonMessages::try_from((message_type, frame.payload.as_mut_slice()))
+                .map_err(|e| decode(format!("{e:?}")))?
+                .into_owned();
+            return Ok(from_common(common));
+        }
+        let mining = Mining::try_from((message_type, frame.payload.as_mut_slice()))
+            .map_err(|e| decode(format!("{e:?}")))?
+            .into_owned();
+        from_mining(mining, message_type)
+    }
+}
+
+fn from_common(message: CommonMessagesOwned) -> PoolMessage {
+    match message {
+        CommonMessagesOwned::SetupConnectionSuccess(m) => PoolMessage::SetupConnectionSuccess {
+            used_version: m.used_version,
+            flags: m.flags,
+        },
+        CommonMessagesOwned::SetupConnectionError(m) => PoolMessage::SetupConnectionError {
+            flags: m.flags,
+            error_code: text(m.error_code.as_bytes()),
+        },
+        CommonMessagesOwned::Reconnect(m) => PoolMessage::Reconnect {
+            host: text(m.new_host.as_bytes()),
+            port: m.new_port,
+        },
+        CommonMessagesOwned::ChannelEndpointChanged(_) => {
+            PoolMessage::Ignored("ChannelEndpointChanged")
+        }
+        CommonMessagesOwned::SetupConnection(_) => PoolMessage::Ignored("SetupConnection"),
+    }
+}
+
+fn from_mining(message: MiningOwned, message_type: u8) -> Result<PoolMessage, MessageError> {
+    use stratum_core::parsers_sv2::IsSv2Message;
+    let unexpected = |name| MessageError::Unexpected { message_type, name };
+    let name = message.message_type();
+    let _ = name;
+    Ok(match message {
+        MiningOwned::OpenExtendedMiningChannelSuccess(m) => {
+            let prefix = m.extranonce_prefix.as_bytes().to_vec();
+            let size = usize::from(m.extranonce_size);
+            if prefix.len() + size > MAX_EXTRANONCE {
+                return Err(MessageError::Invalid {
+                    message: "OpenExtendedMiningChannel.Success",
+                    detail: format!(
+                        "extranonce prefix of {} bytes and {size} to roll: more than {MAX_EXTRANONCE}",
+                        prefix.len()
+                    ),
+                });
+            }
+            PoolMessage::ChannelOpened(OpenedChannel {
+                request_id: m.request_id,
+                channel_id: m.channel_id,
+                target: target("OpenExtendedMiningChannel.Success", m.target.as_bytes())?,
+                extranonce_prefix: prefix,
+                extranonce_size: size,
+                extended: true,
+            })
+        }
+        MiningOwned::OpenStandardMiningChannelSuccess(m) => {
+            PoolMessage::ChannelOpened(OpenedChannel {
+                request_id: m.request_id,
+                channel_id: m.channel_id,
+                target: target("OpenStandardMiningChannel.Success", m.target.as_bytes())?,
+                extranonce_prefix: m.extranonce_prefix.as_bytes().to_vec(),
+                extranonce_size: 0,
+                extended: false,
+            })
+        }
+        MiningOwned::OpenMiningChannelError(m) => PoolMessage::OpenChannelError {
+            request_id: m.request_id,
+            error_code: text(m.error_code.as_bytes()),
+        },
+        MiningOwned::NewExtendedMiningJob(m) => {
+            let merkle_path: Vec<[u8; 32]> = m
+                .merkle_path
+                .into_inner()
+                .iter()
+                .map(|h| hash32(h.as_bytes()))
+                .collect();
+            if merkle_path.len() > MAX_MERKLE_PATH {
+                return Err(MessageError::Invalid {
+                    message: "NewExtendedMiningJob",
+                    detail: format!("a merkle path of {} levels", merkle_path.len()),
+                });
+            }
+            PoolMessage::ExtendedJob(ExtendedJob {
+                channel_id: m.channel_id,
+                job_id: m.job_id,
+                min_ntime: m.min_ntime.into_inner(),
+                version: m.version,
+                version_rolling_allowed: m.version_rolling_allowed,
+                merkle_path,
+                coinbase_prefix: m.coinbase_tx_prefix.as_bytes().to_vec(),
+                coinbase_suffix: m.coinbase_tx_suffix.as_bytes().to_vec(),
+            })
+        }
+        MiningOwned::NewMiningJob(m) => PoolMessage::StandardJob(StandardJob {
+            channel_id: m.channel_id,
+            job_id: m.job_id,
+            min_ntime: m.min_ntime.into_inner(),
+            version: m.version,
+            merkle_root: hash32(m.merkle_root.as_bytes()),
+        }),
+        MiningOwned::SetNewPrevHash(m) => PoolMessage::SetNewPrevHash(NewPrevHash {
+            channel_id: m.channel_id,
+            job_id: m.job_id,
+            prev_hash: BlockHash::from_byte_array(hash32(m.prev_hash.as_bytes())),
+            min_ntime: m.min_ntime,
+            bits: CompactTarget::from_consensus(m.nbits),
+        }),
+        MiningOwned::SetTarget(m) => PoolMessage::SetTarget {
+            channel_id: m.channel_id,
+            target: target("SetTarget", m.maximum_target.as_bytes())?,
+        },
+        MiningOwned::SetExtranoncePrefix(m) => PoolMessage::SetExtranoncePrefix {
+            channel_id: m.channel_id,
+            prefix: m.extranonce_prefix.as_bytes().to_vec(),
+        },
+        MiningOwned::SubmitSharesSuccess(m) => PoolMessage::SubmitSharesSuccess {
+            channel_id: m.channel_id,
+            last_sequence_number: m.last_sequence_number,
+            accepted: m.new_submits_accepted_count,
+        },
+        MiningOwned::SubmitSharesError(m) => PoolMessage::SubmitSharesError {
+            channel_id: m.channel_id,
+            sequence_number: m.sequence_number,
+            error_code: text(m.error_code.as_bytes()),
+        },
+        MiningOwned::UpdateChannelError(m) => PoolMessage::UpdateChannelError {
+            channel_id: m.channel_id,
+            error_code: text(m.error_code.as_bytes()),
+        },
+        MiningOwned::CloseChannel(m) => PoolMessage::CloseChannel {
+            channel_id: m.channel_id,
+            reason: text(m.reason_code.as_bytes()),
+        },
+        MiningOwned::SetGroupChannel(_) => PoolMessage::Ignored("SetGroupChannel"),
+        MiningOwned::SetCustomMiningJobSuccess(_) | MiningOwned::SetCustomMiningJobError(_) => {
+            PoolMessage::Ignored("SetCustomMiningJob answer")
+        }
+        MiningOwned::OpenExtendedMiningChannel(_) => {
+            return Err(unexpected("OpenExtendedMiningChannel"))
+        }
+        MiningOwned::OpenStandardMiningChannel(_) => {
+            return Err(unexpected("OpenStandardMiningChannel"))
+        }
+        MiningOwned::SetCustomMiningJob(_) => return Err(unexpected("SetCustomMiningJob")),
+        MiningOwned::SubmitSharesExtended(_) => return Err(unexpected("SubmitSharesExtended")),
+        MiningOwned::SubmitSharesStandard(_) => return Err(unexpected("SubmitSharesStandard")),
+        MiningOwned::UpdateChannel(_) => return Err(unexpected("UpdateChannel")),
+    })
+}

@@ -1,0 +1,309 @@
+//! The wire under Stratum V2: a Noise NX handshake (the pool proves its
+//! key with a certificate signed by the pinned authority key, Stratum V2
+//! spec 4.5), then encrypted binary frames. Reading runs in its own task
+//! and hands whole frames over a channel: the codec's reader is not
+//! cancellation-safe, and a session's `select!` cancels reads all the time.
+
+use std::time::Duration;
+
+use stratum_core::binary_sv2::{GetSize, Serialize};
+use stratum_core::codec_sv2::{
+    self, Decoded, Decrypted, ExpectsHandshakeMessage, Handshake, HandshakeMessage, InitiatorSent,
+    MessageFrame, NoiseDecoder, NoiseEncoder, Transport, TransportDecryptState,
+    TransportEncryptState,
+};
+use stratum_core::noise_sv2::{
+    self, Initiator, Responder, ELLSWIFT_ENCODING_SIZE, INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE,
+};
+use stratum_core::parsers_sv2::IsSv2Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::key::AuthorityKey;
+
+/// Frames read ahead of the session at most.
+const READ_AHEAD: usize = 64;
+/// Longest wait for a write to the peer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a Stratum V2 link could not be set up or broke. `peer` names the
+/// other end; the message leaves it to the caller, which logs it first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("the Noise handshake timed out")]
+    HandshakeTimeout { peer: String },
+    #[error("the pool's certificate is not signed by the pinned authority key {key}, or is outside its validity window ({detail})")]
+    Certificate {
+        peer: String,
+        key: String,
+        detail: String,
+    },
+    #[error("Noise handshake failed: {detail}")]
+    Handshake { peer: String, detail: String },
+    #[error("{detail}")]
+    Io { peer: String, detail: String },
+    #[error("undecodable frame: {detail}")]
+    Frame { peer: String, detail: String },
+}
+
+/// One decrypted frame: its header fields and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub message_type: u8,
+    /// The extension type, without the channel bit.
+    pub extension_type: u16,
+    pub channel_msg: bool,
+    pub payload: Vec<u8>,
+}
+
+/// An encrypted, framed connection: frames in from the reader task, frames
+/// out through [`Link::send`].
+pub struct Link {
+    pub incoming: mpsc::Receiver<Result<Frame, LinkError>>,
+    writer: OwnedWriteHalf,
+    encoder: NoiseEncoder,
+    encrypt: TransportEncryptState,
+    reader: JoinHandle<()>,
+    peer: String,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Link {
+    /// Connects as the Noise initiator, checking the responder's
+    /// certificate against `key`.
+    pub async fn connect(
+        stream: TcpStream,
+        key: AuthorityKey,
+        peer: &str,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let initiator =
+            Initiator::from_raw_k(key.to_bytes()).map_err(|e| LinkError::Handshake {
+                peer: peer.into(),
+                detail: format!("{e:?}"),
+            })?;
+        let (mut reader, mut writer) = stream.into_split();
+        let mut decoder = NoiseDecoder::new();
+        let mut encoder = NoiseEncoder::new();
+        let (first, handshake) = Handshake::initiator(initiator)
+            .step_0()
+            .map_err(|e| handshake_error(peer, key, e))?;
+        write_handshake(&mut writer, &mut encoder, first, peer).await?;
+        let second =
+            read_handshake::<InitiatorSent>(&mut reader, &mut decoder, peer, timeout).await?;
+        let payload: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] = second
+            .payload()
+            .try_into()
+            .map_err(|_| LinkError::Handshake {
+                peer: peer.into(),
+                detail: "the responder's reply has the wrong length".into(),
+            })?;
+        let transport = handshake
+            .step_2(payload)
+            .map_err(|e| handshake_error(peer, key, e))?;
+        Ok(Link::start(
+            reader, writer, decoder, encoder, transport, peer,
+        ))
+    }
+
+    /// Accepts as the Noise responder (a server: the tests' template
+    /// provider and pool), signing with `responder`'s authority key.
+    pub async fn accept(
+        stream: TcpStream,
+        responder: Box<Responder>,
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "peer".into(), |a| a.to_string());
+        let (mut reader, mut writer) = stream.into_split();
+        let mut decoder = NoiseDecoder::new();
+        let mut encoder = NoiseEncoder::new();
+        let first = read_handshake::<Responder>(&mut reader, &mut decoder, &peer, timeout).await?;
+        let payload: [u8; ELLSWIFT_ENCODING_SIZE] =
+            first
+                .payload()
+                .try_into()
+                .map_err(|_| LinkError::Handshake {
+                    peer: peer.clone(),
+                    detail: "the initiator's message has the wrong length".into(),
+                })?;
+        let (second, transport) = Handshake::responder(responder)
+            .step_1(payload)
+            .map_err(|e| LinkError::Handshake {
+                peer: peer.clone(),
+                detail: e.to_string(),
+            })?;
+        write_handshake(&mut writer, &mut encoder, second, &peer).await?;
+        Ok(Link::start(
+            reader, writer, decoder, encoder, transport, &peer,
+        ))
+    }
+
+    fn start(
+        reader: OwnedReadHalf,
+        writer: OwnedWriteHalf,
+        decoder: NoiseDecoder,
+        encoder: NoiseEncoder,
+        transport: Transport,
+        peer: &str,
+    ) -> Link {
+        let (encrypt, decrypt) = transport.split();
+        let (tx, incoming) = mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(read_frames(reader, decoder, decrypt, tx, peer.to_owned()));
+        Link {
+            incoming,
+            writer,
+            encoder,
+            encrypt,
+            reader,
+            peer: peer.to_owned(),
+        }
+    }
+
+    /// Encrypts and sends one message.
+    pub async fn send<M: Serialize + GetSize + IsSv2Message>(
+        &mut self,
+        message: M,
+    ) -> Result<(), LinkError> {
+        let (message_type, extension_type, channel_msg) = (
+            message.message_type(),
+            message.extension_type(),
+            message.channel_bit(),
+        );
+        let io = |detail: String| LinkError::Io {
+            peer: self.peer.clone(),
+            detail,
+        };
+        let frame = MessageFrame::from_message(message, message_type, extension_type, channel_msg)
+            .map_err(|e| io(format!("message too long for a frame: {e:?}")))?;
+        let bytes = self
+            .encoder
+            .encode_transport(frame, &mut self.encrypt)
+            .map_err(|e| io(format!("could not encrypt a frame: {e}")))?;
+        match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(bytes.as_ref())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io(format!("write failed: {e}"))),
+            Err(_) => Err(io("write timed out".into())),
+        }
+    }
+}
+
+fn handshake_error(peer: &str, key: AuthorityKey, error: codec_sv2::Error) -> LinkError {
+    match error {
+        codec_sv2::Error::NoiseSv2Error(noise_sv2::Error::InvalidCertificate(cert)) => {
+            LinkError::Certificate {
+                peer: peer.into(),
+                key: key.to_string(),
+                detail: format!(
+                    "certificate valid from {} to {}",
+                    cert.valid_from, cert.not_valid_after
+                ),
+            }
+        }
+        other => LinkError::Handshake {
+            peer: peer.into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+async fn write_handshake(
+    writer: &mut OwnedWriteHalf,
+    encoder: &mut NoiseEncoder,
+    message: HandshakeMessage,
+    peer: &str,
+) -> Result<(), LinkError> {
+    let bytes = encoder.encode_handshake(message);
+    writer
+        .write_all(bytes.as_ref())
+        .await
+        .map_err(|e| LinkError::Io {
+            peer: peer.into(),
+            detail: format!("write failed: {e}"),
+        })
+}
+
+async fn read_handshake<R: ExpectsHandshakeMessage>(
+    reader: &mut OwnedReadHalf,
+    decoder: &mut NoiseDecoder,
+    peer: &str,
+    timeout: Duration,
+) -> Result<HandshakeMessage, LinkError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut buffer = vec![0u8; decoder.writable_len()];
+        tokio::time::timeout_at(deadline, reader.read_exact(&mut buffer))
+            .await
+            .map_err(|_| LinkError::HandshakeTimeout { peer: peer.into() })?
+            .map_err(|e| LinkError::Io {
+                peer: peer.into(),
+                detail: format!("connection closed during the Noise handshake ({e})"),
+            })?;
+        decoder.writable().copy_from_slice(&buffer);
+        match decoder.next_handshake_frame::<R>() {
+            Ok(Decoded::Frame(frame)) => return Ok(frame),
+            Ok(Decoded::Incomplete(_)) => {}
+            Err(e) => {
+                return Err(LinkError::Handshake {
+                    peer: peer.into(),
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// Reads, decrypts and forwards frames until the link breaks; the last
+/// item says why.
+async fn read_frames(
+    mut reader: OwnedReadHalf,
+    mut decoder: NoiseDecoder,
+    mut decrypt: TransportDecryptState,
+    tx: mpsc::Sender<Result<Frame, LinkError>>,
+    peer: String,
+) {
+    loop {
+        let mut buffer = vec![0u8; decoder.writable_len()];
+        if let Err(e) = reader.read_exact(&mut buffer).await {
+            let detail = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the pool closed the connection".into()
+            } else {
+                format!("read failed: {e}")
+            };
+            let _ = tx.send(Err(LinkError::Io { peer, detail })).await;
+            return;
+        }
+        decoder.writable().copy_from_slice(&buffer);
+        decrypt = match decoder.next_transport_frame(decrypt) {
+            Ok(Decrypted::Incomplete(_, state)) => state,
+            Ok(Decrypted::Frame(mut frame, state)) => {
+                let header = frame.header();
+                let frame = Frame {
+                    message_type: header.msg_type(),
+                    extension_type: header.ext_type_without_channel_msg(),
+                    channel_msg: header.channel_msg(),
+                    payload: frame.payload().to_vec(),
+                };
+                if tx.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+                state
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                let _ = tx.send(Err(LinkError::Frame { peer, detail })).await;
+                return;
+            }
+        };
+    }
+}
