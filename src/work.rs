@@ -40,11 +40,13 @@ pub struct Work {
 impl Work {
     /// Builds the header for one extranonce2 / version / ntime choice.
     pub fn new(job: Arc<Job>, extranonce2: Vec<u8>, version: i32, time: u32) -> Self {
-        let coinbase = job.coinbase(&extranonce2);
+        let merkle_root = job.merkle_root.unwrap_or_else(|| {
+            merkle_root_from_branch(&job.coinbase(&extranonce2), &job.merkle_branch)
+        });
         let header = Header {
             version: Version::from_consensus(version),
             prev_blockhash: job.prev_hash,
-            merkle_root: merkle_root_from_branch(&coinbase, &job.merkle_branch),
+            merkle_root,
             time,
             bits: job.bits,
             nonce: 0,

@@ -9,7 +9,7 @@ use clap::Args;
 use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::stratum::options::{DEFAULT_MAX_SUBMIT_RATE, DEFAULT_MIN_DIFFICULTY};
 use hashrig::job::stratum::transport::parse_fingerprint;
-use hashrig::job::stratum::{PoolConfig, PoolUrl, StratumOptions, StratumTimeouts};
+use hashrig::job::stratum::{PoolConfig, PoolUrl, StratumOptions, StratumTimeouts, Sv2Channel};
 use hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE;
 
 use super::DeviceArgs;
@@ -109,9 +109,15 @@ pub struct MineArgs {
     /// redirect is a known attack).
     #[arg(long)]
     pub allow_redirect: bool,
-    /// Do not ask for BIP 310 version rolling.
+    /// Do not ask for BIP 310 version rolling (on Stratum V2: do not send
+    /// SetupConnection's version-rolling flag).
     #[arg(long)]
     pub no_version_rolling: bool,
+    /// The channel to open on Stratum V2 pools: `extended` (hashrig rolls
+    /// the extranonce; falls back to standard if the pool refuses) or
+    /// `standard` (header-only mining).
+    #[arg(long, value_enum, default_value_t = Sv2Channel::Extended, value_name = "KIND")]
+    pub sv2_channel: Sv2Channel,
     /// Seconds to wait for a connection and the pool's first answers.
     #[arg(long, default_value_t = 10.0, value_name = "S")]
     pub connect_timeout: f64,
@@ -212,6 +218,7 @@ impl MineArgs {
         stratum.suggest_difficulty = self.suggest_diff;
         stratum.allow_redirect = self.allow_redirect;
         stratum.version_rolling = !self.no_version_rolling;
+        stratum.sv2_channel = self.sv2_channel;
         stratum.timeouts = StratumTimeouts {
             connect: seconds("--connect-timeout", self.connect_timeout, 600.0)?,
             silence: seconds("--silence-timeout", self.silence_timeout, 86_400.0)?,

@@ -133,7 +133,12 @@ pub fn found_record(found: &Found) -> Value {
         "ntime": format!("{:08x}", work.time),
         "nonce": format!("{:08x}", found.nonce),
         "version": format!("{:08x}", work.version as u32),
-        "coinbase": hex::encode(job.coinbase(&work.extranonce2)),
+        // A header-only job (Stratum V2 standard channel) has no coinbase
+        // here: the pool keeps it.
+        "coinbase": job
+            .merkle_root
+            .is_none()
+            .then(|| hex::encode(job.coinbase(&work.extranonce2))),
     });
     if let Some(body) = &job.block_body {
         record["height"] = json!(body.height);

@@ -46,6 +46,7 @@ pub fn bench_job() -> Job {
         share_target: DIFF1_TARGET,
         origin: Origin::new(SourceKind::Bench, 0, "bench"),
         block_body: None,
+        merkle_root: None,
     }
 }
 

@@ -10,7 +10,7 @@ pub mod stratum;
 
 use std::sync::Arc;
 
-use bitcoin::{BlockHash, CompactTarget, Target};
+use bitcoin::{BlockHash, CompactTarget, Target, TxMerkleNode};
 
 use crate::pow::block::BlockBody;
 
@@ -79,6 +79,10 @@ pub struct Job {
     /// takes no shares (solo) sets `Target::ZERO`: then only blocks are found.
     pub share_target: Target,
     pub origin: Origin,
+    /// A merkle root fixed by the source (a Stratum V2 standard channel:
+    /// header-only mining, no coinbase to roll); the coinbase fields are
+    /// then unused.
+    pub merkle_root: Option<TxMerkleNode>,
     /// The rest of the block, for a source that builds whole blocks (solo).
     pub block_body: Option<Arc<BlockBody>>,
 }

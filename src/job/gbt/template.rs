@@ -299,6 +299,7 @@ pub fn assemble(
         share_target: Target::ZERO,
         origin,
         block_body: Some(Arc::new(body)),
+        merkle_root: None,
     })
 }
 

@@ -230,6 +230,7 @@ impl Notify {
             share_target: session.share_target,
             origin: session.origin.clone(),
             block_body: None,
+            merkle_root: None,
         }
     }
 }

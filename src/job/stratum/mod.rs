@@ -14,5 +14,5 @@ pub mod v2;
 
 pub use client::StratumSource;
 pub use messages::{submit_params, Notify, ServerMessage, Session, StratumError, SubscribeResult};
-pub use options::{PoolConfig, StratumOptions, StratumTimeouts};
+pub use options::{PoolConfig, StratumOptions, StratumTimeouts, Sv2Channel};
 pub use url::{PoolUrl, PoolUrlError};

@@ -54,6 +54,18 @@ pub const DEFAULT_MIN_DIFFICULTY: f64 = 1e-4;
 /// The default `--max-submit-rate`, shares per second per pool.
 pub const DEFAULT_MAX_SUBMIT_RATE: f64 = 50.0;
 
+/// Which Stratum V2 channel to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Sv2Channel {
+    /// hashrig rolls its own extranonce in the coinbase (as with V1); if the
+    /// pool refuses, a standard channel on the same connection.
+    #[default]
+    Extended,
+    /// Header-only mining: the pool fixes the merkle root; disjoint work
+    /// comes from the version bits and ntime.
+    Standard,
+}
+
 /// Everything the Stratum source is told.
 #[derive(Debug, Clone)]
 pub struct StratumOptions {
@@ -71,6 +83,8 @@ pub struct StratumOptions {
     pub min_difficulty: f64,
     /// Shares sent per second per pool at most; blocks are never held back.
     pub max_submit_rate: f64,
+    /// The channel opened on Stratum V2 pools.
+    pub sv2_channel: Sv2Channel,
 }
 
 impl StratumOptions {
@@ -84,6 +98,7 @@ impl StratumOptions {
             timeouts: StratumTimeouts::default(),
             min_difficulty: DEFAULT_MIN_DIFFICULTY,
             max_submit_rate: DEFAULT_MAX_SUBMIT_RATE,
+            sv2_channel: Sv2Channel::Extended,
         }
     }
 }

@@ -157,7 +157,7 @@ impl Drop for ReferencePool {
     }
 }
 
-fn mine(url: &str, seconds: u32) -> (String, std::process::ExitStatus) {
+fn mine(url: &str, seconds: u32, extra: &[&str]) -> (String, std::process::ExitStatus) {
     let out = hashrig_command()
         .args([
             "mine",
@@ -172,6 +172,7 @@ fn mine(url: &str, seconds: u32) -> (String, std::process::ExitStatus) {
             "--duration",
             &seconds.to_string(),
         ])
+        .args(extra)
         .env("RUST_LOG", "hashrig=debug")
         .output()
         .expect("run hashrig");
@@ -190,7 +191,7 @@ fn mines_shares_and_blocks_through_the_reference_pool() {
     let start_height = node.height();
     let pool = ReferencePool::start(node.rpc.clone(), 2);
     let started = Instant::now();
-    let (log, status) = mine(&pool.url(), 20);
+    let (log, status) = mine(&pool.url(), 20, &[]);
     assert!(status.success(), "{log}");
     assert!(log.contains("Noise handshake done"), "{log}");
     assert!(log.contains("extended channel"), "{log}");
@@ -247,7 +248,7 @@ fn a_wrong_authority_key_is_refused_before_any_share() {
     let pool = ReferencePool::start(node.rpc.clone(), 1);
     let wrong = authority_key_of([7; 32]);
     let url = format!("stratum2+tcp://127.0.0.1:{}/{wrong}", pool.port);
-    let (log, _) = mine(&url, 4);
+    let (log, _) = mine(&url, 4, &[]);
     assert!(
         log.contains("not signed by the pinned authority key"),
         "{log}"
@@ -256,4 +257,24 @@ fn a_wrong_authority_key_is_refused_before_any_share() {
     assert!(!log.contains("share accepted"), "{log}");
     assert!(!log.contains("SetupConnection"), "{log}");
     assert_eq!(pool.metric("sv2_client_shares_accepted_total"), 0.0);
+}
+
+#[test]
+fn a_standard_channel_mines_header_only() {
+    let _turn = take_turn();
+    let node = node();
+    let pool = ReferencePool::start(node.rpc.clone(), 1);
+    let (log, status) = mine(&pool.url(), 12, &["--sv2-channel", "standard"]);
+    assert!(status.success(), "{log}");
+    assert!(log.contains("standard channel"), "{log}");
+    assert!(
+        log.matches("share accepted").count() >= 1,
+        "no share accepted:\n{log}\npool:\n{}",
+        pool.log()
+    );
+    wait_until(
+        "the pool's metrics to count the shares",
+        Duration::from_secs(10),
+        || pool.metric("sv2_client_shares_accepted_total") >= 1.0,
+    );
 }

@@ -16,24 +16,31 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitcoin::Target;
+use bitcoin::hashes::Hash;
+use bitcoin::{Target, TxMerkleNode};
 use stratum_core::binary_sv2::{Str0255, B032, U256};
 use stratum_core::common_messages_sv2::{Protocol, SetupConnection};
-use stratum_core::mining_sv2::{OpenExtendedMiningChannel, SubmitSharesExtended, UpdateChannel};
+use stratum_core::mining_sv2::{
+    OpenExtendedMiningChannel, OpenStandardMiningChannel, SubmitSharesExtended,
+    SubmitSharesStandard, UpdateChannel,
+};
 use stratum_core::parsers_sv2::{AnyMessage, CommonMessages, Mining};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::messages::{ExtendedJob, NewPrevHash, OpenedChannel, PoolMessage};
+use super::messages::{ExtendedJob, NewPrevHash, OpenedChannel, PoolMessage, StandardJob};
 use super::transport::{Link, LinkError};
 use crate::found::Found;
 use crate::job::source::SourceContext;
-use crate::job::stratum::options::{PoolConfig, StratumOptions};
+use crate::job::stratum::options::{PoolConfig, StratumOptions, Sv2Channel};
 use crate::job::stratum::session::{count_stale, record_answer, Carry, End, InFlight, Optional};
 use crate::job::{Job, Origin, SourceKind};
 use crate::pow::target::{share_target, target_difficulty};
 use crate::stats::ShareResult;
 
+/// `SetupConnection` flag (mining protocol): the miner understands only
+/// standard jobs on standard channels (no group channels).
+const REQUIRES_STANDARD_JOBS: u32 = 1;
 /// `SetupConnection` flag (mining protocol): the miner rolls version bits.
 const REQUIRES_VERSION_ROLLING: u32 = 1 << 2;
 /// BIP 320's general-purpose version bits, which an extended job that
@@ -57,8 +64,10 @@ const BAD_FRAMES_LOGGED: u32 = 5;
 const UPDATE_EVERY: Duration = Duration::from_secs(30);
 /// A change of this fraction in the rig's hashrate is sent to the pool.
 const UPDATE_FRACTION: f64 = 0.1;
-/// The request id of the one channel a connection opens.
-const OPEN_REQUEST: u32 = 1;
+/// The request ids of the channel a connection opens: extended first, or
+/// standard (asked for, or after the pool refused an extended one).
+const OPEN_EXTENDED: u32 = 1;
+const OPEN_STANDARD: u32 = 2;
 
 /// Whether a Stratum V2 pool completes the handshake and the connection
 /// setup: the fail-back probe of a better pool.
@@ -161,9 +170,34 @@ pub async fn run_connection(
     Ok(end)
 }
 
+/// A job the pool sent, before it is published.
+#[derive(Debug, Clone)]
+enum Template {
+    Extended(ExtendedJob),
+    Standard(StandardJob),
+}
+
+impl Template {
+    fn id(&self) -> u32 {
+        match self {
+            Template::Extended(job) => job.job_id,
+            Template::Standard(job) => job.job_id,
+        }
+    }
+
+    fn min_ntime(&self) -> Option<u32> {
+        match self {
+            Template::Extended(job) => job.min_ntime,
+            Template::Standard(job) => job.min_ntime,
+        }
+    }
+}
+
 /// The open channel's state.
 struct Channel {
     id: u32,
+    /// Extended (coinbase rolled here) or standard (header-only).
+    extended: bool,
     /// What goes into the coinbase before the rolled part: the pool's
     /// prefix, and zeros for any extranonce bytes past [`MAX_ROLLED`].
     extranonce1: Vec<u8>,
@@ -183,9 +217,9 @@ struct Session<'a> {
     setup: bool,
     channel: Option<Channel>,
     share_target: Target,
-    /// Extended jobs by id: future ones and the recent ones, for
-    /// `SetNewPrevHash` to activate.
-    templates: HashMap<u32, ExtendedJob>,
+    /// Jobs by id: future ones and the recent ones, for `SetNewPrevHash`
+    /// to activate.
+    templates: HashMap<u32, Template>,
     template_order: VecDeque<u32>,
     prev_hash: Option<NewPrevHash>,
     /// Jobs published from this connection, oldest first.
@@ -242,6 +276,11 @@ impl<'a> Session<'a> {
         self.pool.url.to_string()
     }
 
+    /// Whether version rolling is asked for (and not refused by this pool).
+    fn rolls_version(&self) -> bool {
+        self.options.version_rolling && !self.carry.leaves_out(self.pool_index, Optional::Configure)
+    }
+
     fn lost(&self, reason: String) -> End {
         End::Lost {
             reason,
@@ -261,11 +300,14 @@ impl<'a> Session<'a> {
         (host, port): (&str, u16),
         mut failback: Option<oneshot::Receiver<usize>>,
     ) -> End {
-        let flags = if self.carry.leaves_out(self.pool_index, Optional::Configure) {
-            0
-        } else {
+        let mut flags = if self.rolls_version() {
             REQUIRES_VERSION_ROLLING
+        } else {
+            0
         };
+        if self.options.sv2_channel == Sv2Channel::Standard {
+            flags |= REQUIRES_STANDARD_JOBS;
+        }
         let sent = match setup_connection(host, port, flags) {
             Ok(setup) => self.send(setup).await,
             Err(e) => Err(End::Refused(e)),
@@ -415,16 +457,24 @@ impl<'a> Session<'a> {
                 )));
             }
             PoolMessage::ChannelOpened(opened) => self.on_channel_opened(opened),
+            PoolMessage::OpenChannelError {
+                request_id: OPEN_EXTENDED,
+                error_code,
+            } => {
+                tracing::warn!(
+                    "{}: extended channel refused ({error_code}): opening a standard channel",
+                    self.url()
+                );
+                self.open_standard_channel().await?;
+            }
             PoolMessage::OpenChannelError { error_code, .. } => {
                 return Err(End::Refused(format!(
                     "channel for {:?} refused: {error_code}",
                     self.pool.user
                 )));
             }
-            PoolMessage::ExtendedJob(job) => self.on_extended_job(job)?,
-            PoolMessage::StandardJob(job) => {
-                tracing::debug!("{}: ignored standard job {}", self.url(), job.job_id);
-            }
+            PoolMessage::ExtendedJob(job) => self.on_job(Template::Extended(job)),
+            PoolMessage::StandardJob(job) => self.on_job(Template::Standard(job)),
             PoolMessage::SetNewPrevHash(prev) => self.on_new_prev_hash(prev).await?,
             PoolMessage::SetTarget { target, .. } => {
                 self.set_target(target);
@@ -454,9 +504,12 @@ impl<'a> Session<'a> {
     }
 
     async fn open_channel(&mut self) -> Result<(), End> {
+        if self.options.sv2_channel == Sv2Channel::Standard {
+            return self.open_standard_channel().await;
+        }
         let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
         let message = OpenExtendedMiningChannel {
-            request_id: OPEN_REQUEST,
+            request_id: OPEN_EXTENDED,
             user_identity,
             nominal_hash_rate: self.rig_hashrate() as f32,
             max_target: U256::from(&[0xff; 32]),
@@ -470,13 +523,34 @@ impl<'a> Session<'a> {
         .await
     }
 
+    async fn open_standard_channel(&mut self) -> Result<(), End> {
+        let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
+        self.nominal_hashrate = self.rig_hashrate();
+        self.last_update = Instant::now();
+        let message = OpenStandardMiningChannel {
+            request_id: OPEN_STANDARD,
+            user_identity,
+            nominal_hash_rate: self.nominal_hashrate as f32,
+            max_target: U256::from(&[0xff; 32]),
+        };
+        self.send(AnyMessage::Mining(Mining::OpenStandardMiningChannel(
+            message,
+        )))
+        .await
+    }
+
     fn on_channel_opened(&mut self, opened: OpenedChannel) {
         let padding = opened.extranonce_size.saturating_sub(MAX_ROLLED);
         let mut extranonce1 = opened.extranonce_prefix.clone();
         extranonce1.extend(std::iter::repeat_n(0u8, padding));
         tracing::info!(
-            "{}: extended channel {} open, extranonce prefix {} ({} bytes to roll)",
+            "{}: {} channel {} open, extranonce prefix {} ({} bytes to roll)",
             self.url(),
+            if opened.extended {
+                "extended"
+            } else {
+                "standard"
+            },
             opened.channel_id,
             hex::encode(&opened.extranonce_prefix),
             opened.extranonce_size
@@ -484,6 +558,7 @@ impl<'a> Session<'a> {
         self.carry.extranonce1s[self.pool_index] = Some(extranonce1.clone());
         self.channel = Some(Channel {
             id: opened.channel_id,
+            extended: opened.extended,
             extranonce1,
             padding,
             rolled: opened.extranonce_size.min(MAX_ROLLED),
@@ -529,24 +604,26 @@ impl<'a> Session<'a> {
         );
     }
 
-    fn on_extended_job(&mut self, job: ExtendedJob) -> Result<(), End> {
-        let id = job.job_id;
-        let future = job.min_ntime.is_none();
-        self.remember(job.clone());
+    fn on_job(&mut self, template: Template) {
+        let future = template.min_ntime().is_none();
+        self.remember(template.clone());
         if future {
-            return Ok(());
+            return;
         }
         let Some(prev) = self.prev_hash.clone() else {
-            tracing::debug!("{}: job {id} before any SetNewPrevHash", self.url());
-            return Ok(());
+            tracing::debug!(
+                "{}: job {} before any SetNewPrevHash",
+                self.url(),
+                template.id()
+            );
+            return;
         };
-        self.publish(&job, &prev, false);
-        Ok(())
+        self.publish(&template, &prev, false);
     }
 
-    fn remember(&mut self, job: ExtendedJob) {
-        let id = job.job_id;
-        if self.templates.insert(id, job).is_none() {
+    fn remember(&mut self, template: Template) {
+        let id = template.id();
+        if self.templates.insert(id, template).is_none() {
             self.template_order.push_back(id);
         }
         while self.template_order.len() > MAX_JOBS + MAX_FUTURE_JOBS {
@@ -566,7 +643,7 @@ impl<'a> Session<'a> {
         };
         // Jobs of the old block are worthless now.
         self.templates
-            .retain(|id, j| *id == prev.job_id || j.min_ntime.is_none());
+            .retain(|id, t| *id == prev.job_id || t.min_ntime().is_none());
         self.template_order
             .retain(|id| self.templates.contains_key(id));
         self.prev_hash = Some(prev.clone());
@@ -578,34 +655,27 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    fn publish(&mut self, template: &ExtendedJob, prev: &NewPrevHash, new_block: bool) {
+    fn publish(&mut self, template: &Template, prev: &NewPrevHash, new_block: bool) {
         let Some(channel) = self.channel.as_ref() else {
             return;
         };
         self.last_job = Instant::now();
         let clean = new_block || self.force_clean;
         self.force_clean = false;
-        let version_mask = if template.version_rolling_allowed
-            && !self.carry.leaves_out(self.pool_index, Optional::Configure)
-        {
-            BIP320_MASK
-        } else {
-            0
-        };
-        let job = Job {
-            id: template.job_id.to_string(),
+        let mut job = Job {
+            id: template.id().to_string(),
             generation: 0,
-            version: template.version as i32,
-            version_mask,
+            version: 0,
+            version_mask: 0,
             prev_hash: prev.prev_hash,
-            coinbase1: template.coinbase_prefix.clone(),
-            coinbase2: template.coinbase_suffix.clone(),
+            coinbase1: Vec::new(),
+            coinbase2: Vec::new(),
             extranonce1: channel.extranonce1.clone(),
-            extranonce2_size: channel.rolled,
-            merkle_branch: template.merkle_path.clone(),
+            extranonce2_size: 0,
+            merkle_branch: Vec::new(),
             bits: prev.bits,
             time: template
-                .min_ntime
+                .min_ntime()
                 .unwrap_or(prev.min_ntime)
                 .max(prev.min_ntime),
             // Pools accept ntime up to about two hours ahead; roll far less.
@@ -613,8 +683,29 @@ impl<'a> Session<'a> {
             clean,
             share_target: self.share_target,
             origin: self.origin.clone(),
+            merkle_root: None,
             block_body: None,
         };
+        let rolling = match template {
+            Template::Extended(extended) => {
+                job.version = extended.version as i32;
+                job.coinbase1 = extended.coinbase_prefix.clone();
+                job.coinbase2 = extended.coinbase_suffix.clone();
+                job.extranonce2_size = channel.rolled;
+                job.merkle_branch = extended.merkle_path.clone();
+                extended.version_rolling_allowed
+            }
+            // Header-only: the version bits and ntime are all there is to
+            // roll, so devices get disjoint work from them.
+            Template::Standard(standard) => {
+                job.version = standard.version as i32;
+                job.merkle_root = Some(TxMerkleNode::from_byte_array(standard.merkle_root));
+                true
+            }
+        };
+        if rolling && self.rolls_version() {
+            job.version_mask = BIP320_MASK;
+        }
         let job = self.ctx.work.publish(job);
         self.ctx
             .stats
@@ -713,27 +804,38 @@ impl<'a> Session<'a> {
             return Ok(());
         };
         let work = &found.work;
+        let sequence_number = self.next_sequence;
         let mut extranonce = vec![0u8; channel.padding];
         extranonce.extend_from_slice(&work.extranonce2);
-        let Ok(extranonce_field) = B032::new(&extranonce) else {
-            tracing::error!(
-                "{}: an extranonce of {} bytes does not fit a share",
-                self.url(),
-                extranonce.len()
-            );
-            return Ok(());
+        let message = if channel.extended {
+            let Ok(extranonce) = B032::new(&extranonce) else {
+                tracing::error!(
+                    "{}: an extranonce of {} bytes does not fit a share",
+                    self.url(),
+                    extranonce.len()
+                );
+                return Ok(());
+            };
+            Mining::SubmitSharesExtended(SubmitSharesExtended {
+                channel_id: channel.id,
+                sequence_number,
+                job_id: job_id(&work.job),
+                nonce: found.nonce,
+                ntime: work.time,
+                version: work.version as u32,
+                extranonce,
+            })
+        } else {
+            Mining::SubmitSharesStandard(SubmitSharesStandard {
+                channel_id: channel.id,
+                sequence_number,
+                job_id: job_id(&work.job),
+                nonce: found.nonce,
+                ntime: work.time,
+                version: work.version as u32,
+            })
         };
-        let sequence_number = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        let share = SubmitSharesExtended {
-            channel_id: channel.id,
-            sequence_number,
-            job_id: job_id(&work.job),
-            nonce: found.nonce,
-            ntime: work.time,
-            version: work.version as u32,
-            extranonce: extranonce_field,
-        };
         let difficulty = target_difficulty(&work.job.share_target);
         if self.submits.len() >= MAX_IN_FLIGHT {
             if let Some((_, oldest)) = self.submits.pop_first() {
@@ -748,8 +850,7 @@ impl<'a> Session<'a> {
                 difficulty,
             },
         );
-        self.send(AnyMessage::Mining(Mining::SubmitSharesExtended(share)))
-            .await
+        self.send(AnyMessage::Mining(message)).await
     }
 
     /// `SubmitShares.Success`: every share up to `last` still waiting was
