@@ -3,6 +3,7 @@
 //! a template provider of the tests' own on the regtest node. Without the
 //! pool these tests fail, never skip.
 
+mod front;
 mod template_provider;
 
 use std::io::{Read, Write};
@@ -276,5 +277,51 @@ fn a_standard_channel_mines_header_only() {
         "the pool's metrics to count the shares",
         Duration::from_secs(10),
         || pool.metric("sv2_client_shares_accepted_total") >= 1.0,
+    );
+}
+
+/// CloseChannel is followed by a reconnect; a refused extended channel by a
+/// standard one; `Reconnect` to the real pool, which is then mined.
+#[test]
+fn follows_a_closed_channel_a_refusal_and_a_reconnect() {
+    let _turn = take_turn();
+    let node = node();
+    let pool = ReferencePool::start(node.rpc.clone(), 1);
+    let (front_port, seen) = front::start(secret_bytes(), public_bytes(), pool.port);
+    let url = format!("stratum2+tcp://127.0.0.1:{front_port}/{AUTHORITY_PUBLIC}");
+    let (log, status) = mine(&url, 15, &[]);
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("the pool closed the channel: maintenance"),
+        "{log}"
+    );
+    assert!(
+        log.contains("extended channel refused (unsupported-channel-type)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("reconnecting to 127.0.0.1:{}", pool.port)),
+        "{log}"
+    );
+    assert!(
+        log.matches("share accepted").count() >= 1,
+        "{log}\npool:\n{}",
+        pool.log()
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert_eq!(
+        seen[0],
+        ["SetupConnection", "OpenExtendedMiningChannel"],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[1],
+        [
+            "SetupConnection",
+            "OpenExtendedMiningChannel",
+            "OpenStandardMiningChannel"
+        ],
+        "{seen:?}"
     );
 }
