@@ -325,3 +325,40 @@ fn follows_a_closed_channel_a_refusal_and_a_reconnect() {
         "{seen:?}"
     );
 }
+
+/// Share round trip on loopback, Stratum V1 and V2 side by side: the tests'
+/// V1 pool (answers at once) and the reference pool acknowledging every
+/// share (`share_batch_size = 1`), alternated. A benchmark, not a test:
+///     cargo test --test integration -- --ignored --nocapture share_latency
+#[test]
+#[ignore = "a benchmark: run it by name"]
+fn share_latency_v1_and_v2_side_by_side() {
+    let _turn = take_turn();
+    let node = node();
+    let v2 = ReferencePool::start(node.rpc.clone(), 1);
+    let v1 = crate::testpool::TestPool::start(0.001);
+    let latencies = |log: &str| -> Vec<f64> {
+        log.lines()
+            .filter(|l| l.contains("share accepted"))
+            .filter_map(|l| l.rsplit(", ").next()?.strip_suffix(" ms)")?.parse().ok())
+            .collect()
+    };
+    let summary = |name: &str, mut ms: Vec<f64>| {
+        ms.sort_by(f64::total_cmp);
+        assert!(!ms.is_empty(), "{name}: no share accepted");
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        eprintln!(
+            "{name}: {} shares, median {:.3} ms, p90 {:.3} ms, max {:.3} ms",
+            ms.len(),
+            at(0.5),
+            at(0.9),
+            at(1.0)
+        );
+    };
+    for round in 1..=2 {
+        let (log, _) = mine(&v1.url(), 10, &["--min-difficulty", "0.001"]);
+        summary(&format!("round {round}, V1 {}", v1.url()), latencies(&log));
+        let (log, _) = mine(&v2.url(), 10, &["--min-difficulty", "0.001"]);
+        summary(&format!("round {round}, V2 pool_sv2"), latencies(&log));
+    }
+}

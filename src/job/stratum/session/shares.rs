@@ -160,10 +160,10 @@ pub(in crate::job::stratum) fn record_answer(
     let what = if found.is_block { "BLOCK" } else { "share" };
     match (result, reason) {
         (ShareResult::Accepted, _) => tracing::info!(
-            "{url}: {what} accepted (difficulty {:.4}, job {}, {} ms)",
+            "{url}: {what} accepted (difficulty {:.4}, job {}, {:.2} ms)",
             found.difficulty,
             found.work.job.id,
-            sent.elapsed().as_millis()
+            sent.elapsed().as_secs_f64() * 1e3
         ),
         (result, reason) => tracing::warn!(
             "{url}: {what} {} (job {}): {}",

@@ -215,10 +215,7 @@ fn from_common(message: CommonMessagesOwned) -> PoolMessage {
 }
 
 fn from_mining(message: MiningOwned, message_type: u8) -> Result<PoolMessage, MessageError> {
-    use stratum_core::parsers_sv2::IsSv2Message;
     let unexpected = |name| MessageError::Unexpected { message_type, name };
-    let name = message.message_type();
-    let _ = name;
     Ok(match message {
         MiningOwned::OpenExtendedMiningChannelSuccess(m) => {
             let prefix = m.extranonce_prefix.as_bytes().to_vec();
@@ -334,4 +331,130 @@ fn from_mining(message: MiningOwned, message_type: u8) -> Result<PoolMessage, Me
         MiningOwned::SubmitSharesStandard(_) => return Err(unexpected("SubmitSharesStandard")),
         MiningOwned::UpdateChannel(_) => return Err(unexpected("UpdateChannel")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratum_core::binary_sv2::{self, Seq0255, Sv2Option, B032, B064K, U256};
+    use stratum_core::mining_sv2::{
+        NewExtendedMiningJob, OpenExtendedMiningChannelSuccess, SetNewPrevHash, SetTarget,
+    };
+    use stratum_core::parsers_sv2::IsSv2Message;
+
+    /// The frame SRI's codec makes of `message`.
+    fn frame_of(message: Mining<'_>) -> Frame {
+        let message_type = message.message_type();
+        let channel_msg = message.channel_bit();
+        Frame {
+            message_type,
+            extension_type: 0,
+            channel_msg,
+            payload: binary_sv2::to_bytes(message).unwrap(),
+        }
+    }
+
+    #[test]
+    fn jobs_and_previous_blocks_keep_their_byte_order() {
+        let coinbase_prefix = [1u8, 2, 3];
+        let coinbase_suffix = [4u8, 5];
+        let branch = [[7u8; 32], [8u8; 32]];
+        let job = NewExtendedMiningJob {
+            channel_id: 3,
+            job_id: 9,
+            min_ntime: Sv2Option::new(None),
+            version: 0x2000_0000,
+            version_rolling_allowed: true,
+            merkle_path: Seq0255::new(branch.iter().map(U256::from).collect()).unwrap(),
+            coinbase_tx_prefix: B064K::new(&coinbase_prefix).unwrap(),
+            coinbase_tx_suffix: B064K::new(&coinbase_suffix).unwrap(),
+        };
+        let Ok(PoolMessage::ExtendedJob(parsed)) =
+            PoolMessage::try_from(frame_of(Mining::NewExtendedMiningJob(job)))
+        else {
+            panic!("not an extended job");
+        };
+        assert_eq!(parsed.min_ntime, None);
+        assert_eq!(parsed.merkle_path, branch);
+        assert_eq!(parsed.coinbase_prefix, coinbase_prefix);
+        assert_eq!(parsed.coinbase_suffix, coinbase_suffix);
+
+        // Block 1's parent (the genesis block), as a header holds it.
+        let genesis = bitcoin::constants::genesis_block(bitcoin::Network::Bitcoin).block_hash();
+        let bytes = genesis.to_byte_array();
+        let prev = SetNewPrevHash {
+            channel_id: 3,
+            job_id: 9,
+            prev_hash: U256::from(&bytes),
+            min_ntime: 1_231_469_665,
+            nbits: 0x1d00_ffff,
+        };
+        let Ok(PoolMessage::SetNewPrevHash(parsed)) =
+            PoolMessage::try_from(frame_of(Mining::SetNewPrevHash(prev)))
+        else {
+            panic!("not SetNewPrevHash");
+        };
+        assert_eq!(parsed.prev_hash, genesis);
+        assert_eq!(parsed.bits.to_consensus(), 0x1d00_ffff);
+    }
+
+    #[test]
+    fn targets_are_little_endian_and_never_zero() {
+        let mut bytes = [0u8; 32];
+        bytes[29] = 0xff; // 0x00000000ff00...: difficulty 1's top bytes
+        let set = SetTarget {
+            channel_id: 1,
+            maximum_target: U256::from(&bytes),
+        };
+        let Ok(PoolMessage::SetTarget { target, .. }) =
+            PoolMessage::try_from(frame_of(Mining::SetTarget(set)))
+        else {
+            panic!("not SetTarget");
+        };
+        assert_eq!(target, Target::from_le_bytes(bytes));
+        let zero = SetTarget {
+            channel_id: 1,
+            maximum_target: U256::from(&[0u8; 32]),
+        };
+        assert!(matches!(
+            PoolMessage::try_from(frame_of(Mining::SetTarget(zero))),
+            Err(MessageError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn an_extranonce_past_32_bytes_is_refused() {
+        let prefix = [0u8; 30];
+        let open = OpenExtendedMiningChannelSuccess {
+            request_id: 1,
+            channel_id: 1,
+            target: U256::from(&[0xff; 32]),
+            extranonce_size: 4,
+            extranonce_prefix: B032::new(&prefix).unwrap(),
+            group_channel_id: 0,
+        };
+        let err = PoolMessage::try_from(frame_of(Mining::OpenExtendedMiningChannelSuccess(open)))
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 32"), "{err}");
+    }
+
+    #[test]
+    fn truncated_and_unknown_frames_are_errors_not_panics() {
+        for message_type in 0..=255u8 {
+            for len in [0usize, 1, 5, 40] {
+                let frame = Frame {
+                    message_type,
+                    extension_type: 0,
+                    channel_msg: false,
+                    payload: vec![0xff; len],
+                };
+                let _ = PoolMessage::try_from(frame);
+            }
+        }
+        let valid = SetTarget {
+            channel_id: 1,
+            maximum_target: U256::from(&[1u8; 32]),
+        };
+        assert!(PoolMessage::try_from(frame_of(Mining::SetTarget(valid))).is_ok());
+    }
 }

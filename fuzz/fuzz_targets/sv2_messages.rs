@@ -1,0 +1,32 @@
+//! Fuzzes the Stratum V2 edge: any decrypted frame a pool could send (the
+//! first byte is the message type, the rest the payload), decoded by SRI's
+//! codec and validated into hashrig's `PoolMessage`; a job that parses is
+//! turned into a header.
+//!
+//!     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sv2_messages \
+//!         corpus/sv2_messages seeds/sv2_messages -- -max_total_time=300
+
+#![no_main]
+
+use hashrig::job::stratum::v2::messages::PoolMessage;
+use hashrig::job::stratum::v2::transport::Frame;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&message_type, payload)) = data.split_first() else {
+        return;
+    };
+    for channel_msg in [false, true] {
+        let frame = Frame {
+            message_type,
+            extension_type: 0,
+            channel_msg,
+            payload: payload.to_vec(),
+        };
+        if let Ok(PoolMessage::ExtendedJob(job)) = PoolMessage::try_from(frame) {
+            let coinbase = [&job.coinbase_prefix[..], &[0; 8], &job.coinbase_suffix].concat();
+            let root = hashrig::pow::merkle::merkle_root_from_branch(&coinbase, &job.merkle_path);
+            let _ = root;
+        }
+    }
+});
