@@ -8,6 +8,7 @@ pub mod messages;
 pub mod options;
 pub mod replies;
 mod session;
+mod tracking;
 pub mod transport;
 pub mod url;
 pub mod v2;

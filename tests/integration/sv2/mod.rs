@@ -355,7 +355,7 @@ fn share_latency_v1_and_v2_side_by_side() {
             at(1.0)
         );
     };
-    for round in 1..=2 {
+    for round in 1..=3 {
         let (log, _) = mine(&v1.url(), 10, &["--min-difficulty", "0.001"]);
         summary(&format!("round {round}, V1 {}", v1.url()), latencies(&log));
         let (log, _) = mine(&v2.url(), 10, &["--min-difficulty", "0.001"]);

@@ -19,10 +19,8 @@ mod handshake;
 mod shares;
 
 pub use carry::{Carry, Optional};
-pub(in crate::job::stratum) use shares::{count_stale, record_answer, InFlight};
 
-use std::collections::VecDeque;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,14 +33,12 @@ use tokio_util::codec::LinesCodecError;
 use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
 use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, Incoming, Reply};
+use super::tracking::{Awaiting, RecentJobs};
 use super::transport::{Line, PoolLines, MAX_LINE};
 use crate::job::source::SourceContext;
-use crate::job::{Job, Origin, SourceKind};
-use crate::pow::target::{share_target, target_difficulty, DIFF1_TARGET};
+use crate::job::{Origin, SourceKind};
+use crate::pow::target::{share_target, DIFF1_TARGET};
 
-/// Jobs kept per connection for share checks: pools send one every 30-60 s
-/// between clean jobs.
-const MAX_JOBS: usize = 32;
 /// Bad lines logged per connection at warning level; the rest are counted.
 const BAD_LINES_LOGGED: u32 = 5;
 /// Longest wait for a write to the pool.
@@ -93,7 +89,7 @@ pub struct Connection<'a> {
     next_id: u64,
     requests: HashMap<u64, Request>,
     /// Shares sent and not yet answered, by id (so oldest first).
-    submits: BTreeMap<u64, InFlight>,
+    submits: Awaiting<u64>,
     /// extranonce1 and extranonce2 size, once subscribed.
     extranonce: Option<(Vec<u8>, usize)>,
     authorized: bool,
@@ -104,8 +100,8 @@ pub struct Connection<'a> {
     version_mask: u32,
     /// A notify that came before the subscription reply.
     early_notify: Option<Arc<Notify>>,
-    /// Jobs of this connection still worth a share, oldest first.
-    jobs: VecDeque<Arc<Job>>,
+    /// Jobs of this connection still worth a share.
+    jobs: RecentJobs,
     /// The next job must stop old work whatever its clean flag says.
     force_clean: bool,
     connected_at: Instant,
@@ -135,14 +131,14 @@ impl<'a> Connection<'a> {
             origin: Origin::new(SourceKind::Pool, pool_index, &pool.url.to_string()),
             next_id: 1,
             requests: HashMap::new(),
-            submits: BTreeMap::new(),
+            submits: Awaiting::new(),
             extranonce: None,
             authorized: false,
             share_target: DIFF1_TARGET,
             granted_mask: 0,
             version_mask: 0,
             early_notify: None,
-            jobs: VecDeque::new(),
+            jobs: RecentJobs::default(),
             // A new session: work of any earlier one is not this pool's.
             force_clean: true,
             connected_at: now,
@@ -262,14 +258,9 @@ impl<'a> Connection<'a> {
                 }
             }
         }
-        for (_, in_flight) in std::mem::take(&mut self.submits) {
-            if matches!(end, End::Shutdown) {
-                self.ctx.stats.record_unanswered(self.pool_index);
-            } else {
-                self.carry
-                    .keep(self.pool_index, *in_flight.found, &self.ctx.stats);
-            }
-        }
+        let shutdown = matches!(end, End::Shutdown);
+        self.submits
+            .settle(shutdown, self.ctx, self.pool_index, self.carry);
         end
     }
 
@@ -502,30 +493,13 @@ impl<'a> Connection<'a> {
         // A new previous block makes old work worthless, flag or no flag.
         let new_block = self
             .jobs
-            .back()
+            .last()
             .is_some_and(|last| last.prev_hash != job.prev_hash);
         let first = self.jobs.is_empty() && self.force_clean;
         job.clean |= self.force_clean || new_block;
         self.force_clean = false;
-        let clean = job.clean;
-        let job = self.ctx.work.publish(job);
-        self.ctx
-            .stats
-            .set_share_difficulty(Some(target_difficulty(&job.share_target)));
-        if clean {
-            self.jobs.clear();
-        }
-        self.jobs.push_back(job.clone());
-        while self.jobs.len() > MAX_JOBS {
-            self.jobs.pop_front();
-        }
-        tracing::debug!(
-            "{}: job {} (generation {}, clean {clean}, difficulty {:.4})",
-            self.url(),
-            job.id,
-            job.generation,
-            target_difficulty(&job.share_target)
-        );
+        let url = self.url();
+        let job = self.jobs.publish(job, self.ctx, &url);
         if first {
             // Shares found while disconnected, still worth sending?
             for found in self.carry.take_backlog() {

@@ -4,9 +4,11 @@
 //! (`session`), which the failover loop in [`super::client`] runs for a
 //! `stratum2+tcp://` pool as it runs a V1 session for the others.
 
+mod connect;
 pub mod key;
 pub mod messages;
 mod session;
 pub mod transport;
 
-pub use session::{probe, run_connection};
+pub use connect::probe;
+pub use session::run_connection;
