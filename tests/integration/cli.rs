@@ -408,6 +408,11 @@ fn mine_rejects_bad_pool_addresses_clearly() {
         ("stratum+tcp://pool.example.com", "no port"),
         ("http://pool.example.com:3333", "unknown scheme"),
         ("stratum+tcp://pool.example.com:70000", "not a port number"),
+        ("stratum2+tcp://pool.example.com:3336", "ends in the pool's authority key"),
+        (
+            "stratum2+tcp://pool.example.com:3336/9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH73",
+            "not base58check",
+        ),
     ] {
         let out = hashrig(&["mine", "--pool", url, "--user", "w", "--backend", "cpu"]);
         assert_eq!(out.status.code(), Some(2), "{url}");

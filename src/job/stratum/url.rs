@@ -45,10 +45,10 @@ pub enum PoolUrlError {
     Extra { url: String },
     #[error("pool {url:?}: a Stratum V2 address ends in the pool's authority key (stratum2+tcp://HOST:PORT/KEY)")]
     NoAuthorityKey { url: String },
-    #[error("pool {url:?}: {source}")]
+    #[error("pool {url:?}: {reason}")]
     AuthorityKey {
         url: String,
-        source: AuthorityKeyError,
+        reason: AuthorityKeyError,
     },
 }
 
@@ -75,9 +75,9 @@ impl FromStr for PoolUrl {
                 .ok_or_else(|| PoolUrlError::NoAuthorityKey { url: owned() })?;
             let key = key
                 .parse::<AuthorityKey>()
-                .map_err(|source| PoolUrlError::AuthorityKey {
+                .map_err(|reason| PoolUrlError::AuthorityKey {
                     url: owned(),
-                    source,
+                    reason,
                 })?;
             (rest, Some(key))
         } else {
