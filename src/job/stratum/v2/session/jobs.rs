@@ -14,7 +14,7 @@ use super::super::connect::str0255;
 use super::super::messages::{ExtendedJob, NewPrevHash, OpenedChannel, StandardJob};
 use super::{
     Channel, Session, BIP320_MASK, MAX_FUTURE_JOBS, MAX_JOBS, MAX_ROLLED, MIN_EXTRANONCE,
-    OPEN_EXTENDED, OPEN_STANDARD,
+    OPEN_EXTENDED, OPEN_STANDARD, POOL_REQUIRES_EXTENDED_CHANNELS,
 };
 use crate::job::stratum::options::Sv2Channel;
 use crate::job::stratum::session::End;
@@ -47,7 +47,13 @@ impl Template {
 impl Session<'_> {
     pub(super) async fn open_channel(&mut self) -> Result<(), End> {
         if self.options.sv2_channel == Sv2Channel::Standard {
-            return self.open_standard_channel().await;
+            if self.pool_flags & POOL_REQUIRES_EXTENDED_CHANNELS == 0 {
+                return self.open_standard_channel().await;
+            }
+            tracing::warn!(
+                "{}: the pool takes only extended channels: opening one instead of a standard channel",
+                self.url()
+            );
         }
         let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
         let message = OpenExtendedMiningChannel {

@@ -39,6 +39,10 @@ use jobs::Template;
 const REQUIRES_STANDARD_JOBS: u32 = 1;
 /// `SetupConnection` flag (mining protocol): the miner rolls version bits.
 const REQUIRES_VERSION_ROLLING: u32 = 1 << 2;
+/// `SetupConnection.Success` flag: the pool allows no version rolling.
+const POOL_REQUIRES_FIXED_VERSION: u32 = 1;
+/// `SetupConnection.Success` flag: the pool takes only extended channels.
+const POOL_REQUIRES_EXTENDED_CHANNELS: u32 = 1 << 1;
 /// BIP 320's general-purpose version bits, which an extended job that
 /// allows version rolling lets the miner change.
 const BIP320_MASK: u32 = 0x1fff_e000;
@@ -114,7 +118,8 @@ struct Session<'a> {
     carry: &'a mut Carry,
     link: Link,
     origin: Origin,
-    setup: bool,
+    /// `SetupConnection.Success` flags: what the pool requires.
+    pool_flags: u32,
     channel: Option<Channel>,
     share_target: Target,
     /// Jobs by id: future ones and the recent ones, for `SetNewPrevHash`
@@ -153,7 +158,7 @@ impl<'a> Session<'a> {
             carry,
             link,
             origin: Origin::new(SourceKind::Pool, pool_index, &pool.url.to_string()),
-            setup: false,
+            pool_flags: 0,
             channel: None,
             share_target: Target::MAX,
             templates: HashMap::new(),
@@ -178,7 +183,9 @@ impl<'a> Session<'a> {
 
     /// Whether version rolling is asked for (and not refused by this pool).
     fn rolls_version(&self) -> bool {
-        self.options.version_rolling && !self.carry.leaves_out(self.pool_index, Optional::Configure)
+        self.options.version_rolling
+            && !self.carry.leaves_out(self.pool_index, Optional::Configure)
+            && self.pool_flags & POOL_REQUIRES_FIXED_VERSION == 0
     }
 
     fn lost(&self, reason: String) -> End {
@@ -339,7 +346,7 @@ impl<'a> Session<'a> {
                     "{}: connection set up (protocol version {used_version}, flags {flags:#x})",
                     self.url()
                 );
-                self.setup = true;
+                self.pool_flags = flags;
                 self.ctx.stats.record_pool_answered(self.pool_index);
                 self.open_channel().await?;
             }
