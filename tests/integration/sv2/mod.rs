@@ -196,6 +196,13 @@ fn mines_shares_and_blocks_through_the_reference_pool() {
     assert!(status.success(), "{log}");
     assert!(log.contains("Noise handshake done"), "{log}");
     assert!(log.contains("extended channel"), "{log}");
+    // Opened as the rig started (0 H/s); the first real figure follows, and
+    // the pool answers it with a new target (SetTarget).
+    let update = log.find("nominal hashrate").expect("no UpdateChannel");
+    assert!(
+        log[update..].contains("from the next job"),
+        "no SetTarget after UpdateChannel:\n{log}"
+    );
     let accepted = log.matches("share accepted").count();
     assert!(
         accepted >= 1,

@@ -60,6 +60,10 @@ const MAX_FUTURE_JOBS: usize = 8;
 const BAD_FRAMES_LOGGED: u32 = 5;
 /// How often the channel's nominal hashrate is checked against the rig's.
 const UPDATE_EVERY: Duration = Duration::from_secs(30);
+/// The same while the pool knows no hashrate: a channel opened as the rig
+/// starts was opened at 0 H/s, and the pool's target follows the first
+/// real figure.
+const UPDATE_UNKNOWN_EVERY: Duration = Duration::from_secs(5);
 /// A change of this fraction in the rig's hashrate is sent to the pool.
 const UPDATE_FRACTION: f64 = 0.1;
 /// The request ids of the channel a connection opens: extended first, or
@@ -299,7 +303,12 @@ impl<'a> Session<'a> {
         if self.last_job.elapsed() > timeouts.silence {
             return Err(self.lost(format!("no job for {:?}", timeouts.silence)));
         }
-        if self.last_update.elapsed() >= UPDATE_EVERY {
+        let every = if self.nominal_hashrate > 0.0 {
+            UPDATE_EVERY
+        } else {
+            UPDATE_UNKNOWN_EVERY
+        };
+        if self.last_update.elapsed() >= every {
             self.last_update = Instant::now();
             self.update_channel().await?;
         }
