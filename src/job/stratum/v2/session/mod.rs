@@ -1,14 +1,15 @@
 //! One connection to one Stratum V2 pool: Noise handshake against the
-//! pinned key, `SetupConnection` for the mining protocol, one extended
-//! channel (hashrig rolls its own extranonce, so every device gets disjoint
-//! work, as with V1), then jobs in and shares out until the link is lost,
+//! pinned key, `SetupConnection` for the mining protocol, one channel
+//! (extended: hashrig rolls its own extranonce, so every device gets
+//! disjoint work, as with V1; or standard: header-only, disjoint work from
+//! the version bits and ntime), then jobs in and shares out until the link is lost,
 //! the pool closes the channel or redirects, a better pool is healthy again,
 //! or the miner stops. It ends with the same [`End`] as a V1 session, so the
 //! failover loop treats both alike.
 //!
 //! Jobs: `NewExtendedMiningJob` without `min_ntime` is a future job, mined
 //! once a `SetNewPrevHash` names it; with one, it is mined on the current
-//! previous block at once. Shares: `SubmitSharesExtended` with a sequence
+//! previous block at once. Shares: `SubmitSharesExtended` (or `Standard`) with a sequence
 //! number; the pool acknowledges in batches (`SubmitShares.Success` covers
 //! every sequence number up to its last that no `SubmitShares.Error` named).
 
