@@ -5,57 +5,40 @@
 //! standard one, and sends `Reconnect` to the real pool.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use stratum_core::binary_sv2::Str0255;
 use stratum_core::common_messages_sv2::{Reconnect, SetupConnectionSuccess};
 use stratum_core::mining_sv2::{CloseChannel, OpenMiningChannelError};
-use stratum_core::noise_sv2::Responder;
 use stratum_core::parsers_sv2::{AnyMessage, CommonMessages, Mining};
-use tokio::net::TcpListener;
 
 use hashrig::job::stratum::v2::transport::Link;
 
 /// Message names the front received, in order, per connection.
 pub type Seen = Arc<Mutex<Vec<Vec<String>>>>;
 
-pub fn start(secret: [u8; 32], public: [u8; 32], redirect_port: u16) -> (u16, Seen) {
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let port = std_listener.local_addr().unwrap().port();
+pub fn start(redirect_port: u16) -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let shared = seen.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = TcpListener::from_std(std_listener).unwrap();
-            for connection in 0.. {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let responder =
-                    Responder::from_authority_kp(&public, &secret, Duration::from_secs(3600))
-                        .unwrap();
-                let Ok(link) = Link::accept(stream, responder, Duration::from_secs(10)).await
-                else {
-                    continue;
-                };
-                shared.lock().unwrap().push(Vec::new());
-                serve(link, connection, redirect_port, &shared).await;
-            }
-        });
+    let port = super::serve_noise(move |link, connection| {
+        let seen = shared.clone();
+        async move { serve(link, connection, redirect_port, &seen).await }
     });
     (port, seen)
+}
+
+fn record(seen: &Seen, connection: usize, name: String) {
+    let mut seen = seen.lock().unwrap();
+    if seen.len() <= connection {
+        seen.resize(connection + 1, Vec::new());
+    }
+    seen[connection].push(name);
 }
 
 async fn serve(mut link: Link, connection: usize, redirect_port: u16, seen: &Seen) {
     while let Some(Ok(mut frame)) = link.incoming.recv().await {
         let kind = frame.message_type;
         let name = stratum_core::parsers_sv2::message_type_to_name(kind).to_owned();
-        seen.lock().unwrap().last_mut().unwrap().push(name);
+        record(seen, connection, name);
         let reply = if kind < 0x10 {
             Some(AnyMessage::Common(CommonMessages::SetupConnectionSuccess(
                 SetupConnectionSuccess {

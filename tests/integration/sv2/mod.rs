@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::{Keypair, Secp256k1, SecretKey};
 use hashrig::job::gbt::rpc::NodeRpc;
+use hashrig::job::stratum::v2::transport::Link;
 use serde_json::json;
+use std::future::Future;
+use stratum_core::noise_sv2::Responder;
 
 use crate::common::{hashrig_command, wait_until};
 use crate::solo::{node, payout_address, take_turn};
@@ -45,6 +48,41 @@ fn public_bytes() -> [u8; 32] {
         .unwrap()
 }
 
+/// Accepts Noise connections as the responder (SRI's example key) on a
+/// loopback port, in a thread of its own, until the test process ends;
+/// `serve` gets each link and its number, from 0.
+pub fn serve_noise<F, Fut>(serve: F) -> u16
+where
+    F: Fn(Link, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            for connection in 0.. {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (public, secret) = (public_bytes(), secret_bytes());
+                let responder =
+                    Responder::from_authority_kp(&public, &secret, Duration::from_secs(3600))
+                        .unwrap();
+                if let Ok(link) = Link::accept(stream, responder, Duration::from_secs(10)).await {
+                    tokio::spawn(serve(link, connection));
+                }
+            }
+        });
+    });
+    port
+}
+
 /// The base58check form of the x-only key of `secret`.
 fn authority_key_of(secret: [u8; 32]) -> String {
     let secp = Secp256k1::new();
@@ -71,7 +109,7 @@ impl ReferencePool {
                  eval \"$(bash scripts/sv2-pool.sh)\""
             )
         });
-        let provider = TemplateProvider::start(rpc, secret_bytes(), public_bytes());
+        let provider = TemplateProvider::start(rpc);
         let (port, metrics_port) = (free_port(), free_port());
         let dir =
             std::env::temp_dir().join(format!("hashrig-sv2-pool-{}-{port}", std::process::id()));
@@ -294,7 +332,7 @@ fn follows_a_closed_channel_a_refusal_and_a_reconnect() {
     let _turn = take_turn();
     let node = node();
     let pool = ReferencePool::start(node.rpc.clone(), 1);
-    let (front_port, seen) = front::start(secret_bytes(), public_bytes(), pool.port);
+    let (front_port, seen) = front::start(pool.port);
     let url = format!("stratum2+tcp://127.0.0.1:{front_port}/{AUTHORITY_PUBLIC}");
     let (log, status) = mine(&url, 15, &[]);
     assert!(status.success(), "{log}");

@@ -11,17 +11,16 @@ use std::time::Duration;
 use bitcoin::block::{Header, Version};
 use bitcoin::consensus::{deserialize, serialize};
 use bitcoin::hashes::Hash;
-use bitcoin::{BlockHash, CompactTarget, Transaction, TxMerkleNode};
+use bitcoin::{BlockHash, CompactTarget, Transaction};
 use hashrig::job::gbt::rpc::NodeRpc;
 use hashrig::job::stratum::v2::transport::Link;
 use hashrig::pow::block::{bip34_height_push, coinbase_merkle_branch, serialize_block};
+use hashrig::pow::merkle::merkle_root_from_branch;
 use serde_json::{json, Value};
 use stratum_core::binary_sv2::{Seq0255, B0255, B064K, U256};
 use stratum_core::common_messages_sv2::SetupConnectionSuccess;
-use stratum_core::noise_sv2::Responder;
 use stratum_core::parsers_sv2::{AnyMessage, CommonMessages, TemplateDistribution};
 use stratum_core::template_distribution_sv2::{NewTemplate, SetNewPrevHash};
-use tokio::net::TcpListener;
 
 /// A template the pool was sent: what a solution needs to become a block.
 #[derive(Clone)]
@@ -48,38 +47,14 @@ pub struct TemplateProvider {
 impl TemplateProvider {
     /// Listens on a loopback port in a thread of its own; serves the pool
     /// (and its reconnects) until the test process ends.
-    pub fn start(rpc: NodeRpc, secret: [u8; 32], public: [u8; 32]) -> TemplateProvider {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let port = std_listener.local_addr().unwrap().port();
+    pub fn start(rpc: NodeRpc) -> TemplateProvider {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let shared = seen.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = TcpListener::from_std(std_listener).unwrap();
-                let rpc = Arc::new(rpc);
-                let ids = Arc::new(AtomicU64::new(1));
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let responder =
-                        Responder::from_authority_kp(&public, &secret, Duration::from_secs(3600))
-                            .unwrap();
-                    let (rpc, seen, ids) = (rpc.clone(), shared.clone(), ids.clone());
-                    tokio::spawn(async move {
-                        if let Ok(link) =
-                            Link::accept(stream, responder, Duration::from_secs(10)).await
-                        {
-                            serve(link, &rpc, &seen, &ids).await;
-                        }
-                    });
-                }
-            });
+        let rpc = Arc::new(rpc);
+        let ids = Arc::new(AtomicU64::new(1));
+        let port = super::serve_noise(move |link, _| {
+            let (rpc, seen, ids) = (rpc.clone(), shared.clone(), ids.clone());
+            async move { serve(link, &rpc, &seen, &ids).await }
         });
         TemplateProvider { port, seen }
     }
@@ -200,21 +175,17 @@ async fn serve(mut link: Link, rpc: &Arc<NodeRpc>, seen: &Mutex<Seen>, ids: &Ato
                         for input in &mut coinbase.input {
                             input.witness.clear();
                         }
-                        let coinbase_txid = coinbase.compute_txid().to_byte_array();
-                        let mut root = coinbase_txid;
-                        for step in coinbase_merkle_branch(&template.txids) {
-                            root = bitcoin::hashes::sha256d::Hash::hash(&[root, step].concat())
-                                .to_byte_array();
-                        }
+                        let coinbase = serialize(&coinbase);
+                        let branch = coinbase_merkle_branch(&template.txids);
                         let header = Header {
                             version: Version::from_consensus(solution.version as i32),
                             prev_blockhash: template.prev_hash,
-                            merkle_root: TxMerkleNode::from_byte_array(root),
+                            merkle_root: merkle_root_from_branch(&coinbase, &branch),
                             time: solution.header_timestamp,
                             bits: template.bits,
                             nonce: solution.header_nonce,
                         };
-                        let block = serialize_block(&header, &serialize(&coinbase), &template.transactions);
+                        let block = serialize_block(&header, &coinbase, &template.transactions);
                         let hex_block = hex::encode(block);
                         let rpc_call = rpc.clone();
                         let answer = tokio::task::spawn_blocking(move || {

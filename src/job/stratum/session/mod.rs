@@ -421,23 +421,8 @@ impl<'a> Connection<'a> {
                 self.version_mask = mask;
             }
             ServerMessage::Reconnect { host, port, wait_s } => {
-                let same = self.pool.url.host.clone();
-                let host = match host {
-                    Some(h) if !h.eq_ignore_ascii_case(&same) && !self.options.allow_redirect => {
-                        tracing::warn!(
-                            "{}: asked to reconnect to {h}; staying on {same} (redirects to other hosts need --allow-redirect)",
-                            self.url()
-                        );
-                        same
-                    }
-                    Some(h) if !h.is_empty() => h,
-                    _ => same,
-                };
-                return Err(End::Redirect {
-                    host,
-                    port: port.unwrap_or(self.pool.url.port),
-                    wait: Duration::from_secs(wait_s),
-                });
+                let wait = Duration::from_secs(wait_s);
+                return Err(redirect(self.pool, self.options, host, port, wait));
             }
             ServerMessage::ShowMessage(text) => {
                 tracing::info!("{} says: {text}", self.url());
@@ -519,7 +504,41 @@ impl<'a> Connection<'a> {
     }
 }
 
-async fn wait_failback(failback: &mut Option<oneshot::Receiver<usize>>) -> usize {
+/// Where a pool's reconnect request (V1 `client.reconnect`, V2 `Reconnect`)
+/// leads: its host only if it is this pool's or `--allow-redirect` is on;
+/// no host or port means this pool's.
+pub(in crate::job::stratum) fn redirect(
+    pool: &PoolConfig,
+    options: &StratumOptions,
+    host: Option<String>,
+    port: Option<u16>,
+    wait: Duration,
+) -> End {
+    let same = pool.url.host.clone();
+    let host = match host {
+        Some(h) if h.is_empty() || h.eq_ignore_ascii_case(&same) => same,
+        Some(h) if options.allow_redirect => h,
+        Some(h) => {
+            tracing::warn!(
+                "{}: asked to reconnect to {h}; staying on {same} (redirects to other hosts need --allow-redirect)",
+                pool.url
+            );
+            same
+        }
+        None => same,
+    };
+    End::Redirect {
+        host,
+        port: port.filter(|p| *p != 0).unwrap_or(pool.url.port),
+        wait,
+    }
+}
+
+/// Which better pool the fail-back probe found healthy; pending forever
+/// without a probe.
+pub(in crate::job::stratum) async fn wait_failback(
+    failback: &mut Option<oneshot::Receiver<usize>>,
+) -> usize {
     match failback {
         Some(rx) => match rx.await {
             Ok(index) => index,

@@ -56,15 +56,15 @@ impl Session<'_> {
             );
         }
         let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
+        self.nominal_hashrate = self.rig_hashrate();
+        self.last_update = Instant::now();
         let message = OpenExtendedMiningChannel {
             request_id: OPEN_EXTENDED,
             user_identity,
-            nominal_hash_rate: self.rig_hashrate() as f32,
+            nominal_hash_rate: self.nominal_hashrate as f32,
             max_target: U256::from(&[0xff; 32]),
             min_extranonce_size: MIN_EXTRANONCE,
         };
-        self.nominal_hashrate = self.rig_hashrate();
-        self.last_update = Instant::now();
         self.send(AnyMessage::Mining(Mining::OpenExtendedMiningChannel(
             message,
         )))

@@ -30,7 +30,7 @@ use super::messages::{NewPrevHash, PoolMessage};
 use super::transport::{Link, LinkError};
 use crate::job::source::SourceContext;
 use crate::job::stratum::options::{PoolConfig, StratumOptions, Sv2Channel};
-use crate::job::stratum::session::{Carry, End, Optional};
+use crate::job::stratum::session::{redirect, wait_failback, Carry, End, Optional};
 use crate::job::stratum::tracking::{Awaiting, RecentJobs};
 use crate::job::{Job, Origin, SourceKind};
 use jobs::Template;
@@ -413,32 +413,21 @@ impl<'a> Session<'a> {
             PoolMessage::CloseChannel { reason, .. } => {
                 return Err(self.lost(format!("the pool closed the channel: {reason}")));
             }
-            PoolMessage::Reconnect { host, port } => return Err(self.on_reconnect(host, port)),
+            PoolMessage::Reconnect { host, port } => {
+                let end = redirect(
+                    self.pool,
+                    self.options,
+                    Some(host),
+                    Some(port),
+                    Duration::ZERO,
+                );
+                return Err(end);
+            }
             PoolMessage::Ignored(what) => {
                 tracing::debug!("{}: ignored {what}", self.url());
             }
         }
         Ok(())
-    }
-
-    fn on_reconnect(&self, host: String, port: u16) -> End {
-        let same = self.pool.url.host.clone();
-        let host = if host.is_empty() {
-            same
-        } else if !host.eq_ignore_ascii_case(&same) && !self.options.allow_redirect {
-            tracing::warn!(
-                "{}: asked to reconnect to {host}; staying on {same} (redirects to other hosts need --allow-redirect)",
-                self.url()
-            );
-            same
-        } else {
-            host
-        };
-        End::Redirect {
-            host,
-            port: if port == 0 { self.pool.url.port } else { port },
-            wait: Duration::ZERO,
-        }
     }
 
     /// As a V1 session: on shutdown, submits what the devices still find
@@ -482,17 +471,4 @@ impl<'a> Session<'a> {
 /// A job's SV2 id, from the string the rest of the rig carries.
 fn job_id(job: &Job) -> u32 {
     job.id.parse().unwrap_or(u32::MAX)
-}
-
-async fn wait_failback(failback: &mut Option<oneshot::Receiver<usize>>) -> usize {
-    match failback {
-        Some(rx) => match rx.await {
-            Ok(index) => index,
-            Err(_) => {
-                *failback = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
-    }
 }
