@@ -14,7 +14,7 @@ use tokio_rustls::rustls::client::danger::{
 };
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use super::url::PoolUrl;
 
@@ -29,60 +29,116 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> PoolStream for T {}
 /// A connection to a pool, one JSON message per line.
 pub type PoolLines = Framed<Box<dyn PoolStream>, BoundedLines>;
 
-/// A line from a pool, or the news that one was too long and skipped.
+/// A line from a pool, or the news that one could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
     Text(String),
+    /// A line whose bytes are not UTF-8 (a pool's Latin-1 message, say):
+    /// a bad message like any other, counted and skipped by the session.
+    NotUtf8 {
+        /// Its length, and how far it was valid UTF-8.
+        len: usize,
+        valid_up_to: usize,
+    },
+    /// Longer than [`MAX_LINE`]; the rest of it is discarded unread.
     TooLong,
 }
 
-/// `LinesCodec::new_with_max_length`, with an oversized line reported as
-/// an item rather than an error (`Framed` ends the stream after any decode
-/// error), so the session can say why it hangs up. The inner codec
-/// discards the rest of the long line by itself: memory stays bounded.
-#[derive(Debug)]
-pub struct BoundedLines(LinesCodec);
+/// Newline-framed lines of bytes, each bounded by [`MAX_LINE`], decoded to
+/// text one line at a time: a line that is not UTF-8 is reported as such,
+/// never as a read error (`Framed` ends the stream after any decode error,
+/// and one bad line must not end a session). An oversized line is reported
+/// once and its rest discarded as it arrives: memory stays bounded.
+#[derive(Debug, Default)]
+pub struct BoundedLines {
+    /// How far the buffer was searched for a newline already.
+    searched: usize,
+    /// Inside an oversized line: drop bytes up to its newline.
+    discarding: bool,
+}
 
 impl BoundedLines {
     pub fn new() -> Self {
-        BoundedLines(LinesCodec::new_with_max_length(MAX_LINE))
+        Self::default()
     }
 
-    fn map(
-        result: Result<Option<String>, LinesCodecError>,
-    ) -> Result<Option<Line>, LinesCodecError> {
-        match result {
-            Ok(line) => Ok(line.map(Line::Text)),
-            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(e) => Err(e),
+    fn line(bytes: &[u8]) -> Line {
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Line::Text(text.to_owned()),
+            Err(e) => Line::NotUtf8 {
+                len: bytes.len(),
+                valid_up_to: e.valid_up_to(),
+            },
         }
-    }
-}
-
-impl Default for BoundedLines {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
 impl Decoder for BoundedLines {
     type Item = Line;
-    type Error = LinesCodecError;
+    type Error = std::io::Error;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        Self::map(self.0.decode(buf))
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, std::io::Error> {
+        loop {
+            let newline = buf[self.searched..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|at| self.searched + at);
+            match newline {
+                Some(end) => {
+                    let line = buf.split_to(end + 1);
+                    self.searched = 0;
+                    if std::mem::take(&mut self.discarding) {
+                        continue;
+                    }
+                    if end > MAX_LINE {
+                        return Ok(Some(Line::TooLong));
+                    }
+                    return Ok(Some(Self::line(&line)));
+                }
+                None if self.discarding => {
+                    buf.clear();
+                    self.searched = 0;
+                    return Ok(None);
+                }
+                None if buf.len() > MAX_LINE => {
+                    buf.clear();
+                    self.searched = 0;
+                    self.discarding = true;
+                    return Ok(Some(Line::TooLong));
+                }
+                None => {
+                    self.searched = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        Self::map(self.0.decode_eof(buf))
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Line>, std::io::Error> {
+        if let Some(line) = self.decode(buf)? {
+            return Ok(Some(line));
+        }
+        // A last line without its newline.
+        if buf.is_empty() || self.discarding {
+            buf.clear();
+            return Ok(None);
+        }
+        let line = buf.split();
+        self.searched = 0;
+        Ok(Some(Self::line(&line)))
     }
 }
 
 impl Encoder<String> for BoundedLines {
-    type Error = LinesCodecError;
+    type Error = std::io::Error;
 
-    fn encode(&mut self, line: String, buf: &mut BytesMut) -> Result<(), LinesCodecError> {
-        self.0.encode(line, buf)
+    fn encode(&mut self, line: String, buf: &mut BytesMut) -> Result<(), std::io::Error> {
+        buf.reserve(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.extend_from_slice(b"\n");
+        Ok(())
     }
 }
 
@@ -280,6 +336,61 @@ mod tests {
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
             Some(Line::Text("{\"ok\":1}".into()))
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_reported_and_the_next_one_read() {
+        let mut codec = BoundedLines::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"{\"params\":[\"Gr\xfc\xdfe\"]}\r\n{\"ok\":1}\n");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::NotUtf8 {
+                len: 20,
+                valid_up_to: 14
+            })
+        );
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Text("{\"ok\":1}".into()))
+        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn lines_split_across_reads_and_a_last_line_without_newline() {
+        let mut codec = BoundedLines::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"{\"a\":");
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b"1}\n{\"b\"");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Text("{\"a\":1}".into()))
+        );
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(
+            codec.decode_eof(&mut buf).unwrap(),
+            Some(Line::Text("{\"b\"".into()))
+        );
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn an_oversized_line_arriving_in_pieces_is_dropped_as_it_comes() {
+        let mut codec = BoundedLines::new();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'a'; MAX_LINE + 1]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Line::TooLong));
+        assert!(buf.is_empty());
+        buf.extend_from_slice(&vec![b'b'; 4096]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(buf.is_empty(), "the rest of a long line is not kept");
+        buf.extend_from_slice(b"bbb\nnext\n");
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Text("next".into()))
         );
     }
 

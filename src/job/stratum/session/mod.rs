@@ -12,7 +12,8 @@
 //! left unanswered while the miner is not yet authorized, or pending when
 //! the pool hangs up, is left out for that pool from then on, and the miner
 //! reconnects at once without it. A line that is not a valid message is
-//! counted and skipped; only an oversized one ends the connection.
+//! counted and skipped (bytes that are not UTF-8 too); only an oversized one
+//! ends the connection.
 
 mod carry;
 mod handshake;
@@ -28,7 +29,6 @@ use bitcoin::Target;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
-use tokio_util::codec::LinesCodecError;
 
 use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
 use super::options::{PoolConfig, StratumOptions};
@@ -284,7 +284,7 @@ impl<'a> Connection<'a> {
         self.send(request_line(id, method, params)).await
     }
 
-    async fn on_line(&mut self, line: Option<Result<Line, LinesCodecError>>) -> Result<(), End> {
+    async fn on_line(&mut self, line: Option<Result<Line, std::io::Error>>) -> Result<(), End> {
         let text = match line {
             None => return Err(self.lost("the pool closed the connection".into())),
             Some(Err(e)) => return Err(self.lost(format!("read failed: {e}"))),
@@ -293,6 +293,13 @@ impl<'a> Connection<'a> {
             Some(Ok(Line::TooLong)) => {
                 self.ctx.stats.record_bad_message(self.pool_index);
                 return Err(self.lost(format!("a line longer than {MAX_LINE} bytes")));
+            }
+            // Not a reason to hang up, nor to blame a request in flight.
+            Some(Ok(Line::NotUtf8 { len, valid_up_to })) => {
+                self.bad_line(format!(
+                    "a line of {len} bytes that is not UTF-8 (from byte {valid_up_to})"
+                ));
+                return Ok(());
             }
             Some(Ok(Line::Text(text))) => text,
         };
