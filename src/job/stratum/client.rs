@@ -22,6 +22,11 @@ const FAILOVER_AFTER: u32 = 2;
 const WITHDRAW_AFTER: Duration = Duration::from_secs(120);
 /// The pause before reconnecting without a request the pool did not take.
 const FALLBACK_PAUSE: Duration = Duration::from_millis(100);
+/// A pool's reconnect request after a connection this long is followed at
+/// once; one after a shorter connection is a repeat, backed off and counted
+/// as a failure: a pool that answers every login with `client.reconnect`
+/// would otherwise get dozens of connections a second.
+const REDIRECT_CALM: Duration = Duration::from_secs(60);
 
 /// The Stratum V1 job source.
 pub struct StratumSource {
@@ -68,6 +73,9 @@ struct Failover {
     backoff: Duration,
     /// `client.reconnect`'s host and port, for the next connection only.
     redirect: Option<(String, u16)>,
+    /// Reconnect requests in a row, each after a connection shorter than
+    /// [`REDIRECT_CALM`].
+    redirects: u32,
 }
 
 /// What to do after a connection.
@@ -75,19 +83,35 @@ enum Next {
     Stop,
     /// Connect again now (to another pool).
     Now,
-    /// Connect again after this pause, or after the backoff.
-    After(Option<Duration>),
+    /// Connect again after this pause.
+    After(Duration),
+    /// Connect again after the backoff, and not sooner than this.
+    Backoff {
+        at_least: Duration,
+    },
 }
 
 impl Failover {
+    fn new() -> Self {
+        Failover {
+            index: 0,
+            failures: 0,
+            backoff: Duration::from_secs(1),
+            redirect: None,
+            redirects: 0,
+        }
+    }
+
     fn switch_to(&mut self, index: usize) {
         self.index = index;
         self.failures = 0;
         self.backoff = Duration::from_secs(1);
+        self.redirect = None;
+        self.redirects = 0;
     }
 
-    /// Reads how a connection ended.
-    fn after(&mut self, end: End, options: &StratumOptions) -> Next {
+    /// Reads how a connection that lasted `connected_for` ended.
+    fn after(&mut self, end: End, options: &StratumOptions, connected_for: Duration) -> Next {
         let pools = &options.pools;
         let url = &pools[self.index].url;
         match end {
@@ -102,16 +126,30 @@ impl Failover {
             }
             End::Fallback(left_out) => {
                 tracing::info!("{url}: reconnecting without {}", left_out.method());
-                return Next::After(Some(FALLBACK_PAUSE));
+                return Next::After(FALLBACK_PAUSE);
             }
             End::Refused(reason) => {
                 tracing::error!("{url}: {reason}");
                 self.failures = FAILOVER_AFTER;
             }
             End::Redirect { host, port, wait } => {
-                tracing::info!("{url}: reconnecting to {host}:{port} in {wait:?}");
-                self.redirect = Some((host, port));
-                return Next::After(Some(wait));
+                if connected_for >= REDIRECT_CALM {
+                    self.redirects = 0;
+                }
+                self.redirects += 1;
+                self.redirect = Some((host.clone(), port));
+                if self.redirects == 1 {
+                    tracing::info!("{url}: reconnecting to {host}:{port} in {wait:?}");
+                    return Next::After(wait);
+                }
+                // Asked again and again: a pool failing, backed off and
+                // failed over like one.
+                tracing::warn!(
+                    "{url}: asked to reconnect {} times in a row, each time within {REDIRECT_CALM:?} of connecting: backing off",
+                    self.redirects
+                );
+                self.failures += 1;
+                return Next::Backoff { at_least: wait };
             }
             End::Switch(chosen) => {
                 tracing::warn!("switching to {} as asked", pools[chosen].url);
@@ -128,41 +166,38 @@ impl Failover {
                 return Next::Now;
             }
         }
-        Next::After(None)
+        Next::Backoff {
+            at_least: Duration::ZERO,
+        }
     }
 
-    /// The pause before the next attempt: `pause` if given, else the
-    /// jittered backoff; after repeated failures, the next pool instead.
-    fn pause(
-        &mut self,
-        pause: Option<Duration>,
-        options: &StratumOptions,
-        control: &RigControl,
-    ) -> Duration {
+    /// The pause before the next attempt (`After` or `Backoff`): after
+    /// repeated failures, a short one before the next pool instead.
+    fn pause(&mut self, next: Next, options: &StratumOptions, control: &RigControl) -> Duration {
         let pools = &options.pools;
-        let mut pause = pause;
         if self.failures >= FAILOVER_AFTER && pools.len() > 1 {
             self.switch_to(control.next_enabled_pool(self.index, pools.len()));
             tracing::warn!("failing over to {}", pools[self.index].url);
-            pause.get_or_insert(Duration::from_millis(200));
+            if let Next::Backoff { .. } = next {
+                return Duration::from_millis(200);
+            }
         }
-        pause.unwrap_or_else(|| {
-            let jittered = self.backoff.mul_f64(0.75 + 0.5 * fastrand::f64());
-            self.backoff = (self.backoff * 2).min(options.timeouts.backoff_max);
-            jittered
-        })
+        match next {
+            Next::After(pause) => pause,
+            Next::Backoff { at_least } => {
+                let jittered = self.backoff.mul_f64(0.75 + 0.5 * fastrand::f64());
+                self.backoff = (self.backoff * 2).min(options.timeouts.backoff_max);
+                jittered.max(at_least)
+            }
+            Next::Stop | Next::Now => Duration::ZERO,
+        }
     }
 }
 
 async fn mine(options: &StratumOptions, ctx: &SourceContext) {
     let pools = &options.pools;
     let mut carry = Carry::new(pools.len(), options.max_submit_rate);
-    let mut failover = Failover {
-        index: 0,
-        failures: 0,
-        backoff: Duration::from_secs(1),
-        redirect: None,
-    };
+    let mut failover = Failover::new();
     let mut disconnected_since = Instant::now();
     while !ctx.shutdown.is_triggered() {
         if !ctx.control.is_pool_enabled(failover.index) {
@@ -181,6 +216,7 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             .take()
             .unwrap_or_else(|| (pool.url.host.clone(), pool.url.port));
         ctx.stats.set_active_pool(Some(index));
+        let started = Instant::now();
         let next = if pool.url.is_v2() {
             let (probe, failback) = probe_better_pools(index, options, &ctx.control);
             let ended = v2::run_connection(
@@ -199,13 +235,15 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             match ended {
                 Ok(end) => {
                     disconnected_since = Instant::now();
-                    failover.after(end, options)
+                    failover.after(end, options, started.elapsed())
                 }
                 Err(e) => {
                     tracing::warn!("{e}");
                     ctx.stats.record_pool_error(index, &e);
                     failover.failures += 1;
-                    Next::After(None)
+                    Next::Backoff {
+                        at_least: Duration::ZERO,
+                    }
                 }
             }
         } else {
@@ -229,20 +267,22 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
                     }
                     ctx.stats.set_pool_connected(index, false);
                     disconnected_since = Instant::now();
-                    failover.after(end, options)
+                    failover.after(end, options, started.elapsed())
                 }
                 Err(e) => {
                     tracing::warn!("{e}");
                     ctx.stats.record_pool_error(index, &e.to_string());
                     failover.failures += 1;
-                    Next::After(None)
+                    Next::Backoff {
+                        at_least: Duration::ZERO,
+                    }
                 }
             }
         };
         let pause = match next {
             Next::Stop => break,
             Next::Now => continue,
-            Next::After(pause) => failover.pause(pause, options, &ctx.control),
+            next => failover.pause(next, options, &ctx.control),
         };
         let index = failover.index;
         if let Some(chosen) = idle(ctx, &mut carry, index, pause, disconnected_since).await {
