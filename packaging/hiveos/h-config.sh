@@ -27,7 +27,10 @@ mkdir -p "$(dirname "$CUSTOM_CONFIG_FILENAME")" "$(dirname "$CUSTOM_LOG_BASENAME
   echo "[cgminer_api]"
   echo "bind = \"127.0.0.1:$CUSTOM_API_PORT\""
   echo "allow = \"W:127.0.0.1/32\""
-  for hashrig_url in $CUSTOM_URL; do
+  # Split on whitespace only: an unquoted $CUSTOM_URL would also expand
+  # globs (a URL "*:3333" would become the names of files in this folder).
+  read -r -a hashrig_urls <<< "$CUSTOM_URL"
+  for hashrig_url in "${hashrig_urls[@]}"; do
     # HiveOS pool lists may leave the scheme out.
     [[ $hashrig_url == *://* ]] || hashrig_url="stratum+tcp://$hashrig_url"
     echo "[[pool]]"

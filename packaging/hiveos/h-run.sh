@@ -4,7 +4,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")" || exit 1
 . ./h-manifest.conf
 mkdir -p "$(dirname "$CUSTOM_LOG_BASENAME")"
 # CUSTOM_USER_CONFIG holds extra flags (e.g. --device pci:0000:0a:00.0):
-# split on spaces as HiveOS miners do.
-# shellcheck disable=SC2086
-./hashrig mine --config "$CUSTOM_CONFIG_FILENAME" $CUSTOM_USER_CONFIG 2>&1 |
+# split on whitespace as HiveOS miners do, but never expanded as globs.
+read -r -a hashrig_flags <<< "${CUSTOM_USER_CONFIG:-}"
+# The agent must see hashrig's own exit status, not tee's.
+set -o pipefail
+./hashrig mine --config "$CUSTOM_CONFIG_FILENAME" "${hashrig_flags[@]}" 2>&1 |
   tee --append "$CUSTOM_LOG_BASENAME.log"
