@@ -9,6 +9,7 @@
 //! | `GET /v1/history` (hashrate over the last hour), `/v1/whoami` | read |
 //! | `POST /v1/pools/{index}/switch`, `/v1/devices/{index}/disable`, `/enable` | control |
 
+mod admission;
 mod auth;
 pub mod cgminer;
 mod dashboard;

@@ -2,15 +2,12 @@
 //! `axum::serve` does not set. A client that sends its headers slowly, or
 //! nothing at all, or keeps an idle connection open, is cut off after
 //! [`ConnectionLimits::header_timeout`]; open connections are capped in all
-//! and per address, and when a cap is hit the oldest *idle* connection of
-//! the address holding the most makes room: a flood from one address
-//! cannot keep the operator (from another address, or with a real request
-//! from the same one) out.
+//! and per address ([`super::admission`]): a flood from one address cannot
+//! keep the operator (from another address, or with a real request from
+//! the same one) out.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{descriptor_limit, Busy, Caps, Registry, Slot};
 use crate::shutdown::Shutdown;
 
 /// How many connections the API holds open, and for how long an idle one.
@@ -53,110 +51,12 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// The soft limit on open file descriptors, where there is one.
-fn descriptor_limit() -> Option<usize> {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct it is given.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
-            && limit.rlim_cur != libc::RLIM_INFINITY
-        {
-            return usize::try_from(limit.rlim_cur).ok();
+impl ConnectionLimits {
+    fn caps(&self) -> Caps {
+        Caps {
+            total: self.max_connections,
+            per_address: self.max_per_address,
         }
-    }
-    None
-}
-
-/// One open connection.
-#[derive(Clone)]
-struct Slot {
-    ip: IpAddr,
-    opened: Instant,
-    /// Requests being answered on it (an event stream counts until it
-    /// ends): a busy connection is never evicted.
-    busy: Arc<AtomicUsize>,
-    close: CancellationToken,
-}
-
-/// Every open connection, for the caps.
-#[derive(Default)]
-struct Registry {
-    next_id: u64,
-    open: HashMap<u64, Slot>,
-}
-
-impl Registry {
-    fn from(&self, ip: IpAddr) -> usize {
-        self.open.values().filter(|s| s.ip == ip).count()
-    }
-
-    /// Closes the oldest idle connection from `ip`; false if it has none.
-    fn evict_idle_from(&mut self, ip: IpAddr) -> bool {
-        let oldest = self
-            .open
-            .iter()
-            .filter(|(_, s)| s.ip == ip && s.busy.load(Ordering::SeqCst) == 0)
-            .min_by_key(|(_, s)| s.opened)
-            .map(|(id, _)| *id);
-        match oldest.and_then(|id| self.open.remove(&id)) {
-            Some(slot) => {
-                slot.close.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Makes room for a connection from `ip`, if it can; then registers it.
-    fn admit(&mut self, ip: IpAddr, limits: &ConnectionLimits) -> Option<(u64, Slot)> {
-        if self.from(ip) >= limits.max_per_address {
-            if !self.evict_idle_from(ip) {
-                return None;
-            }
-        } else if self.open.len() >= limits.max_connections {
-            let mut counts: HashMap<IpAddr, usize> = HashMap::new();
-            for s in self.open.values() {
-                *counts.entry(s.ip).or_default() += 1;
-            }
-            let mut by_size: Vec<(IpAddr, usize)> = counts.into_iter().collect();
-            by_size.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
-            if !by_size
-                .iter()
-                .any(|(flooder, _)| self.evict_idle_from(*flooder))
-            {
-                return None;
-            }
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let slot = Slot {
-            ip,
-            opened: Instant::now(),
-            busy: Arc::new(AtomicUsize::new(0)),
-            close: CancellationToken::new(),
-        };
-        self.open.insert(id, slot.clone());
-        Some((id, slot))
-    }
-}
-
-/// Marks a connection busy for as long as it lives.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Busy(count.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -198,7 +98,7 @@ pub async fn serve(
         let admitted = registry
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .admit(peer.ip(), &limits);
+            .admit(peer.ip(), limits.caps());
         let Some((id, slot)) = admitted else {
             if refused_logged.elapsed() >= Duration::from_secs(60) {
                 tracing::warn!(
@@ -219,8 +119,7 @@ pub async fn serve(
             registry
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .open
-                .remove(&id);
+                .remove(id);
         });
     }
     watch.abort();
@@ -236,7 +135,7 @@ async fn serve_connection(
     stopping: &CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let busy = slot.busy.clone();
+    let busy = slot.busy_count();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let guard = Busy::new(&busy);
         let mut request = request.map(Body::new);
@@ -266,44 +165,5 @@ async fn serve_connection(
         _ = connection => {}
         _ = slot.close.cancelled() => {}
         _ = stopping.cancelled() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits(total: usize, per_address: usize) -> ConnectionLimits {
-        ConnectionLimits {
-            max_connections: total,
-            max_per_address: per_address,
-            ..ConnectionLimits::default()
-        }
-    }
-
-    #[test]
-    fn a_flooding_address_makes_room_for_others() {
-        let limits = limits(4, 3);
-        let mut registry = Registry::default();
-        let flooder: IpAddr = [10, 0, 0, 1].into();
-        let operator: IpAddr = [10, 0, 0, 2].into();
-        let held: Vec<(u64, Slot)> = (0..3)
-            .map(|_| registry.admit(flooder, &limits).unwrap())
-            .collect();
-        // Its own cap: its oldest idle connection goes.
-        let (_, fourth) = registry.admit(flooder, &limits).unwrap();
-        assert!(held[0].1.close.is_cancelled());
-        assert_eq!(registry.from(flooder), 3);
-        // The total cap: another address still gets in, at the flooder's cost.
-        registry.admit(operator, &limits).unwrap();
-        let (_, fifth) = registry.admit(operator, &limits).unwrap();
-        assert_eq!(registry.open.len(), 4);
-        assert_eq!(registry.from(operator), 2);
-        assert!(held[1].1.close.is_cancelled());
-        // Busy connections are never evicted: with all of them busy, a
-        // newcomer is refused.
-        let _busy: Vec<Busy> = registry.open.values().map(|s| Busy::new(&s.busy)).collect();
-        assert!(registry.admit([10, 0, 0, 3].into(), &limits).is_none());
-        assert!(!fourth.close.is_cancelled() && !fifth.close.is_cancelled());
     }
 }

@@ -15,13 +15,12 @@ mod reply;
 mod request;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 
 pub use allow::{Access, AllowList, AllowListError};
 use commands::After;
@@ -29,6 +28,7 @@ use reply::{Code, Reply, Stamp};
 pub use request::MAX_REQUEST;
 use request::{Call, Request};
 
+use super::admission::{self, Caps, Registry, Slot};
 use crate::control::RigControl;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
@@ -59,20 +59,38 @@ pub struct DeviceDetails {
 pub struct CgminerApiConfig {
     pub bind: SocketAddr,
     pub allow: AllowList,
-    /// Connections being answered at once, at most; more wait in the
-    /// kernel's backlog.
+    /// Connections open at once, at most; at the cap the oldest one still
+    /// waiting for its request (of the address holding the most) is closed
+    /// to make room, so a flood of idle connections never delays an answer.
     pub max_connections: usize,
+    /// The same, from one address.
+    pub max_per_address: usize,
+    /// From accepting a connection to its first byte: the tools that speak
+    /// this API send their request as soon as they connect.
+    pub first_byte_timeout: Duration,
     /// From accepting a connection to a whole request.
     pub read_timeout: Duration,
 }
 
 impl CgminerApiConfig {
     pub fn new(bind: SocketAddr, allow: AllowList) -> Self {
+        // Well inside the process's file descriptors, which the devices,
+        // pools and the HTTP API need too.
+        let max_connections = admission::descriptor_limit().map_or(64, |n| (n / 8).clamp(8, 64));
         CgminerApiConfig {
             bind,
             allow,
-            max_connections: 16,
+            max_connections,
+            max_per_address: (max_connections / 2).max(4),
+            first_byte_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            total: self.max_connections,
+            per_address: self.max_per_address,
         }
     }
 }
@@ -142,43 +160,67 @@ pub fn start(
     Ok(CgminerApi { addr, thread })
 }
 
+/// Accepts every connection at once (a waiting client holds no slot that
+/// another needs) and answers each on a task of its own, under the caps of
+/// [`admission`]: a request is answered within milliseconds however many
+/// idle or slow connections are open.
 async fn serve(
     listener: tokio::net::TcpListener,
     config: Arc<CgminerApiConfig>,
     context: Arc<Context>,
     shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let mut refused_logged = Instant::now() - Duration::from_secs(60);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if shutdown.is_triggered() {
-                    return;
-                }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = wait_for(&shutdown) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: the pending
+                // connection stays queued; try again shortly.
+                tracing::debug!("cgminer API: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-            // A slot first: at the cap, connections wait in the backlog
-            // instead of being accepted and dropped.
-            permit = slots.clone().acquire_owned() => {
-                let Ok(permit) = permit else { return };
-                let accepted = tokio::select! {
-                    a = listener.accept() => a,
-                    _ = wait_for(&shutdown) => return,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::debug!("cgminer API: accept: {e}");
-                        continue;
-                    }
-                };
-                let (config, context, shutdown) = (config.clone(), context.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    connection(stream, peer.ip(), &config, &context, &shutdown).await;
-                });
-            }
+        };
+        if config.allow.access(peer.ip()) == Access::None {
+            tracing::debug!(
+                "cgminer API: {} is not in --cgminer-api-allow; closed",
+                peer.ip()
+            );
+            continue;
         }
+        let admitted = registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(peer.ip(), config.caps());
+        let Some((id, slot)) = admitted else {
+            if refused_logged.elapsed() >= Duration::from_secs(60) {
+                tracing::warn!(
+                    "cgminer API: connection from {} refused: {} connections open, every one being answered",
+                    peer.ip(),
+                    config.max_connections
+                );
+                refused_logged = Instant::now();
+            }
+            continue;
+        };
+        let (config, context, shutdown) = (config.clone(), context.clone(), shutdown.clone());
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = connection(stream, peer.ip(), &slot, &config, &context, &shutdown) => {}
+                _ = slot.close.cancelled() => {}
+            }
+            registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+        });
     }
 }
 
@@ -190,14 +232,18 @@ async fn wait_for(shutdown: &Shutdown) {
 
 /// Reads one request, bounded in size and time: `None` when the client
 /// sent nothing in time.
-async fn read_request(stream: &mut TcpStream, timeout: Duration) -> Option<Vec<u8>> {
-    let deadline = tokio::time::Instant::now() + timeout;
+async fn read_request(stream: &mut TcpStream, config: &CgminerApiConfig) -> Option<Vec<u8>> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + config.read_timeout;
+    let first_byte = (started + config.first_byte_timeout).min(deadline);
     let mut buffer = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
         // Text has no terminator of its own: once something came, a pause
         // ends it (cgminer answers its first read).
-        let wait = if buffer.is_empty() || buffer.first() == Some(&b'{') {
+        let wait = if buffer.is_empty() {
+            first_byte
+        } else if buffer.first() == Some(&b'{') {
             deadline
         } else {
             (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline)
@@ -219,18 +265,17 @@ async fn read_request(stream: &mut TcpStream, timeout: Duration) -> Option<Vec<u
 async fn connection(
     mut stream: TcpStream,
     ip: IpAddr,
+    slot: &Slot,
     config: &CgminerApiConfig,
     context: &Context,
     shutdown: &Shutdown,
 ) {
     let access = config.allow.access(ip);
-    if access == Access::None {
-        tracing::debug!("cgminer API: {ip} is not in --cgminer-api-allow; closed");
-        return;
-    }
-    let Some(bytes) = read_request(&mut stream, config.read_timeout).await else {
+    let Some(bytes) = read_request(&mut stream, config).await else {
         return;
     };
+    // Being answered: no longer a connection to evict.
+    let _busy = slot.busy();
     let stamp = Stamp {
         when: crate::stats::unix_now(),
         description: &context.description,
