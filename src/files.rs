@@ -101,9 +101,10 @@ pub fn open_append(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-/// Reads `path` as UTF-8 text if it is a regular file of at most `limit`
-/// bytes; its type and size are checked before anything is read.
-pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+/// Opens `path` for reading only if it is a regular file: a FIFO (which
+/// could block forever), a device (`/dev/zero` never ends), a socket or a
+/// folder is refused, by the type of the opened handle.
+pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), FileError> {
     let shown = || path.display().to_string();
     let io = |source| FileError::Io {
         path: shown(),
@@ -117,6 +118,18 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
             kind: kind_of(meta.file_type()),
         });
     }
+    Ok((file, meta))
+}
+
+/// Reads `path` as UTF-8 text if it is a regular file of at most `limit`
+/// bytes; its type and size are checked before anything is read.
+pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let shown = || path.display().to_string();
+    let io = |source| FileError::Io {
+        path: shown(),
+        source,
+    };
+    let (file, meta) = open_regular(path)?;
     if meta.len() > limit {
         return Err(FileError::TooLarge {
             path: shown(),
@@ -187,6 +200,89 @@ fn check_owner_and_mode(path: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
+/// One line of a file read by [`BoundedLines`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineAt {
+    /// From 1.
+    pub number: usize,
+    /// Where it starts in the file.
+    pub offset: u64,
+    /// Its length without the newline; past the bound, nothing of it was
+    /// kept.
+    pub len: u64,
+    pub too_long: bool,
+}
+
+/// Lines of bytes read in bounded chunks, each kept only up to `max` bytes:
+/// a line past the bound (a file of zeros with no newline, say) is read
+/// through and reported, never held. Bytes, not text: one damaged line is
+/// the caller's to name and skip, not the end of the file.
+pub struct BoundedLines<R> {
+    reader: R,
+    max: usize,
+    number: usize,
+    offset: u64,
+}
+
+impl<R: std::io::BufRead> BoundedLines<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        BoundedLines {
+            reader,
+            max,
+            number: 0,
+            offset: 0,
+        }
+    }
+
+    /// Reads the next line into `line` (cleared first, newline left out);
+    /// `None` at the end of the file.
+    pub fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<Option<LineAt>> {
+        line.clear();
+        let start = self.offset;
+        let mut len: u64 = 0;
+        let mut too_long = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if len == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (part, ended) = match available.iter().position(|b| *b == b'\n') {
+                Some(at) => (&available[..at], true),
+                None => (available, false),
+            };
+            len += part.len() as u64;
+            if !too_long && line.len() + part.len() > self.max {
+                too_long = true;
+                line.clear();
+                line.shrink_to(0);
+            }
+            if !too_long {
+                line.extend_from_slice(part);
+            }
+            let used = part.len() + usize::from(ended);
+            self.reader.consume(used);
+            self.offset += used as u64;
+            if ended {
+                break;
+            }
+        }
+        self.number += 1;
+        Ok(Some(LineAt {
+            number: self.number,
+            offset: start,
+            len,
+            too_long,
+        }))
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -246,6 +342,40 @@ mod tests {
         std::fs::write(&big, "a = 1\n").unwrap();
         assert_eq!(read_text(&big, 1 << 20).unwrap(), "a = 1\n");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn long_lines_are_read_through_not_kept() {
+        let text = b"short\nlonger than eight\n\nlast";
+        let mut lines = BoundedLines::new(std::io::BufReader::with_capacity(3, &text[..]), 8);
+        let mut line = Vec::new();
+        let first = lines.next_line(&mut line).unwrap().unwrap();
+        assert_eq!((first.number, first.offset, first.too_long), (1, 0, false));
+        assert_eq!(line, b"short");
+        let second = lines.next_line(&mut line).unwrap().unwrap();
+        assert_eq!((second.number, second.offset, second.len), (2, 6, 17));
+        assert!(second.too_long && line.is_empty());
+        let third = lines.next_line(&mut line).unwrap().unwrap();
+        assert_eq!((third.number, third.len), (3, 0));
+        let last = lines.next_line(&mut line).unwrap().unwrap();
+        assert_eq!((last.number, last.offset), (4, 25));
+        assert_eq!(line, b"last");
+        assert_eq!(lines.next_line(&mut line).unwrap(), None);
+    }
+
+    #[test]
+    fn devices_are_not_regular_files() {
+        let err = open_regular(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::NotRegular {
+                    kind: "a device",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hashrig::found::journal::{answer_record, unsubmitted_blocks, BlockOutcome, FoundBlockLog};
+use hashrig::found::journal::{
+    answer_record, read_block, unsubmitted_blocks, BlockOutcome, FoundBlockLog,
+};
 use hashrig::job::gbt::submit::submit_block;
 
 use crate::cli::NodeArgs;
@@ -44,8 +46,15 @@ pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<Exi
         )
     })?;
     for block in &blocks {
+        let hex = match read_block(file, block) {
+            Ok(hex) => hex,
+            Err(e) => {
+                tracing::warn!("{}: {e}; skipped", block.hash);
+                continue;
+            }
+        };
         let deadline = Instant::now() + PER_BLOCK;
-        let (outcome, reason) = submit_block(&rpc, &block.block, &|| Some(deadline));
+        let (outcome, reason) = submit_block(&rpc, &hex, &|| Some(deadline));
         if outcome == BlockOutcome::Unsubmitted {
             bail!(
                 "{}: node {} did not answer ({}); it and the blocks after it are still waiting in {}",

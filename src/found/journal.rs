@@ -13,13 +13,14 @@
 //! is said loudly rather than filling the disk.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
 use super::Found;
+use crate::files::BoundedLines;
 use crate::pow::header::header_bytes;
 use crate::stats::ShareResult;
 
@@ -38,6 +39,16 @@ pub enum JournalError {
         path: String,
         #[source]
         source: std::io::Error,
+    },
+    /// The file could not be opened for reading as it is (not a regular
+    /// file, say).
+    #[error(transparent)]
+    Read(#[from] crate::files::FileError),
+    #[error("{path}: line {line} changed since it was read: {why}")]
+    Changed {
+        path: String,
+        line: usize,
+        why: String,
     },
 }
 
@@ -206,20 +217,60 @@ pub fn answer_record(
     })
 }
 
-/// A whole block in the file that no node has answered for.
+/// The longest record read back: a record holds one block's hex and a
+/// little more, and a block hashrig builds comes from a node answer of at
+/// most 64 MiB (the RPC body cap) whose transactions are hex already. A
+/// longer line is no record of ours; it is named and skipped unread.
+pub const MAX_RECORD: usize = (64 << 20) + (64 << 10);
+
+/// A whole block in the file that no node has answered for. The block
+/// itself stays in the file until it is sent ([`read_block`]): memory
+/// holds one record at a time, however many blocks wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubmittedBlock {
     pub hash: String,
-    /// The block, hex-encoded, as `submitblock` takes it.
-    pub block: String,
     pub height: Option<u64>,
-    /// Its line in the file, from 1.
+    /// Its line in the file, from 1, and where that line starts.
     pub line: usize,
+    offset: u64,
 }
 
-/// Reads the file and returns the solo blocks whose last word is no answer
-/// or "unsubmitted", oldest first, and a note for every line that is not a
-/// record (a torn last line after a crash, say).
+/// The fields of a record read back; the rest is left unread.
+#[derive(serde::Deserialize)]
+struct StoredRecord {
+    hash: Option<String>,
+    block: Option<String>,
+    height: Option<u64>,
+    result: Option<String>,
+}
+
+/// Why a line is not a record.
+fn parse_record(line: &[u8]) -> Result<StoredRecord, String> {
+    if let Err(e) = std::str::from_utf8(line) {
+        return Err(format!(
+            "not UTF-8 text (byte {} of {})",
+            e.valid_up_to(),
+            line.len()
+        ));
+    }
+    serde_json::from_slice(line).map_err(|e| format!("not a record ({e})"))
+}
+
+/// Opens the file, refusing what is not a regular file (a FIFO would block
+/// forever, a link to `/dev/zero` would never end).
+fn open_records(path: &Path) -> Result<BoundedLines<BufReader<File>>, JournalError> {
+    let (file, _) = crate::files::open_regular(path)?;
+    Ok(BoundedLines::new(
+        BufReader::with_capacity(1 << 16, file),
+        MAX_RECORD,
+    ))
+}
+
+/// Reads the file line by line, as bytes, and returns the solo blocks whose
+/// last word is no answer or "unsubmitted", oldest first, and a note for
+/// every line that is not a record (a torn last line after a crash, binary
+/// junk, bytes that are not UTF-8, a line past [`MAX_RECORD`]): each is
+/// named by its number and skipped; every intact record counts.
 pub fn unsubmitted_blocks(
     path: &Path,
 ) -> Result<(Vec<UnsubmittedBlock>, Vec<String>), JournalError> {
@@ -227,42 +278,78 @@ pub fn unsubmitted_blocks(
         path: path.display().to_string(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
+    let mut lines = open_records(path)?;
     let mut blocks: Vec<UnsubmittedBlock> = Vec::new();
     let mut notes = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let number = index + 1;
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    while let Some(at) = lines.next_line(&mut line).map_err(io)? {
+        let number = at.number;
+        if at.too_long {
+            notes.push(format!(
+                "line {number}: {} bytes, longer than any record ({MAX_RECORD}); skipped",
+                at.len
+            ));
             continue;
         }
-        let record: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                notes.push(format!("line {number}: not a record ({e}); skipped"));
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let record = match parse_record(&line) {
+            Ok(record) => record,
+            Err(why) => {
+                notes.push(format!("line {number}: {why}; skipped"));
                 continue;
             }
         };
-        let Some(hash) = record.get("hash").and_then(Value::as_str) else {
+        let Some(hash) = record.hash else {
             notes.push(format!("line {number}: no \"hash\"; skipped"));
             continue;
         };
-        match (record.get("block"), record.get("result")) {
-            (Some(Value::String(block)), _) if !blocks.iter().any(|b| b.hash == hash) => {
+        match (record.block, record.result) {
+            (Some(_), _) if !blocks.iter().any(|b| b.hash == hash) => {
                 blocks.push(UnsubmittedBlock {
-                    hash: hash.to_owned(),
-                    block: block.clone(),
-                    height: record.get("height").and_then(Value::as_u64),
+                    hash,
+                    height: record.height,
                     line: number,
+                    offset: at.offset,
                 });
             }
-            (None, Some(Value::String(result))) if result != BlockOutcome::Unsubmitted.as_str() => {
+            (None, Some(result)) if result != BlockOutcome::Unsubmitted.as_str() => {
                 blocks.retain(|b| b.hash != hash);
             }
             _ => {}
         }
     }
     Ok((blocks, notes))
+}
+
+/// The block of `wanted`, read again from its line: hex, as `submitblock`
+/// takes it.
+pub fn read_block(path: &Path, wanted: &UnsubmittedBlock) -> Result<String, JournalError> {
+    let changed = |why: String| JournalError::Changed {
+        path: path.display().to_string(),
+        line: wanted.line,
+        why,
+    };
+    let io = |source| JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let (mut file, _) = crate::files::open_regular(path)?;
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(wanted.offset))
+        .map_err(io)?;
+    let mut lines = BoundedLines::new(BufReader::with_capacity(1 << 16, file), MAX_RECORD);
+    let mut line = Vec::new();
+    match lines.next_line(&mut line).map_err(io)? {
+        Some(at) if !at.too_long => {}
+        _ => return Err(changed("the line is gone".into())),
+    }
+    let record = parse_record(&line).map_err(changed)?;
+    match (record.hash, record.block) {
+        (Some(hash), Some(block)) if hash == wanted.hash => Ok(block),
+        _ => Err(changed(format!("it no longer holds block {}", wanted.hash))),
+    }
 }
 
 #[cfg(test)]
@@ -339,11 +426,39 @@ mod tests {
         let (blocks, notes) = unsubmitted_blocks(&path).unwrap();
         let hashes: Vec<&str> = blocks.iter().map(|b| b.hash.as_str()).collect();
         assert_eq!(hashes, ["bb", "cc"]);
-        assert_eq!(blocks[0].block, "bbff");
+        assert_eq!(read_block(&path, &blocks[0]).unwrap(), "bbff");
+        assert_eq!(read_block(&path, &blocks[1]).unwrap(), "ccff");
         assert_eq!(blocks[0].height, Some(7));
         assert_eq!(blocks[0].line, 3);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].starts_with("line 7:"), "{notes:?}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
+    }
+
+    #[test]
+    fn a_damaged_line_is_named_and_every_intact_record_kept() {
+        let path = temp("damaged");
+        let log = FoundBlockLog::open(&path).unwrap();
+        log.append(&json!({"hash": "aa", "block": "aaff"})).unwrap();
+        drop(log);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        // Binary junk, then a record with bytes that are not UTF-8 in it.
+        file.write_all(b"\x00\xff\xfe junk \x80\n").unwrap();
+        file.write_all(b"{\"hash\": \"zz\", \"block\": \"\xfc\xdf\"}\n")
+            .unwrap();
+        file.write_all(b"{\"hash\": \"bb\", \"block\": \"bbff\", \"height\": 9}\n")
+            .unwrap();
+        drop(file);
+        let (blocks, notes) = unsubmitted_blocks(&path).unwrap();
+        let hashes: Vec<&str> = blocks.iter().map(|b| b.hash.as_str()).collect();
+        assert_eq!(hashes, ["aa", "bb"]);
+        assert_eq!(read_block(&path, &blocks[1]).unwrap(), "bbff");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].starts_with("line 2: not UTF-8"), "{notes:?}");
+        assert!(notes[1].starts_with("line 3: not UTF-8"), "{notes:?}");
         let _ = std::fs::remove_dir_all(path.parent().unwrap().parent().unwrap());
     }
 }
