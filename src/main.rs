@@ -6,6 +6,9 @@ mod commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything else: a SIGHUP now (a service manager reloading a
+    // unit that just started) waits for its handler instead of killing us.
+    commands::hold_hangup();
     // SAFETY: first thing in main, before any other thread exists.
     let mut driver_settings = unsafe { hashrig::backend::vulkan::widen_software_driver() };
     // SAFETY: as above.

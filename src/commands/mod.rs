@@ -8,6 +8,8 @@ mod miner;
 mod report;
 mod scan;
 mod signals;
+
+pub use signals::hold_hangup;
 mod solo;
 mod tune;
 
@@ -50,6 +52,14 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
         (None, None) => None,
     };
     let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
+    // Only the long-running commands handle SIGHUP (`signals::install`);
+    // the others get its default back.
+    if !matches!(
+        cli.command,
+        Command::Bench(_) | Command::Mine(_) | Command::Solo(_)
+    ) {
+        signals::release_hangup();
+    }
     match cli.command {
         Command::Devices { json } => devices::run(json),
         Command::Bench(mut args) => {

@@ -2,6 +2,9 @@
 //! SIGTERM stop the rig cleanly (a second one exits at once: found blocks
 //! are already on disk); SIGHUP re-reads the API keys file, and nothing
 //! else: its default action would end the process, so it is always caught.
+//! It is held back (blocked) from the first line of `main` until then: a
+//! service manager reloading a unit that has just started sends it within
+//! milliseconds of exec, before any handler could be in place.
 
 use std::sync::{Arc, Mutex};
 
@@ -50,8 +53,36 @@ impl Signals {
     }
 }
 
-/// Installs the handlers (before returning, so no signal is missed) and
-/// serves them on their own thread for the life of the process.
+/// Blocks SIGHUP in this thread, and so in every thread it starts: a hangup
+/// now waits, pending, until [`install`] handles it or [`release_hangup`]
+/// gives it back its default action. The first thing `main` does.
+pub fn hold_hangup() {
+    #[cfg(unix)]
+    hangup_mask(libc::SIG_BLOCK);
+}
+
+/// Unblocks SIGHUP: for a command that does not handle it (a pending one
+/// then takes its default action), and in [`install`] once it is handled.
+pub fn release_hangup() {
+    #[cfg(unix)]
+    hangup_mask(libc::SIG_UNBLOCK);
+}
+
+#[cfg(unix)]
+fn hangup_mask(how: libc::c_int) {
+    // SAFETY: the set is initialised by sigemptyset before use, and
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// Installs the handlers (before returning, so no signal is missed: a
+/// SIGHUP held back since `main` began is handled now) and serves them on
+/// their own thread for the life of the process.
 pub fn install() -> anyhow::Result<Signals> {
     let signals = Signals {
         shutdown: Shutdown::new(),
@@ -87,6 +118,7 @@ pub fn install() -> anyhow::Result<Signals> {
                 })
             })
             .context("signal thread")?;
+        release_hangup();
     }
     #[cfg(not(unix))]
     {
