@@ -5,6 +5,7 @@
 //! before it reaches this source (the sink writes it when it is verified);
 //! what the node answered is appended after it.
 
+pub mod answer;
 pub mod rpc;
 pub mod submit;
 pub mod template;
@@ -23,9 +24,10 @@ use crate::job::{Origin, SourceKind};
 use crate::pow::target::target_difficulty;
 use crate::shutdown::Shutdown;
 use crate::stats::{format_difficulty, ShareResult};
+use answer::ChainInfo;
 use rpc::{NodeError, NodeRpc};
 use submit::submit_block;
-use template::{assemble, BlockTemplate};
+use template::{assemble, BlockTemplate, RawTemplate};
 
 /// How long a long poll may hang before it is renewed.
 const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -84,12 +86,12 @@ fn gbt_params(longpoll_id: Option<&str>) -> Value {
 }
 
 /// Calls until the node answers or `shutdown` fires, logging each failure.
-fn call_until_answered(
+fn call_until_answered<T: serde::de::DeserializeOwned>(
     rpc: &NodeRpc,
     method: &str,
     params: &Value,
     ctx: &SourceContext,
-) -> Option<Result<Value, NodeError>> {
+) -> Option<Result<T, NodeError>> {
     let mut delay = Duration::from_millis(500);
     loop {
         match rpc.call(method, params.clone()) {
@@ -118,12 +120,14 @@ impl JobSource for GbtSource {
             message,
         };
         let rpc = &self.options.rpc;
-        let Some(info) = call_until_answered(rpc, "getblockchaininfo", &json!([]), &ctx) else {
+        let Some(info) =
+            call_until_answered::<ChainInfo>(rpc, "getblockchaininfo", &json!([]), &ctx)
+        else {
             return Ok(());
         };
         let info = info.map_err(|e| failed(e.to_string()))?;
         ctx.stats.record_pool_answered(0);
-        let chain = info.get("chain").and_then(Value::as_str).unwrap_or("");
+        let chain = info.chain.as_str();
         let network = network_of_chain(chain)
             .ok_or_else(|| failed(format!("unknown chain {chain:?} in getblockchaininfo")))?;
         let script = payout_script(&self.options.address, network).map_err(failed)?;
@@ -174,16 +178,16 @@ fn spawn_updater(
         .spawn(move || {
             let long = rpc.with_timeout(LONGPOLL_TIMEOUT);
             let mut longpoll_id = longpoll_id;
-            let mut best: Option<Value> = None;
+            let mut best: Option<String> = None;
             let mut delay = Duration::from_millis(500);
             while !shutdown.is_triggered() {
                 let fetched = match &longpoll_id {
-                    Some(id) => long.call("getblocktemplate", gbt_params(Some(id))),
+                    Some(id) => long.call::<RawTemplate>("getblocktemplate", gbt_params(Some(id))),
                     None => {
                         if shutdown.wait_timeout(poll_interval) {
                             break;
                         }
-                        match rpc.call("getbestblockhash", json!([])) {
+                        match rpc.call::<String>("getbestblockhash", json!([])) {
                             Ok(hash) if Some(&hash) == best.as_ref() => continue,
                             Ok(hash) => {
                                 best = Some(hash);
@@ -193,7 +197,7 @@ fn spawn_updater(
                         }
                     }
                 };
-                match fetched.map(|v| BlockTemplate::try_from(&v)) {
+                match fetched.map(BlockTemplate::try_from) {
                     Ok(Ok(template)) => {
                         delay = Duration::from_millis(500);
                         if template.longpoll_id.is_some() {
@@ -272,14 +276,14 @@ impl Solo<'_> {
     fn fetch_template(&self) -> Option<BlockTemplate> {
         let mut delay = Duration::from_millis(500);
         loop {
-            let answer = call_until_answered(
+            let answer = call_until_answered::<RawTemplate>(
                 &self.options.rpc,
                 "getblocktemplate",
                 &gbt_params(None),
                 self.ctx,
             )?;
             let problem = match answer {
-                Ok(value) => match BlockTemplate::try_from(&value) {
+                Ok(raw) => match BlockTemplate::try_from(raw) {
                     Ok(template) => return Some(template),
                     Err(e) => e.to_string(),
                 },

@@ -1,16 +1,26 @@
 //! A node's JSON-RPC over HTTP, blocking (ureq): user and password, or the
 //! node's cookie file, re-read on every call because the node writes a new
-//! one each time it starts. Every answer is bounded and checked.
+//! one each time it starts. Every answer is bounded, and parsed into the
+//! caller's type as it streams in ([`super::answer`]).
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
-/// The largest answer read from a node (a full mainnet template is a few MB).
-const MAX_BODY: u64 = 64 * 1024 * 1024;
+use super::answer::{self, AnswerError};
+
+/// The most read of one answer: a cap, not a budget (the parse holds only
+/// what the caller's type keeps). A mainnet template is 2–8 MB (4 MB of
+/// block weight at most, hex-encoded, with per-transaction fields); 64 MiB
+/// leaves room for big-block chains and is still far from what memory can
+/// take.
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+/// How much of an answer that is not JSON is shown in the error.
+const SNIPPET: usize = 120;
 
 /// How to authenticate to the node.
 #[derive(Debug, Clone)]
@@ -44,6 +54,12 @@ pub enum NodeError {
         url: String,
         method: String,
         snippet: String,
+    },
+    #[error("node {url}: answer to {method}: {problem}")]
+    BadAnswer {
+        url: String,
+        method: String,
+        problem: AnswerError,
     },
     #[error("node: {method} failed: {message} (code {code})")]
     Rpc {
@@ -121,8 +137,13 @@ impl NodeRpc {
         )))
     }
 
-    /// Calls `method` and returns its `result`.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, NodeError> {
+    /// Calls `method` and returns its `result`, parsed as `T` (a `null`
+    /// result is `None`).
+    pub fn call_nullable<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<Option<T>, NodeError> {
         let body = json!({"jsonrpc": "1.0", "id": "hashrig", "method": method, "params": params});
         let mut request = self
             .agent
@@ -131,15 +152,15 @@ impl NodeRpc {
         if let Some(auth) = self.authorization()? {
             request = request.set("Authorization", &auth);
         }
-        let (status, text) = match request.send_string(&body.to_string()) {
-            Ok(response) => (response.status(), read_body(response)),
+        let response = match request.send_string(&body.to_string()) {
+            Ok(response) => response,
             Err(ureq::Error::Status(401, _)) => {
                 return Err(NodeError::Unauthorized {
                     url: self.url.clone(),
                 });
             }
             // Nodes answer RPC errors with HTTP 404/500 and a JSON body.
-            Err(ureq::Error::Status(status, response)) => (status, read_body(response)),
+            Err(ureq::Error::Status(_, response)) => response,
             Err(ureq::Error::Transport(t)) => {
                 return Err(NodeError::Connect {
                     url: self.url.clone(),
@@ -147,63 +168,90 @@ impl NodeRpc {
                 });
             }
         };
-        let snippet = || text.chars().take(120).collect::<String>();
-        let value: Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(_) if status >= 400 => {
-                return Err(NodeError::Http {
-                    url: self.url.clone(),
-                    method: method.to_owned(),
-                    status,
-                    body: snippet(),
-                });
-            }
-            Err(_) => {
+        let status = response.status();
+        let mut body = Recorded::new(response.into_reader().take(MAX_BODY));
+        let parsed = answer::parse::<T>(&mut body);
+        let http = |body: &Recorded<_>| NodeError::Http {
+            url: self.url.clone(),
+            method: method.to_owned(),
+            status,
+            body: body.snippet(),
+        };
+        let answer = match parsed {
+            Ok(answer) => answer,
+            Err(AnswerError::NotJson { .. }) if status >= 400 => return Err(http(&body)),
+            Err(AnswerError::NotJson { .. }) => {
                 return Err(NodeError::NotJson {
                     url: self.url.clone(),
                     method: method.to_owned(),
-                    snippet: snippet(),
+                    snippet: body.snippet(),
+                });
+            }
+            Err(problem) => {
+                return Err(NodeError::BadAnswer {
+                    url: self.url.clone(),
+                    method: method.to_owned(),
+                    problem,
                 });
             }
         };
-        match value.get("error") {
-            Some(Value::Null) | None => {}
-            Some(error) => {
-                return Err(NodeError::Rpc {
-                    method: method.to_owned(),
-                    code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: error
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .chars()
-                        .take(200)
-                        .collect(),
-                });
-            }
-        }
-        match value.get("result") {
-            Some(result) => Ok(result.clone()),
-            None if status >= 400 => Err(NodeError::Http {
-                url: self.url.clone(),
+        if let Some(error) = answer.error {
+            return Err(NodeError::Rpc {
                 method: method.to_owned(),
-                status,
-                body: snippet(),
-            }),
+                code: error.code.unwrap_or(0),
+                message: error.message.unwrap_or_default(),
+            });
+        }
+        match answer.result {
+            Some(result) => Ok(result),
+            None if status >= 400 => Err(http(&body)),
             None => Err(NodeError::NotJson {
                 url: self.url.clone(),
                 method: method.to_owned(),
-                snippet: snippet(),
+                snippet: body.snippet(),
             }),
         }
     }
+
+    /// Calls `method` and returns its `result`, which must not be `null`.
+    pub fn call<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, NodeError> {
+        self.call_nullable(method, params)?
+            .ok_or_else(|| NodeError::BadAnswer {
+                url: self.url.clone(),
+                method: method.to_owned(),
+                problem: AnswerError::Shape {
+                    path: "result".into(),
+                    message: "null".into(),
+                },
+            })
+    }
 }
 
-fn read_body(response: ureq::Response) -> String {
-    let mut text = String::new();
-    let _ = response
-        .into_reader()
-        .take(MAX_BODY)
-        .read_to_string(&mut text);
-    text
+/// A reader that keeps the first bytes it passes on, to show what a node
+/// said when it was not JSON.
+struct Recorded<R> {
+    inner: R,
+    start: Vec<u8>,
+}
+
+impl<R: Read> Recorded<R> {
+    fn new(inner: R) -> Self {
+        Recorded {
+            inner,
+            start: Vec::with_capacity(SNIPPET),
+        }
+    }
+
+    fn snippet(&self) -> String {
+        String::from_utf8_lossy(&self.start).into_owned()
+    }
+}
+
+impl<R: Read> Read for Recorded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let room = SNIPPET - self.start.len();
+        self.start.extend_from_slice(&buf[..n.min(room)]);
+        Ok(n)
+    }
 }

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::answer::SubmitAnswer;
 use super::rpc::{NodeError, NodeRpc};
 use crate::found::journal::BlockOutcome;
 
@@ -15,23 +16,17 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// why not (BIP 22). "duplicate" means the node already has this very block,
 /// which can only be ours (the hash covers our coinbase): an earlier attempt
 /// got through before its answer was lost, or an earlier run sent it.
-pub fn read_answer(answer: &Value) -> (BlockOutcome, Option<String>) {
+pub fn read_answer(answer: Option<SubmitAnswer>) -> (BlockOutcome, Option<String>) {
     match answer {
-        Value::Null => (BlockOutcome::Accepted, None),
-        Value::String(reason) => {
-            let reason: String = reason.chars().take(200).collect();
-            match reason.as_str() {
-                "duplicate" => (BlockOutcome::Accepted, Some(reason)),
-                "inconclusive" | "duplicate-inconclusive" => (BlockOutcome::Stale, Some(reason)),
-                _ => (BlockOutcome::Rejected, Some(reason)),
-            }
-        }
-        other => (
+        None | Some(SubmitAnswer::Accepted) => (BlockOutcome::Accepted, None),
+        Some(SubmitAnswer::Reason(reason)) => match reason.as_str() {
+            "duplicate" => (BlockOutcome::Accepted, Some(reason)),
+            "inconclusive" | "duplicate-inconclusive" => (BlockOutcome::Stale, Some(reason)),
+            _ => (BlockOutcome::Rejected, Some(reason)),
+        },
+        Some(SubmitAnswer::Unexpected(what)) => (
             BlockOutcome::Rejected,
-            Some(format!(
-                "unexpected answer {}",
-                other.to_string().chars().take(80).collect::<String>()
-            )),
+            Some(format!("unexpected answer {what}")),
         ),
     }
 }
@@ -53,12 +48,13 @@ pub fn submit_block(
                 if left.is_zero() {
                     return (BlockOutcome::Unsubmitted, Some("no time left".into()));
                 }
-                rpc.with_timeout(left).call("submitblock", json!([block]))
+                rpc.with_timeout(left)
+                    .call_nullable::<SubmitAnswer>("submitblock", json!([block]))
             }
-            None => rpc.call("submitblock", json!([block])),
+            None => rpc.call_nullable::<SubmitAnswer>("submitblock", json!([block])),
         };
         match result {
-            Ok(answer) => return read_answer(&answer),
+            Ok(answer) => return read_answer(answer),
             Err(NodeError::Rpc { message, code, .. }) => {
                 return (
                     BlockOutcome::Rejected,
@@ -87,15 +83,19 @@ mod tests {
 
     #[test]
     fn answers_as_bip22_gives_them() {
-        assert_eq!(read_answer(&Value::Null), (BlockOutcome::Accepted, None));
-        assert_eq!(read_answer(&json!("duplicate")).0, BlockOutcome::Accepted);
+        let reason = |text: &str| Some(SubmitAnswer::Reason(text.into()));
+        assert_eq!(read_answer(None), (BlockOutcome::Accepted, None));
+        assert_eq!(read_answer(reason("duplicate")).0, BlockOutcome::Accepted);
         assert_eq!(
-            read_answer(&json!("duplicate-invalid")),
+            read_answer(reason("duplicate-invalid")),
             (BlockOutcome::Rejected, Some("duplicate-invalid".into()))
         );
-        assert_eq!(read_answer(&json!("inconclusive")).0, BlockOutcome::Stale);
-        assert_eq!(read_answer(&json!("high-hash")).0, BlockOutcome::Rejected);
-        assert_eq!(read_answer(&json!(42)).0, BlockOutcome::Rejected);
+        assert_eq!(read_answer(reason("inconclusive")).0, BlockOutcome::Stale);
+        assert_eq!(read_answer(reason("high-hash")).0, BlockOutcome::Rejected);
+        assert_eq!(
+            read_answer(Some(SubmitAnswer::Unexpected("42".into()))).0,
+            BlockOutcome::Rejected
+        );
     }
 
     #[test]

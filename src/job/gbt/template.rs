@@ -32,6 +32,8 @@ pub enum TemplateError {
         expected: &'static str,
         value: String,
     },
+    #[error("block template: {path}: {message}")]
+    Json { path: String, message: String },
     #[error("block template: transaction {index}: {problem}")]
     Transaction { index: usize, problem: String },
     #[error(
@@ -73,94 +75,249 @@ pub struct BlockTemplate {
     pub witness_commitment: Option<ScriptBuf>,
 }
 
-fn shown(value: &Value) -> String {
-    value.to_string().chars().take(80).collect()
+/// A template as the node's JSON has it, typed as it is read: only the
+/// fields used are kept, each bounded by its type (transaction data is
+/// decoded from hex as it arrives, the list cut off past
+/// [`MAX_TRANSACTIONS`]); the rest is skipped unread. Checked into a
+/// [`BlockTemplate`] by `TryFrom`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct RawTemplate {
+    version: Option<u32>,
+    previousblockhash: Option<String>,
+    height: Option<u32>,
+    bits: Option<String>,
+    curtime: Option<u32>,
+    mintime: Option<u64>,
+    coinbasevalue: Option<u64>,
+    transactions: Option<RawTransactions>,
+    longpollid: Option<String>,
+    mutable: Option<MutableTime>,
+    sizelimit: Option<u64>,
+    weightlimit: Option<u64>,
+    default_witness_commitment: Option<String>,
 }
 
-fn field<'a>(t: &'a Value, name: &'static str) -> Result<&'a Value, TemplateError> {
-    t.get(name).ok_or(TemplateError::Missing { field: name })
+/// One transaction as the template lists it; `hash`, `fee`, `depends` and
+/// the rest are not needed and not kept.
+#[derive(Debug, serde::Deserialize)]
+struct RawTransaction {
+    data: Option<HexBytes>,
+    txid: Option<String>,
 }
 
-fn bad(field: &'static str, expected: &'static str, value: &Value) -> TemplateError {
+/// Bytes given as hex, decoded straight from the parser's buffer.
+#[derive(Debug)]
+struct HexBytes(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = HexBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("hex")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HexBytes, E> {
+                hex::decode(text)
+                    .map(HexBytes)
+                    .map_err(|e| E::custom(format!("not hex ({e})")))
+            }
+        }
+        deserializer.deserialize_str(Hex)
+    }
+}
+
+/// The transaction list, refused as soon as it passes [`MAX_TRANSACTIONS`].
+#[derive(Debug)]
+struct RawTransactions(Vec<RawTransaction>);
+
+impl<'de> serde::Deserialize<'de> for RawTransactions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = RawTransactions;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a list of at most {MAX_TRANSACTIONS} transactions")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawTransactions, A::Error> {
+                let mut list = Vec::new();
+                while let Some(tx) = seq.next_element::<RawTransaction>()? {
+                    if list.len() == MAX_TRANSACTIONS {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_TRANSACTIONS} transactions"
+                        )));
+                    }
+                    list.push(tx);
+                }
+                Ok(RawTransactions(list))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+/// BIP 23's `mutable` list, read for one fact: may the time change? The
+/// entries are looked at one by one and not kept.
+#[derive(Debug)]
+struct MutableTime(bool);
+
+impl<'de> serde::Deserialize<'de> for MutableTime {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> serde::de::Visitor<'de> for List {
+            type Value = MutableTime;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MutableTime, A::Error> {
+                let mut time = false;
+                while let Some(entry) = seq.next_element::<MutableEntry>()? {
+                    time |= entry.0;
+                }
+                Ok(MutableTime(time))
+            }
+        }
+        deserializer.deserialize_seq(List)
+    }
+}
+
+/// One entry of `mutable`: whether it allows changing the time. An entry
+/// of another shape is read through and counts for nothing.
+struct MutableEntry(bool);
+
+impl<'de> serde::Deserialize<'de> for MutableEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = MutableEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mutable entry")
+            }
+            fn visit_str<E>(self, text: &str) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(matches!(text, "time" | "time/increment")))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(false))
+            }
+            fn visit_unit<E>(self) -> Result<MutableEntry, E> {
+                Ok(MutableEntry(false))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MutableEntry, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MutableEntry(false))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MutableEntry, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MutableEntry(false))
+            }
+        }
+        deserializer.deserialize_any(Entry)
+    }
+}
+
+fn shown(text: &str) -> String {
+    format!("{:?}", text.chars().take(80).collect::<String>())
+}
+
+fn bad(field: &'static str, expected: &'static str, value: String) -> TemplateError {
     TemplateError::Bad {
         field,
         expected,
-        value: shown(value),
+        value,
     }
 }
 
-fn unsigned(t: &Value, name: &'static str, max: u64) -> Result<u64, TemplateError> {
-    let v = field(t, name)?;
-    v.as_u64()
-        .filter(|n| *n <= max)
-        .ok_or_else(|| bad(name, "a non-negative integer in range", v))
-}
-
-fn optional_unsigned(t: &Value, name: &'static str) -> Result<Option<u64>, TemplateError> {
-    match t.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => unsigned(t, name, u64::MAX).map(Some),
-    }
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, TemplateError> {
+    value.ok_or(TemplateError::Missing { field })
 }
 
 impl TryFrom<&Value> for BlockTemplate {
     type Error = TemplateError;
 
+    /// A template already parsed as JSON (tests, tools): read through the
+    /// same typed path as a node's answer.
     fn try_from(t: &Value) -> Result<Self, TemplateError> {
-        if !t.is_object() {
-            return Err(bad("template", "a JSON object", t));
-        }
-        let version = unsigned(t, "version", u64::from(u32::MAX))? as u32 as i32;
-        let prev = field(t, "previousblockhash")?;
-        let prev_hash = prev
-            .as_str()
-            .and_then(|s| BlockHash::from_str(s).ok())
-            .ok_or_else(|| bad("previousblockhash", "64 hex digits", prev))?;
-        let height = unsigned(t, "height", u64::from(u32::MAX))? as u32;
-        let bits_value = field(t, "bits")?;
-        let bits = bits_value
-            .as_str()
+        let raw: RawTemplate =
+            serde_path_to_error::deserialize(t).map_err(|e| TemplateError::Json {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        BlockTemplate::try_from(raw)
+    }
+}
+
+impl TryFrom<RawTemplate> for BlockTemplate {
+    type Error = TemplateError;
+
+    fn try_from(t: RawTemplate) -> Result<Self, TemplateError> {
+        let version = required(t.version, "version")? as i32;
+        let prev = required(t.previousblockhash, "previousblockhash")?;
+        let prev_hash = BlockHash::from_str(&prev)
+            .map_err(|_| bad("previousblockhash", "64 hex digits", shown(&prev)))?;
+        let height = required(t.height, "height")?;
+        let bits_text = required(t.bits, "bits")?;
+        let bits = Some(&bits_text)
             .filter(|s| s.len() == 8)
             .and_then(|s| u32::from_str_radix(s, 16).ok())
             .map(CompactTarget::from_consensus)
-            .ok_or_else(|| bad("bits", "8 hex digits", bits_value))?;
+            .ok_or_else(|| bad("bits", "8 hex digits", shown(&bits_text)))?;
         if Target::from_compact(bits) == Target::ZERO {
-            return Err(bad("bits", "a target above zero", bits_value));
+            return Err(bad("bits", "a target above zero", shown(&bits_text)));
         }
-        let curtime = unsigned(t, "curtime", u64::from(u32::MAX))? as u32;
-        let mintime = optional_unsigned(t, "mintime")?
-            .unwrap_or(0)
-            .min(u64::from(u32::MAX)) as u32;
+        let curtime = required(t.curtime, "curtime")?;
+        let mintime = t.mintime.unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+        let coinbase_value = required(t.coinbasevalue, "coinbasevalue")?;
         // 21 million coins in satoshis bounds any honest reward.
-        let coinbase_value = unsigned(t, "coinbasevalue", 21_000_000 * 100_000_000)?;
-        let list = field(t, "transactions")?;
-        let list = list
-            .as_array()
-            .filter(|l| l.len() <= MAX_TRANSACTIONS)
-            .ok_or_else(|| bad("transactions", "a list", list))?;
-        let transactions = list
-            .iter()
+        if coinbase_value > 21_000_000 * 100_000_000 {
+            return Err(bad(
+                "coinbasevalue",
+                "at most 21 million coins",
+                coinbase_value.to_string(),
+            ));
+        }
+        let transactions = required(t.transactions, "transactions")?
+            .0
+            .into_iter()
             .enumerate()
-            .map(|(index, tx)| parse_transaction(index, tx))
+            .map(|(index, tx)| check_transaction(index, tx))
             .collect::<Result<_, _>>()?;
-        let longpoll_id = match t.get("longpollid") {
-            Some(Value::String(s)) if s.len() <= 256 => Some(s.clone()),
-            None | Some(Value::Null) => None,
-            Some(other) => return Err(bad("longpollid", "a short string", other)),
+        let longpoll_id = match t.longpollid {
+            Some(s) if s.len() > 256 => {
+                return Err(bad("longpollid", "a short string", shown(&s)));
+            }
+            other => other,
         };
         // BIP 23: without `mutable`, time may be changed.
-        let time_mutable = match t.get("mutable") {
-            None | Some(Value::Null) => true,
-            Some(Value::Array(items)) => items
-                .iter()
-                .any(|m| matches!(m.as_str(), Some("time" | "time/increment"))),
-            Some(other) => return Err(bad("mutable", "a list", other)),
-        };
-        let witness_commitment = match t.get("default_witness_commitment") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_str()
-                    .and_then(|s| hex::decode(s).ok())
+        let time_mutable = t.mutable.is_none_or(|m| m.0);
+        let witness_commitment = match t.default_witness_commitment {
+            None => None,
+            Some(text) => Some(
+                hex::decode(&text)
+                    .ok()
                     .filter(|b| {
                         b.len() >= 38
                             && b.len() <= 100
@@ -171,7 +328,7 @@ impl TryFrom<&Value> for BlockTemplate {
                         bad(
                             "default_witness_commitment",
                             "a BIP 141 commitment script",
-                            v,
+                            shown(&text),
                         )
                     })?,
             ),
@@ -187,28 +344,25 @@ impl TryFrom<&Value> for BlockTemplate {
             transactions,
             longpoll_id,
             time_mutable,
-            size_limit: optional_unsigned(t, "sizelimit")?,
-            weight_limit: optional_unsigned(t, "weightlimit")?,
+            size_limit: t.sizelimit,
+            weight_limit: t.weightlimit,
             witness_commitment,
         })
     }
 }
 
-fn parse_transaction(index: usize, tx: &Value) -> Result<TemplateTransaction, TemplateError> {
+fn check_transaction(
+    index: usize,
+    tx: RawTransaction,
+) -> Result<TemplateTransaction, TemplateError> {
     let problem = |problem: String| TemplateError::Transaction { index, problem };
-    let data = tx
-        .get("data")
-        .and_then(Value::as_str)
-        .and_then(|s| hex::decode(s).ok())
-        .ok_or_else(|| problem("data is missing or not hex".into()))?;
+    let data = tx.data.ok_or_else(|| problem("data is missing".into()))?.0;
     let parsed: Transaction =
         deserialize(&data).map_err(|e| problem(format!("data is not a transaction: {e}")))?;
     let txid = parsed.compute_txid();
-    if let Some(given) = tx.get("txid") {
-        let given = given
-            .as_str()
-            .and_then(|s| Txid::from_str(s).ok())
-            .ok_or_else(|| problem(format!("txid is not 64 hex digits: {}", shown(given))))?;
+    if let Some(given) = tx.txid {
+        let given = Txid::from_str(&given)
+            .map_err(|_| problem(format!("txid is not 64 hex digits: {}", shown(&given))))?;
         if given != txid {
             return Err(problem(format!(
                 "txid {given} is not the hash of its data ({txid})"
@@ -471,7 +625,11 @@ mod tests {
             ("height", json!(-1), "height"),
             ("coinbasevalue", json!("50"), "coinbasevalue"),
             ("transactions", json!({}), "transactions"),
-            ("transactions", json!([{"data": "zz"}]), "transaction 0"),
+            (
+                "transactions",
+                json!([{"data": "zz"}]),
+                "transactions[0].data",
+            ),
             (
                 "default_witness_commitment",
                 json!("6a"),

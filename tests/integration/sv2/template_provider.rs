@@ -189,7 +189,10 @@ async fn serve(mut link: Link, rpc: &Arc<NodeRpc>, seen: &Mutex<Seen>, ids: &Ato
                         let hex_block = hex::encode(block);
                         let rpc_call = rpc.clone();
                         let answer = tokio::task::spawn_blocking(move || {
-                            rpc_call.call("submitblock", json!([hex_block])).unwrap_or_else(|e| json!(e.to_string()))
+                            rpc_call
+                                .call_nullable::<Value>("submitblock", json!([hex_block]))
+                                .map(|answer| answer.unwrap_or(Value::Null))
+                                .unwrap_or_else(|e| json!(e.to_string()))
                         })
                         .await
                         .unwrap_or(Value::Null);
