@@ -9,6 +9,8 @@
 //!   output, and in the block (not in its txid) a 32-byte zero witness
 //!   reserved value.
 
+use std::sync::Arc;
+
 use bitcoin::block::Header;
 use bitcoin::consensus::encode::{serialize, VarInt};
 use bitcoin::hashes::{sha256d, Hash};
@@ -164,15 +166,55 @@ pub fn coinbase_merkle_branch(txids: &[[u8; 32]]) -> Vec<[u8; 32]> {
     branch
 }
 
+/// The transactions a block carries after its coinbase, serialized back to
+/// back in block order: kept as one buffer, as the block will need them,
+/// rather than one allocation each (a template may list 200,000).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockTransactions {
+    serialized: Vec<u8>,
+    count: usize,
+}
+
+impl BlockTransactions {
+    /// Appends one serialized transaction.
+    pub fn push(&mut self, serialized: &[u8]) {
+        self.serialized.extend_from_slice(serialized);
+        self.count += 1;
+    }
+
+    /// Gives back memory kept for growth once the list is complete.
+    pub fn shrink_to_fit(&mut self) {
+        self.serialized.shrink_to_fit();
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Their serialized size, in bytes.
+    pub fn size(&self) -> usize {
+        self.serialized.len()
+    }
+
+    pub fn serialized(&self) -> &[u8] {
+        &self.serialized
+    }
+}
+
 /// What completes a block around its header: the coinbase cut around its
 /// extranonce and the template's other transactions, serialized. A solo job
 /// carries it, so a block found on the job can be written out whole the
-/// moment the CPU verifies it, whatever happens to the template later.
+/// moment the CPU verifies it, whatever happens to the template later. The
+/// transactions are the template's own, shared, not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockBody {
     pub height: u32,
     pub coinbase: CoinbaseParts,
-    pub transactions: Vec<Vec<u8>>,
+    pub transactions: Arc<BlockTransactions>,
 }
 
 impl BlockBody {
@@ -185,13 +227,16 @@ impl BlockBody {
 
 /// A whole block for `submitblock`: header, transaction count, coinbase,
 /// and the template's transactions as given.
-pub fn serialize_block(header: &Header, coinbase: &[u8], transactions: &[Vec<u8>]) -> Vec<u8> {
+pub fn serialize_block(
+    header: &Header,
+    coinbase: &[u8],
+    transactions: &BlockTransactions,
+) -> Vec<u8> {
     let mut out = serialize(header);
+    out.reserve(9 + coinbase.len() + transactions.size());
     out.extend_from_slice(&serialize(&VarInt(1 + transactions.len() as u64)));
     out.extend_from_slice(coinbase);
-    for tx in transactions {
-        out.extend_from_slice(tx);
-    }
+    out.extend_from_slice(transactions.serialized());
     out
 }
 

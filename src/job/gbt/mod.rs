@@ -301,12 +301,7 @@ impl Solo<'_> {
         if let Some(current) = &self.current {
             let same = current.prev_hash == template.prev_hash
                 && current.bits == template.bits
-                && current.transactions.len() == template.transactions.len()
-                && current
-                    .transactions
-                    .iter()
-                    .zip(&template.transactions)
-                    .all(|(a, b)| a.txid == b.txid);
+                && current.txids == template.txids;
             if same {
                 return;
             }

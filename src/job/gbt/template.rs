@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::job::{Job, Origin};
 use crate::pow::block::{
-    coinbase_merkle_branch, BlockBody, CoinbaseError, CoinbaseParts, CoinbaseSpec, SOLO_EXTRANONCE,
+    coinbase_merkle_branch, BlockBody, BlockTransactions, CoinbaseError, CoinbaseParts,
+    CoinbaseSpec, SOLO_EXTRANONCE,
 };
 
 /// Most transactions accepted in one template.
@@ -48,14 +49,6 @@ pub enum TemplateError {
     Coinbase(#[from] CoinbaseError),
 }
 
-/// One transaction of a template, checked: its txid is the hash of its data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TemplateTransaction {
-    pub data: Vec<u8>,
-    pub txid: Txid,
-    pub weight: u64,
-}
-
 /// A block template, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockTemplate {
@@ -66,7 +59,13 @@ pub struct BlockTemplate {
     pub curtime: u32,
     pub mintime: u32,
     pub coinbase_value: u64,
-    pub transactions: Vec<TemplateTransaction>,
+    /// The transactions after the coinbase, each checked (its txid is the
+    /// hash of its data); shared with every job assembled from it.
+    pub transactions: Arc<BlockTransactions>,
+    /// Their txids, in block order.
+    pub txids: Vec<Txid>,
+    /// Their weight, in all (BIP 141).
+    pub transactions_weight: u64,
     pub longpoll_id: Option<String>,
     /// `mutable` allows the miner to change the time.
     pub time_mutable: bool,
@@ -299,12 +298,22 @@ impl TryFrom<RawTemplate> for BlockTemplate {
                 coinbase_value.to_string(),
             ));
         }
-        let transactions = required(t.transactions, "transactions")?
-            .0
-            .into_iter()
-            .enumerate()
-            .map(|(index, tx)| check_transaction(index, tx))
-            .collect::<Result<_, _>>()?;
+        let raw_transactions = required(t.transactions, "transactions")?.0;
+        let mut transactions = BlockTransactions::default();
+        let mut txids = Vec::with_capacity(raw_transactions.len());
+        let mut transactions_weight = 0;
+        // Each one's bytes move into the block's buffer and are freed.
+        for (index, tx) in raw_transactions.into_iter().enumerate() {
+            let data = tx.data.ok_or(TemplateError::Transaction {
+                index,
+                problem: "data is missing".into(),
+            })?;
+            let (txid, weight) = check_transaction(index, &data.0, tx.txid)?;
+            transactions.push(&data.0);
+            txids.push(txid);
+            transactions_weight += weight;
+        }
+        transactions.shrink_to_fit();
         let longpoll_id = match t.longpollid {
             Some(s) if s.len() > 256 => {
                 return Err(bad("longpollid", "a short string", shown(&s)));
@@ -341,7 +350,9 @@ impl TryFrom<RawTemplate> for BlockTemplate {
             curtime,
             mintime,
             coinbase_value,
-            transactions,
+            transactions: Arc::new(transactions),
+            txids,
+            transactions_weight,
             longpoll_id,
             time_mutable,
             size_limit: t.sizelimit,
@@ -351,16 +362,18 @@ impl TryFrom<RawTemplate> for BlockTemplate {
     }
 }
 
+/// The txid and weight of transaction `index`, whose txid, when the node
+/// gave one, must be the hash of its data.
 fn check_transaction(
     index: usize,
-    tx: RawTransaction,
-) -> Result<TemplateTransaction, TemplateError> {
+    data: &[u8],
+    given: Option<String>,
+) -> Result<(Txid, u64), TemplateError> {
     let problem = |problem: String| TemplateError::Transaction { index, problem };
-    let data = tx.data.ok_or_else(|| problem("data is missing".into()))?.0;
     let parsed: Transaction =
-        deserialize(&data).map_err(|e| problem(format!("data is not a transaction: {e}")))?;
+        deserialize(data).map_err(|e| problem(format!("data is not a transaction: {e}")))?;
     let txid = parsed.compute_txid();
-    if let Some(given) = tx.txid {
+    if let Some(given) = given {
         let given = Txid::from_str(&given)
             .map_err(|_| problem(format!("txid is not 64 hex digits: {}", shown(&given))))?;
         if given != txid {
@@ -369,11 +382,7 @@ fn check_transaction(
             )));
         }
     }
-    Ok(TemplateTransaction {
-        data,
-        txid,
-        weight: parsed.weight().to_wu(),
-    })
+    Ok((txid, parsed.weight().to_wu()))
 }
 
 /// Builds the coinbase paying `payout_script`, the job (carrying the rest
@@ -396,17 +405,8 @@ pub fn assemble(
     let (coinbase_size, coinbase_weight) = coinbase.size_and_weight();
     let tx_count = 1 + template.transactions.len() as u64;
     let count_size = bitcoin::consensus::encode::VarInt(tx_count).size() as u64;
-    let size = 80
-        + count_size
-        + coinbase_size as u64
-        + template
-            .transactions
-            .iter()
-            .map(|t| t.data.len() as u64)
-            .sum::<u64>();
-    let weight = 4 * (80 + count_size)
-        + coinbase_weight as u64
-        + template.transactions.iter().map(|t| t.weight).sum::<u64>();
+    let size = 80 + count_size + coinbase_size as u64 + template.transactions.size() as u64;
+    let weight = 4 * (80 + count_size) + coinbase_weight as u64 + template.transactions_weight;
     if let Some(limit) = template.size_limit.filter(|l| size > *l) {
         return Err(TemplateError::TooLarge {
             unit: "bytes",
@@ -421,19 +421,11 @@ pub fn assemble(
             limit,
         });
     }
-    let txids: Vec<[u8; 32]> = template
-        .transactions
-        .iter()
-        .map(|t| t.txid.to_byte_array())
-        .collect();
+    let txids: Vec<[u8; 32]> = template.txids.iter().map(|t| t.to_byte_array()).collect();
     let body = BlockBody {
         height: template.height,
         coinbase,
-        transactions: template
-            .transactions
-            .iter()
-            .map(|t| t.data.clone())
-            .collect(),
+        transactions: template.transactions.clone(),
     };
     Ok(Job {
         id: format!("{}", template.height),

@@ -14,7 +14,9 @@ use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Transaction};
 use hashrig::job::gbt::rpc::NodeRpc;
 use hashrig::job::stratum::v2::transport::Link;
-use hashrig::pow::block::{bip34_height_push, coinbase_merkle_branch, serialize_block};
+use hashrig::pow::block::{
+    bip34_height_push, coinbase_merkle_branch, serialize_block, BlockTransactions,
+};
 use hashrig::pow::merkle::merkle_root_from_branch;
 use serde_json::{json, Value};
 use stratum_core::binary_sv2::{Seq0255, B0255, B064K, U256};
@@ -28,7 +30,7 @@ struct Template {
     id: u64,
     prev_hash: BlockHash,
     bits: CompactTarget,
-    transactions: Vec<Vec<u8>>,
+    transactions: BlockTransactions,
     txids: Vec<[u8; 32]>,
 }
 
@@ -77,12 +79,10 @@ fn hash_bytes(text: &str) -> [u8; 32] {
 /// Sends a new template (future) and its previous block.
 async fn send_template(link: &mut Link, ids: &AtomicU64, gbt: &Value) -> Template {
     let id = ids.fetch_add(1, Ordering::SeqCst);
-    let transactions: Vec<Vec<u8>> = gbt["transactions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| hex::decode(t["data"].as_str().unwrap()).unwrap())
-        .collect();
+    let mut transactions = BlockTransactions::default();
+    for t in gbt["transactions"].as_array().unwrap() {
+        transactions.push(&hex::decode(t["data"].as_str().unwrap()).unwrap());
+    }
     let txids: Vec<[u8; 32]> = gbt["transactions"]
         .as_array()
         .unwrap()
