@@ -203,3 +203,92 @@ impl Drop for CpuRig {
         }
     }
 }
+
+/// The peak resident memory of process `pid` so far (`VmHWM`), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// How a run of the binary ended, and the most memory it ever held.
+#[derive(Debug)]
+pub struct Measured {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The peak resident set (`VmHWM`), sampled from `/proc` while it ran.
+    /// Not `wait4`'s `ru_maxrss`: the child is spawned with vfork, and at
+    /// exec the kernel folds the peak of the memory it shared until then,
+    /// the test process's own, into the child's account.
+    pub peak_rss_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` to its end, calling `tick` every 20 ms while it runs;
+/// kills it and fails past `limit`. Fails if its memory could never be
+/// read: a memory bound that is not measured is not a bound.
+pub fn run_measured(
+    mut command: std::process::Command,
+    limit: Duration,
+    mut tick: impl FnMut(Duration),
+) -> Measured {
+    use std::process::Stdio;
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("hashrig-measured-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    let child = command
+        .stdout(Stdio::from(std::fs::File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_path).unwrap()))
+        .spawn()
+        .expect("run hashrig");
+    let pid = child.id();
+    let started = Instant::now();
+    let mut sampled: Option<u64> = None;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            sampled = Some(sampled.unwrap_or(0).max(kib));
+        }
+        let mut status = 0;
+        // SAFETY: plain out-parameters; the child is ours and not waited
+        // on anywhere else.
+        let reaped = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        if reaped == pid as i32 {
+            break status;
+        }
+        assert!(reaped == 0, "wait4: {}", std::io::Error::last_os_error());
+        if started.elapsed() > limit {
+            // SAFETY: signals our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!(
+                "still running after {limit:?}: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        tick(started.elapsed());
+        // VmHWM only grows: a sample every 20 ms misses at most the last
+        // 20 ms of the run.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(child);
+    let sampled = sampled.expect("the process's memory (/proc/PID/status VmHWM) could not be read");
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else {
+        (None, Some(libc::WTERMSIG(status)))
+    };
+    let measured = Measured {
+        code,
+        signal,
+        peak_rss_kib: sampled,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}

@@ -11,6 +11,7 @@ mod common;
 mod dashboard;
 mod farm;
 mod gpu;
+mod hostile;
 mod pools;
 mod relay;
 mod rig;

@@ -66,6 +66,12 @@ pub enum Quirk {
     DropsOnSuggestDifficulty,
     /// Closes the connection on `mining.extranonce.subscribe`.
     DropsOnExtranonceSubscribe,
+    /// Sends a `client.show_message` in Latin-1 (bytes that are not UTF-8)
+    /// just before answering `mining.extranonce.subscribe`.
+    Latin1OnExtranonceSubscribe,
+    /// Answers every `mining.authorize` with `client.reconnect` and no
+    /// parameters (this host again), as a pool shedding load does.
+    ReconnectsOnAuthorize,
 }
 
 #[derive(Debug, Default)]
@@ -325,6 +331,14 @@ impl TestPool {
         self.state.lock().unwrap().broadcast(line);
     }
 
+    /// Raw bytes, UTF-8 or not, to every connection (a newline is added).
+    pub fn send_raw_bytes(&self, line: &[u8]) {
+        self.state
+            .lock()
+            .unwrap()
+            .broadcast(&format!("\u{1}RAW {}", hex::encode(line)));
+    }
+
     /// The id of the newest job.
     pub fn current_job_id(&self) -> String {
         let s = self.state.lock().unwrap();
@@ -494,6 +508,14 @@ fn serve(
     while !closed.load(Ordering::SeqCst) {
         // Lines for the miner. Lines starting with \u{1} are notes to self.
         while let Ok(line) = inbox.try_recv() {
+            if let Some(raw) = line.strip_prefix("\u{1}RAW ") {
+                let mut bytes = hex::decode(raw).unwrap();
+                bytes.push(b'\n');
+                if wire.write_all(&bytes).is_err() || wire.flush().is_err() {
+                    closed.store(true, Ordering::SeqCst);
+                }
+                continue;
+            }
             if let Some(note) = line.strip_prefix('\u{1}') {
                 session.note(note, &state);
                 continue;

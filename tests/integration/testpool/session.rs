@@ -92,6 +92,22 @@ impl Session {
                 self.closed.store(true, Ordering::SeqCst);
                 return;
             }
+            (Quirk::Latin1OnExtranonceSubscribe, "mining.extranonce.subscribe") => {
+                // A greeting in Latin-1 before the answer: bytes that are
+                // not UTF-8 while the request is pending.
+                let greeting = b"{\"id\":null,\"method\":\"client.show_message\",\"params\":[\"Gr\xfc\xdfe\"]}";
+                let _ = self
+                    .outbox
+                    .send(format!("\u{1}RAW {}", hex::encode(greeting)));
+                self.reply(&id, json!(true), Value::Null);
+                return;
+            }
+            (Quirk::ReconnectsOnAuthorize, "mining.authorize") => {
+                let _ = self
+                    .outbox
+                    .send(notification("client.reconnect", json!([])));
+                return;
+            }
             _ => {}
         }
         match method {
