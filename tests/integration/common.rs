@@ -86,7 +86,11 @@ pub fn hashrig_command_in(home: &std::path::Path) -> std::process::Command {
     for sub in ["config", "data", "cache"] {
         std::fs::create_dir_all(home.join(sub)).expect("a folder for a run");
     }
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hashrig"));
+    // HASHRIG_TEST_BINARY runs the tests against another build (an older
+    // commit's, to see a test fail where the bug was).
+    let binary = std::env::var_os("HASHRIG_TEST_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_hashrig").into());
+    let mut command = std::process::Command::new(binary);
     command
         .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))

@@ -428,3 +428,82 @@ fn a_running_hashrig_mine_answers_farm_tools_and_obeys_allowed_control() {
     let status = miner.wait(Duration::from_secs(30));
     assert!(status.success(), "{status}");
 }
+
+/// Keeps about `count` connections from `local` open, sending nothing:
+/// each is replaced as the API closes it, as a flood would.
+fn idle_flood(
+    local: [u8; 4],
+    api: std::net::SocketAddr,
+    count: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut open = std::collections::VecDeque::new();
+        let mut opened = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            open.push_back(connect_from(local, api));
+            opened += 1;
+            if open.len() > count {
+                open.pop_front();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        opened
+    })
+}
+
+/// `count` connections from `local` that send a `summary` one byte every
+/// 200 ms and never finish it; each reconnects when the API closes it.
+fn slow_flood(
+    local: [u8; 4],
+    api: std::net::SocketAddr,
+    count: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut open: Vec<_> = (0..count).map(|_| connect_from(local, api)).collect();
+        let mut sent = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let byte = &b"summary"[sent % 7..sent % 7 + 1];
+            for stream in &mut open {
+                if stream.write_all(byte).is_err() {
+                    *stream = connect_from(local, api);
+                }
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+#[test]
+fn a_farm_agent_is_answered_within_2_s_under_an_idle_and_slow_flood() {
+    // The real binary, as a farm runs it; the agent shares 127.0.0.1
+    // with the flood, as any local process would.
+    let bench = RunningHashrig::start(&[
+        "--seconds",
+        "300",
+        "--cgminer-api-allow",
+        "R:127.0.0.1,R:127.0.0.2",
+    ]);
+    let api = bench.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let idle = idle_flood([127, 0, 0, 1], api, 200, stop.clone());
+    let slow = slow_flood([127, 0, 0, 2], api, 100, stop.clone());
+    std::thread::sleep(Duration::from_secs(2));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let reply = text_sections(&ask(api, "summary"));
+        let took = started.elapsed();
+        assert_eq!(field(&reply[0], "Code"), "11", "{reply:?}");
+        assert!(took < Duration::from_secs(2), "summary took {took:?}");
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = idle.join().unwrap();
+    slow.join().unwrap();
+    // For BENCHMARKS.md.
+    eprintln!("summary under the flood ({opened} idle connections opened): slowest {slowest:?}");
+}

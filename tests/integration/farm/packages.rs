@@ -222,3 +222,51 @@ fn farm_os_packages_build_and_their_stats_validate() {
     assert_eq!(v["busid"], serde_json::json!(["0000:0a:00.0", "cpu"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hiveos_scripts_expand_no_globs_and_pass_on_the_exit_status() {
+    let dir = std::env::temp_dir().join(format!("hashrig-farm-globs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (hive, _) = farm_packages(&dir);
+    let config = dir.join("hive/config.toml");
+
+    // A flight sheet URL "*:3333", run where a file's name matches it.
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::write(cwd.join("evil.example.net:3333"), "").unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(hive.join("h-config.sh"))
+        .current_dir(&cwd)
+        .env("CUSTOM_URL", "*:3333 pool.example.com:3333")
+        .env("CUSTOM_TEMPLATE", "wallet.rig")
+        .output()
+        .unwrap();
+    let written = std::fs::read_to_string(&config).unwrap_or_default();
+    assert!(
+        !written.contains("evil"),
+        "a glob was expanded into the config: {written}"
+    );
+    assert!(
+        written.contains("url = \"stratum+tcp://*:3333\""),
+        "{written}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // h-run.sh as HiveOS starts it: hashrig's exit status, not tee's. A
+    // glob in the extra flags reaches hashrig as written.
+    let h_run = |extra: &str| {
+        std::process::Command::new("bash")
+            .arg(hive.join("h-run.sh"))
+            .env("CUSTOM_USER_CONFIG", extra)
+            .output()
+            .unwrap()
+    };
+    let out = h_run("--device * --duration 1");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("--device \"*\""), "{log}");
+    std::fs::remove_file(&config).unwrap();
+    let out = h_run("");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
