@@ -11,11 +11,18 @@
 
 #![no_main]
 
+#[path = "bounded_alloc.rs"]
+mod bounded_alloc;
+
 use hashrig::job::stratum::v2::messages::PoolMessage;
 use hashrig::job::stratum::v2::transport::Frame;
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
+
 fuzz_target!(|data: &[u8]| {
+    bounded_alloc::budget_for(data);
     let Some((&message_type, payload)) = data.split_first() else {
         return;
     };
@@ -25,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             extension_type: 0,
             channel_msg,
             payload: payload.to_vec(),
+            payload_len: payload.len(),
         };
         if let Ok(PoolMessage::ExtendedJob(job)) = PoolMessage::try_from(frame) {
             let coinbase = [&job.coinbase_prefix[..], &[0; 8], &job.coinbase_suffix].concat();

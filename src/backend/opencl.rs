@@ -460,6 +460,8 @@ struct ProgramCache {
     key: [u8; 32],
 }
 
+/// The largest kernel cache entry read back: built programs are a few MB.
+const MAX_CACHE_ENTRY: u64 = 64 << 20;
 const CACHE_MAGIC: &[u8; 8] = b"HRCLBIN1";
 
 impl ProgramCache {
@@ -486,7 +488,15 @@ impl ProgramCache {
 
     fn load(&self) -> Option<Vec<u8>> {
         use bitcoin::hashes::{sha256, Hash};
-        let data = std::fs::read(&self.path).ok()?;
+        // Our own folder, but a file there may still be a link to a device
+        // or a FIFO: only a regular file of a program's size is read.
+        let (file, meta) = crate::files::open_regular(&self.path).ok()?;
+        if meta.len() > MAX_CACHE_ENTRY {
+            return None;
+        }
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CACHE_ENTRY), &mut data)
+            .ok()?;
         let (magic, rest) = data.split_at_checked(8)?;
         let (key, rest) = rest.split_at_checked(32)?;
         let (checksum, binary) = rest.split_at_checked(32)?;

@@ -7,7 +7,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Target};
 use stratum_core::parsers_sv2::{CommonMessages, CommonMessagesOwned, Mining, MiningOwned};
 
-use super::transport::Frame;
+use super::transport::{Frame, MAX_POOL_PAYLOAD};
 
 /// The longest extranonce (prefix and rolled part together) the spec allows.
 pub const MAX_EXTRANONCE: usize = 32;
@@ -129,6 +129,8 @@ pub struct NewPrevHash {
 pub enum MessageError {
     #[error("undecodable message type {message_type:#04x}: {detail}")]
     Decode { message_type: u8, detail: String },
+    #[error("message type {message_type:#04x} of {len} bytes, longer than any a pool sends ({MAX_POOL_PAYLOAD}); dropped")]
+    TooLong { message_type: u8, len: usize },
     #[error("{message}: {detail}")]
     Invalid {
         message: &'static str,
@@ -171,6 +173,12 @@ impl TryFrom<Frame> for PoolMessage {
     type Error = MessageError;
 
     fn try_from(mut frame: Frame) -> Result<Self, MessageError> {
+        if frame.payload_len > MAX_POOL_PAYLOAD {
+            return Err(MessageError::TooLong {
+                message_type: frame.message_type,
+                len: frame.payload_len,
+            });
+        }
         if frame.extension_type != 0 {
             return Ok(PoolMessage::Ignored("an extension's message"));
         }
@@ -346,11 +354,13 @@ mod tests {
     fn frame_of(message: Mining<'_>) -> Frame {
         let message_type = message.message_type();
         let channel_msg = message.channel_bit();
+        let payload = binary_sv2::to_bytes(message).unwrap();
         Frame {
             message_type,
             extension_type: 0,
             channel_msg,
-            payload: binary_sv2::to_bytes(message).unwrap(),
+            payload_len: payload.len(),
+            payload,
         }
     }
 
@@ -439,6 +449,26 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_past_the_bound_is_a_bad_message_naming_its_length() {
+        let frame = Frame {
+            message_type: 0x1f,
+            extension_type: 0,
+            channel_msg: true,
+            payload: Vec::new(),
+            payload_len: 16 << 20,
+        };
+        let err = PoolMessage::try_from(frame).unwrap_err();
+        assert_eq!(
+            err,
+            MessageError::TooLong {
+                message_type: 0x1f,
+                len: 16 << 20
+            }
+        );
+        assert!(err.to_string().contains("16777216 bytes"), "{err}");
+    }
+
+    #[test]
     fn truncated_and_unknown_frames_are_errors_not_panics() {
         for message_type in 0..=255u8 {
             for len in [0usize, 1, 5, 40] {
@@ -447,6 +477,7 @@ mod tests {
                     extension_type: 0,
                     channel_msg: false,
                     payload: vec![0xff; len],
+                    payload_len: len,
                 };
                 let _ = PoolMessage::try_from(frame);
             }

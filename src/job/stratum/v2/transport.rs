@@ -24,8 +24,15 @@ use tokio::task::JoinHandle;
 
 use super::key::AuthorityKey;
 
-/// Frames read ahead of the session at most.
-const READ_AHEAD: usize = 64;
+/// Frames read ahead of the session at most: with [`MAX_POOL_PAYLOAD`],
+/// at most 16 MiB queued, whatever a pool sends.
+const READ_AHEAD: usize = 16;
+/// The longest payload kept. The largest message a pool sends a miner,
+/// NewExtendedMiningJob, is at most about 136 KiB (two 64 KiB coinbase
+/// parts and 255 merkle hashes); a frame may carry 16 MiB. A longer one is
+/// decrypted (the Noise state must move on), its payload dropped, and the
+/// session counts it as a bad message.
+pub const MAX_POOL_PAYLOAD: usize = 1 << 20;
 /// Longest wait for a write to the peer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,7 +64,10 @@ pub struct Frame {
     /// The extension type, without the channel bit.
     pub extension_type: u16,
     pub channel_msg: bool,
+    /// Empty when the pool sent more than [`MAX_POOL_PAYLOAD`].
     pub payload: Vec<u8>,
+    /// How long the payload the pool sent was.
+    pub payload_len: usize,
 }
 
 /// An encrypted, framed connection: frames in from the reader task, frames
@@ -288,11 +298,17 @@ async fn read_frames(
             Ok(Decrypted::Incomplete(_, state)) => state,
             Ok(Decrypted::Frame(mut frame, state)) => {
                 let header = frame.header();
+                let payload = frame.payload();
                 let frame = Frame {
                     message_type: header.msg_type(),
                     extension_type: header.ext_type_without_channel_msg(),
                     channel_msg: header.channel_msg(),
-                    payload: frame.payload().to_vec(),
+                    payload: if payload.len() <= MAX_POOL_PAYLOAD {
+                        payload.to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    payload_len: payload.len(),
                 };
                 if tx.send(Ok(frame)).await.is_err() {
                     return;
