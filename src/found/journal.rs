@@ -13,7 +13,7 @@
 //! is said loudly rather than filling the disk.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -92,8 +92,14 @@ impl FoundBlockLog {
     /// Appends one record and waits until it is on disk. Blocking: call it
     /// from a thread, never from an async runtime.
     pub fn append(&self, record: &Value) -> Result<(), JournalError> {
-        let mut line = record.to_string();
-        line.push('\n');
+        // Written into a buffer with room for the line end: a block's
+        // record is tens of MB, and growing a full string copies it.
+        let mut line = Vec::with_capacity(record_size_hint(record));
+        serde_json::to_writer(&mut line, record).map_err(|e| JournalError::Io {
+            path: self.path.display().to_string(),
+            source: e.into(),
+        })?;
+        line.push(b'\n');
         let io = |source| JournalError::Io {
             path: self.path.display().to_string(),
             source,
@@ -107,7 +113,7 @@ impl FoundBlockLog {
                 max: self.max_bytes,
             });
         }
-        file.write_all(line.as_bytes()).map_err(io)?;
+        file.write_all(&line).map_err(io)?;
         file.sync_data().map_err(io)
     }
 
@@ -118,6 +124,15 @@ impl FoundBlockLog {
             tracing::error!("{e}; record: {record}");
         }
     }
+}
+
+/// About how long `record` is as a line: its block's hex and a little.
+fn record_size_hint(record: &Value) -> usize {
+    let block = record
+        .get("block")
+        .and_then(Value::as_str)
+        .map_or(0, str::len);
+    block + 4096
 }
 
 /// Seconds since the Unix epoch, for records.
@@ -274,15 +289,21 @@ fn open_records(path: &Path) -> Result<BoundedLines<BufReader<File>>, JournalErr
 pub fn unsubmitted_blocks(
     path: &Path,
 ) -> Result<(Vec<UnsubmittedBlock>, Vec<String>), JournalError> {
-    let io = |source| JournalError::Io {
+    unsubmitted_in(open_records(path)?).map_err(|source| JournalError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let mut lines = open_records(path)?;
+    })
+}
+
+/// [`unsubmitted_blocks`] of records read from `lines` (the fuzz target's
+/// way in).
+pub fn unsubmitted_in<R: BufRead>(
+    mut lines: BoundedLines<R>,
+) -> std::io::Result<(Vec<UnsubmittedBlock>, Vec<String>)> {
     let mut blocks: Vec<UnsubmittedBlock> = Vec::new();
     let mut notes = Vec::new();
     let mut line = Vec::new();
-    while let Some(at) = lines.next_line(&mut line).map_err(io)? {
+    while let Some(at) = lines.next_line(&mut line)? {
         let number = at.number;
         if at.too_long {
             notes.push(format!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::answer::{self, AnswerError};
 
@@ -142,9 +142,21 @@ impl NodeRpc {
     pub fn call_nullable<T: DeserializeOwned>(
         &self,
         method: &str,
-        params: Value,
+        params: impl serde::Serialize,
     ) -> Result<Option<T>, NodeError> {
-        let body = json!({"jsonrpc": "1.0", "id": "hashrig", "method": method, "params": params});
+        // Serialized straight into the body: a block's hex is in memory
+        // once more here, not three times (a copy in a JSON tree, the tree
+        // as text, the text as the body).
+        let body = serde_json::to_vec(&Request {
+            jsonrpc: "1.0",
+            id: "hashrig",
+            method,
+            params,
+        })
+        .map_err(|e| NodeError::Connect {
+            url: self.url.clone(),
+            message: format!("the request could not be written: {e}"),
+        })?;
         let mut request = self
             .agent
             .post(&self.url)
@@ -152,7 +164,7 @@ impl NodeRpc {
         if let Some(auth) = self.authorization()? {
             request = request.set("Authorization", &auth);
         }
-        let response = match request.send_string(&body.to_string()) {
+        let response = match request.send_bytes(&body) {
             Ok(response) => response,
             Err(ureq::Error::Status(401, _)) => {
                 return Err(NodeError::Unauthorized {
@@ -225,6 +237,15 @@ impl NodeRpc {
                 },
             })
     }
+}
+
+/// A JSON-RPC request.
+#[derive(serde::Serialize)]
+struct Request<'a, P> {
+    jsonrpc: &'static str,
+    id: &'static str,
+    method: &'a str,
+    params: P,
 }
 
 /// A reader that keeps the first bytes it passes on, to show what a node

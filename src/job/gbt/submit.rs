@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use super::answer::SubmitAnswer;
 use super::rpc::{NodeError, NodeRpc};
 use crate::found::journal::BlockOutcome;
@@ -49,9 +47,9 @@ pub fn submit_block(
                     return (BlockOutcome::Unsubmitted, Some("no time left".into()));
                 }
                 rpc.with_timeout(left)
-                    .call_nullable::<SubmitAnswer>("submitblock", json!([block]))
+                    .call_nullable::<SubmitAnswer>("submitblock", [block])
             }
-            None => rpc.call_nullable::<SubmitAnswer>("submitblock", json!([block])),
+            None => rpc.call_nullable::<SubmitAnswer>("submitblock", [block]),
         };
         match result {
             Ok(answer) => return read_answer(answer),
