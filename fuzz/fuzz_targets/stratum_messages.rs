@@ -11,6 +11,9 @@
 
 #![no_main]
 
+#[path = "bounded_alloc.rs"]
+mod bounded_alloc;
+
 use std::sync::Arc;
 
 use hashrig::job::stratum::replies::{granted_version_mask, Incoming};
@@ -19,7 +22,11 @@ use hashrig::job::{Origin, SourceKind};
 use hashrig::work::Work;
 use libfuzzer_sys::fuzz_target;
 
+#[global_allocator]
+static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
+
 fuzz_target!(|data: &[u8]| {
+    bounded_alloc::budget_for(data);
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
