@@ -59,7 +59,10 @@ def peak_rss(binary, address):
                "--address", address, "--backend", "cpu", "--cpu-threads", "1",
                "--duration", "20", "--json", "--found-blocks", os.path.join(home, "found.jsonl")]
     env = dict(os.environ, XDG_CONFIG_HOME=home, XDG_DATA_HOME=home, HASHRIG_CACHE_DIR=home)
-    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Files, not pipes: a pipe nobody reads fills and stops the miner.
+    out_file = open(os.path.join(home, "stdout"), "w+")
+    err_file = open(os.path.join(home, "stderr"), "w+")
+    child = subprocess.Popen(command, env=env, stdout=out_file, stderr=err_file)
     peak = 0
     while child.poll() is None:
         try:
@@ -70,8 +73,9 @@ def peak_rss(binary, address):
         except OSError:
             pass
         time.sleep(0.02)
-    out, err = child.communicate()
-    return child.returncode, peak, out.decode(), err.decode()
+    out_file.seek(0)
+    err_file.seek(0)
+    return child.returncode, peak, out_file.read(), err_file.read()
 
 
 def main():
@@ -84,8 +88,8 @@ def main():
         mined = json.loads(out.strip().splitlines()[-1]).get("hashrate") if code == 0 and out else None
         blocks = err.count("BLOCK at height")
         print(f"{binary}: exit {code}, peak RSS {peak / 1024:.1f} MiB, {blocks} blocks found and submitted")
-        if code != 0 or not mined:
-            print(err[-2000:])
+        if code != 0 or os.environ.get("SOLO_MEMORY_LOG"):
+            print(err[-3000:])
 
 
 main()

@@ -306,16 +306,16 @@ fn no_node_answer_takes_the_process_past_300_mib() {
     // 60 MB of [0,0,0,…] where the chain's name belongs.
     let url = node_double(|_| Body::zeros(60));
     let run = solo_against(&url, "5");
+    assert!(
+        run.peak_rss_kib < MEMORY_BOUND_KIB,
+        "getblockchaininfo: {} KiB",
+        run.peak_rss_kib
+    );
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("result"),
         "names the bad value: {}",
         run.stderr
-    );
-    assert!(
-        run.peak_rss_kib < MEMORY_BOUND_KIB,
-        "getblockchaininfo: {} KiB",
-        run.peak_rss_kib
     );
 
     // …and where the template belongs: refused, asked again, never held.
