@@ -72,6 +72,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("--rpc-cookie", "solo.rpc_cookie"),
     ("--kwh-price", "power.kwh_price"),
     ("--kernel-variant", "devices.kernel_variant"),
+    ("--tuning-file", "devices.tuning_file"),
     ("--worksize", "devices.worksize"),
     ("--cgminer-api-allow", "cgminer_api.allow"),
     ("--cgminer-api", "cgminer_api.bind"),
@@ -139,6 +140,8 @@ pub struct DevicesEntry {
     pub vulkan_nonces: Option<u32>,
     pub kernel_variant: Option<String>,
     pub batch_ms: Option<u64>,
+    /// The tuning file (`--tuning-file`).
+    pub tuning_file: Option<PathBuf>,
 }
 
 /// Per-device settings, by the index `hashrig devices` shows.
@@ -405,6 +408,7 @@ impl Config {
         fill(&mut args.worksize, &d.worksize);
         fill(&mut args.vectors, &d.vectors);
         fill(&mut args.vulkan_nonces, &d.vulkan_nonces);
+        fill(&mut args.tuning_file, &d.tuning_file);
         if args.kernel_variant.is_none() {
             args.kernel_variant = d
                 .kernel_variant

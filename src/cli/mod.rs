@@ -48,6 +48,10 @@ pub enum Command {
         /// One JSON object per line, per device.
         #[arg(long)]
         json: bool,
+        /// The tuning file whose entries are shown (default:
+        /// $XDG_DATA_HOME/hashrig/tuning.json).
+        #[arg(long, value_name = "FILE")]
+        tuning_file: Option<std::path::PathBuf>,
     },
     /// Mine a synthetic job and report each device's hashrate.
     Bench(BenchArgs),
@@ -163,6 +167,19 @@ pub struct DeviceArgs {
     /// tuning).
     #[arg(long, value_enum, value_name = "VARIANT")]
     pub kernel_variant: Option<VariantChoice>,
+    /// The tuning file `tune` writes and every command reads (default:
+    /// $XDG_DATA_HOME/hashrig/tuning.json).
+    #[arg(long, value_name = "FILE")]
+    pub tuning_file: Option<std::path::PathBuf>,
+}
+
+impl DeviceArgs {
+    /// The tuning file: the flag's (or config key's), else the default.
+    pub fn tuning_path(&self) -> Option<std::path::PathBuf> {
+        self.tuning_file
+            .clone()
+            .or_else(hashrig::backend::tuning::TuningFile::default_path)
+    }
 }
 
 /// `--kernel-variant`: a build of the kernel, or `auto`.
@@ -220,9 +237,6 @@ pub struct TuneArgs {
     /// Forget the stored tunings (of the `--device` selection, else all).
     #[arg(long)]
     pub reset: bool,
-    /// The tuning file (default: $XDG_DATA_HOME/hashrig/tuning.json).
-    #[arg(long, value_name = "FILE")]
-    pub tuning_file: Option<std::path::PathBuf>,
 }
 
 impl TuneArgs {
@@ -583,6 +597,7 @@ impl ScanArgs {
             vectors: self.vectors,
             vulkan_nonces: self.vulkan_nonces,
             kernel_variant: self.kernel_variant,
+            tuning_file: None,
         }
     }
 }

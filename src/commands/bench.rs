@@ -17,7 +17,7 @@ pub fn run(
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let tunings = miner::load_tunings();
+    let tunings = miner::load_tunings(args.devices.tuning_path().as_deref());
     let devices = miner::open_devices_tuned(&args.devices, tunings.as_ref())?;
 
     // The devices that passed their self-test, in scheduler order, with

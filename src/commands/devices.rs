@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use hashrig::backend::{enumerate, Backend};
 
-pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(json: bool, tuning_file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let inventory = enumerate(&[Backend::Cpu, Backend::OpenCl, Backend::Vulkan]);
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
-    let tunings = super::miner::load_tunings();
+    let default = hashrig::backend::tuning::TuningFile::default_path();
+    let tunings = super::miner::load_tunings(tuning_file.or(default.as_deref()));
     for d in &inventory.devices {
         let tuning = tunings.as_ref().and_then(|t| t.find(d));
         if json {

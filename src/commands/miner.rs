@@ -86,7 +86,7 @@ fn never_answered(snapshot: &Snapshot) -> Option<String> {
 /// Enumerates, selects, opens and proves the devices the flags ask for,
 /// in their stored tunings.
 pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
-    open_devices_tuned(args, load_tunings().as_ref())
+    open_devices_tuned(args, load_tunings(args.tuning_path().as_deref()).as_ref())
 }
 
 /// [`open_devices`] with tunings already read (`bench` reports them too).
@@ -139,9 +139,9 @@ fn open_and_prove(
 
 /// The stored tunings, or none (with the reason logged): a damaged tuning
 /// file costs speed, never the run.
-pub fn load_tunings() -> Option<TuningFile> {
-    let path = TuningFile::default_path()?;
-    match TuningFile::load(&path) {
+pub fn load_tunings(path: Option<&std::path::Path>) -> Option<TuningFile> {
+    let path = path?;
+    match TuningFile::load(path) {
         Ok(file) => Some(file),
         Err(e) => {
             tracing::warn!("{e}; mining on default shapes (`hashrig tune --reset` clears it)");

@@ -61,7 +61,13 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
         signals::release_hangup();
     }
     match cli.command {
-        Command::Devices { json } => devices::run(json),
+        Command::Devices { json, tuning_file } => {
+            let from_config = config
+                .as_ref()
+                .and_then(|c| c.devices.as_ref())
+                .and_then(|d| d.tuning_file.clone());
+            devices::run(json, tuning_file.or(from_config).as_deref())
+        }
         Command::Bench(mut args) => {
             let signals = signals::install()?;
             if let Some(c) = &config {

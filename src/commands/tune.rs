@@ -26,11 +26,10 @@ use crate::cli::{select_devices, TuneArgs};
 const ROUNDS: usize = 5;
 
 pub fn run(args: &TuneArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let path = match &args.tuning_file {
-        Some(path) => path.clone(),
-        None => TuningFile::default_path()
-            .context("no data directory for the tuning file; give --tuning-file FILE")?,
-    };
+    let path = args
+        .devices
+        .tuning_path()
+        .context("no data directory for the tuning file; give --tuning-file FILE")?;
     let seconds = args.seconds()?;
     let mut tunings = match TuningFile::load(&path) {
         Ok(file) => file,

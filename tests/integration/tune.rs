@@ -201,3 +201,49 @@ fn a_damaged_tuning_file_is_named_and_mining_goes_on() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("tuning.json"), "{}", text(&out));
 }
+
+/// `--tuning-file` (or the config's `devices.tuning_file`) names the file
+/// for every command: what `tune` stored there is what `bench`, `devices`
+/// and `mine` read, and the default file is left alone.
+#[test]
+fn a_tuning_file_named_once_serves_every_command() {
+    let home = Home::new("tune-file");
+    let index = opencl_index(&home);
+    let file = home.0.join("rig-tuning.json");
+    let named = file.to_str().unwrap();
+    let out = home.run(&[
+        "tune",
+        "--backend",
+        "opencl",
+        "--device",
+        &index,
+        "--worksize",
+        "64",
+        "--vectors",
+        "8",
+        "--seconds",
+        "1",
+        "--tuning-file",
+        named,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(file.exists(), "tune wrote no {named}: {}", text(&out));
+    assert!(!home.tuning_file().exists(), "tune wrote the default file");
+
+    let flagged = bench_line(&home, &index, &["--tuning-file", named]);
+    assert_eq!(flagged["tuned"], true, "{flagged}");
+    assert_eq!(flagged["shape"]["worksize"], 64, "{flagged}");
+    let unnamed = bench_line(&home, &index, &[]);
+    assert_eq!(unnamed["tuned"], false, "the default file: {unnamed}");
+
+    let config = home.0.join("config.toml");
+    std::fs::write(&config, format!("[devices]\ntuning_file = {named:?}\n")).unwrap();
+    let configured = bench_line(&home, &index, &["--config", config.to_str().unwrap()]);
+    assert_eq!(configured["tuned"], true, "{configured}");
+    let out = home.run(&["--quiet", "devices", "--tuning-file", named]);
+    assert!(
+        text(&out).contains("tuned: generic, work-group 64"),
+        "{}",
+        text(&out)
+    );
+}
