@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod failure;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            match error.downcast_ref::<commands::Failure>() {
+            match error.downcast_ref::<failure::Failure>() {
                 Some(failure) => failure.exit_code(),
                 // The command line, the config file or a setting.
                 None => ExitCode::from(2),

@@ -502,7 +502,17 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         } else {
             format!(" ({})", inventory.notes.join("; "))
         };
-        bail!("no device selected{notes}; `hashrig devices` lists what was found");
+        let message = format!("no device selected{notes}; `hashrig devices` lists what was found");
+        // None installed (a missing driver or runtime) is the rig's
+        // failure, not the command line's.
+        if !inventory
+            .devices
+            .iter()
+            .any(|d| wanted.contains(&d.backend))
+        {
+            return Err(crate::failure::Failure::Devices(message).into());
+        }
+        bail!(message);
     }
     Ok(DeviceSettings {
         devices: chosen,

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use hashrig::found::journal::{
     answer_record, read_block, unsubmitted_blocks, BlockOutcome, FoundBlockLog,
 };
 use hashrig::job::gbt::submit::submit_block;
 
 use crate::cli::NodeArgs;
+use crate::failure::Failure;
 
 /// How long one block is retried while the node does not answer.
 const PER_BLOCK: Duration = Duration::from_secs(30);
@@ -56,13 +57,14 @@ pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<Exi
         let deadline = Instant::now() + PER_BLOCK;
         let (outcome, reason) = submit_block(&rpc, &hex, &|| Some(deadline));
         if outcome == BlockOutcome::Unsubmitted {
-            bail!(
+            return Err(Failure::Source(format!(
                 "{}: node {} did not answer ({}); it and the blocks after it are still waiting in {}",
                 block.hash,
                 rpc.url,
                 reason.unwrap_or_default(),
                 file.display()
-            );
+            ))
+            .into());
         }
         log.append(&answer_record(
             &block.hash,

@@ -27,8 +27,8 @@ use hashrig::work::WorkSource;
 
 use super::report::{print_status, print_summary, status_json, summary_json};
 use super::signals::Signals;
-use super::Failure;
 use crate::cli::{select_devices, DeviceArgs, RunSettings};
+use crate::failure::Failure;
 
 /// How often the status line is printed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);

@@ -125,27 +125,6 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
     }
 }
 
-/// A run that ended in failure, with the exit code that says which kind
-/// (the README lists them).
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// The job source gave up, or no pool (or the node) ever answered: 1.
-    #[error("{0}")]
-    Source(String),
-    /// Every device failed, or none could be opened: 3.
-    #[error("{0}")]
-    Devices(String),
-}
-
-impl Failure {
-    pub fn exit_code(&self) -> ExitCode {
-        match self {
-            Failure::Source(_) => ExitCode::from(1),
-            Failure::Devices(_) => ExitCode::from(3),
-        }
-    }
-}
-
 fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
     use hashrig::api::keys::{new_key, revoke_key, Scope};
     match command {

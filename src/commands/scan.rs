@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use bitcoin::hashes::Hash;
 use hashrig::backend::open;
 use hashrig::pow::header::{header_bytes, with_nonce};
@@ -12,6 +11,7 @@ use hashrig::pow::target::meets;
 use hashrig::pow::KernelWork;
 
 use crate::cli::{select_devices, ScanArgs};
+use crate::failure::Failure;
 
 /// Nonces per device call, so progress shows on long CPU scans.
 const CHUNK: u64 = 1 << 26;
@@ -23,8 +23,9 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let info = selected
         .devices
         .first()
-        .context("no device of that backend")?;
-    let mut device = open(info, &selected.options)?;
+        .ok_or_else(|| Failure::Devices("no device of that backend".into()))?;
+    let mut device = open(info, &selected.options)
+        .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
     let work = KernelWork::new(&header_bytes(&settings.header), &settings.target);
 
     let stdout = std::io::stdout();
@@ -34,7 +35,9 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut hardware_errors = 0u64;
     while next < end {
         let count = CHUNK.min(end - next);
-        let mut candidates = device.scan(&work, next as u32, count)?;
+        let mut candidates = device
+            .scan(&work, next as u32, count)
+            .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
         candidates.sort_unstable();
         for nonce in candidates {
             // Every candidate is re-hashed by rust-bitcoin before it is printed.

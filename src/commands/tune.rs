@@ -21,6 +21,7 @@ use hashrig::pow::KernelWork;
 use hashrig::stats::format_hashrate;
 
 use crate::cli::{select_devices, TuneArgs};
+use crate::failure::Failure;
 
 /// Rounds of turns: enough for a median that one noisy slice cannot move.
 const ROUNDS: usize = 5;
@@ -241,7 +242,10 @@ fn tune_device(
         let mut probe = granularity;
         let rate = loop {
             let began = Instant::now();
-            candidate.device.scan(&work, 0, probe)?;
+            candidate
+                .device
+                .scan(&work, 0, probe)
+                .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
             let elapsed = began.elapsed().as_secs_f64();
             if elapsed >= 0.05 || probe >= 1 << 30 {
                 break probe as f64 / elapsed.max(1e-9);
@@ -260,7 +264,10 @@ fn tune_device(
             let candidate = &mut opened[(round + k) % n];
             let count = candidate.slice.min(u64::from(u32::MAX - start));
             let began = Instant::now();
-            candidate.device.scan(&work, start, count)?;
+            candidate
+                .device
+                .scan(&work, start, count)
+                .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
             candidate
                 .rates
                 .push(count as f64 / began.elapsed().as_secs_f64().max(1e-9));
@@ -283,7 +290,7 @@ fn tune_device(
     let best = opened
         .iter()
         .max_by(|a, b| a.median().total_cmp(&b.median()))
-        .context("no candidate measured")?;
+        .ok_or_else(|| Failure::Devices(format!("{}: no candidate measured", info.label())))?;
     let default_hashrate = opened
         .iter()
         .find(|c| Some(c.shape) == default_shape)

@@ -566,3 +566,130 @@ fn no_other_programs_noise_without_a_runtime_dir() {
         );
     }
 }
+
+/// Every row of the README's exit-code table, each from the command and
+/// the failure it names.
+#[test]
+fn every_exit_code_is_the_one_the_readme_gives() {
+    use std::io::BufRead;
+    // The genesis block's header.
+    let header = "0100000000000000000000000000000000000000000000000000000000000000000000003ba3edfd7a7b12b27ac72c3e67768f617fc81bc3888a51323a9fb8aa4b1e5e4a29ab5f49ffff001d1dac2b7c";
+    let code = |out: &Output| out.status.code();
+
+    // 0: ran to the end.
+    let out = hashrig(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+
+    // 1: no pool ever answered; the node never answered a found block.
+    let out = hashrig(&[
+        "mine",
+        "--backend",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--pool",
+        "stratum+tcp://127.0.0.1:1",
+        "--user",
+        "x",
+        "--duration",
+        "2",
+    ]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    let file = std::env::temp_dir().join(format!("hashrig-exit-{}.jsonl", std::process::id()));
+    let record = serde_json::json!({"hash": "ab".repeat(32), "block": "00", "height": 9});
+    std::fs::write(&file, format!("{record}\n")).unwrap();
+    let out = hashrig(&[
+        "found-blocks",
+        "submit",
+        "--rpc-url",
+        "http://127.0.0.1:1",
+        "--found-blocks",
+        file.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+
+    // 2: the command line.
+    let out = hashrig(&["bench", "--cpu-threads", "many"]);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    let out = hashrig(&[
+        "scan",
+        "--backend",
+        "cpu",
+        "--device",
+        "99",
+        "--start",
+        "0",
+        "--count",
+        "16",
+        "--header",
+        header,
+    ]);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+
+    // 3: no device of the backend asked for is installed (no OpenCL
+    // runtime): bench, and scan, which opens one device.
+    let no_opencl = [
+        ("OCL_ICD_VENDORS", "/nonexistent"),
+        ("OCL_ICD_FILENAMES", ""),
+    ];
+    let out = hashrig_with(
+        &["bench", "--backend", "opencl", "--seconds", "1"],
+        &no_opencl,
+    );
+    assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+    let out = hashrig_with(
+        &[
+            "scan",
+            "--backend",
+            "opencl",
+            "--start",
+            "0",
+            "--count",
+            "16",
+            "--header",
+            header,
+        ],
+        &no_opencl,
+    );
+    assert_eq!(code(&out), Some(3), "{}", stderr(&out));
+
+    // 130: a second stop signal while stopping.
+    let mut child = crate::common::hashrig_command()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--cpu-threads",
+            "1",
+            "--seconds",
+            "60",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("self-test passed")),
+        "bench never started"
+    );
+    for _ in 0..2 {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
