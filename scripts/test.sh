@@ -45,6 +45,9 @@ clinfo -l
 echo "== generated kernels are current"
 python3 scripts/gen_kernels.py --check
 
+echo "== structure (no import circle, no function past 80 lines)"
+python3 scripts/check-structure.py
+
 echo "== format"
 cargo fmt --check
 

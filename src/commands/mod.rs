@@ -43,14 +43,7 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
     for setting in driver_settings {
         tracing::debug!("driver setting: {setting}");
     }
-    let config = match (&cli.config, config::default_path()) {
-        (Some(path), _) => Some(config::load(path)?),
-        (None, Some(path)) => {
-            tracing::info!("config: {}", path.display());
-            Some(config::load(&path)?)
-        }
-        (None, None) => None,
-    };
+    let config = load_config(cli.config.as_deref())?;
     let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
     // Only the long-running commands handle SIGHUP (`signals::install`);
     // the others get its default back.
@@ -101,13 +94,7 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
             solo::run(&args, cli.quiet, &signals)
         }
         Command::ApiKey(command) => api_key(command),
-        Command::Config(ConfigCommand::Check { file }) => {
-            let checked: Config = config::load(&file)?;
-            checked.check_as_start()?;
-            print!("{}", checked.masked());
-            eprintln!("{}: valid", file.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
         Command::FoundBlocks(FoundBlocksCommand::Submit {
             mut node,
             found_blocks,
@@ -123,6 +110,28 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
             found_blocks::submit(&node, &file, dry_run)
         }
     }
+}
+
+/// The config file given, else the default one when it exists.
+fn load_config(given: Option<&Path>) -> anyhow::Result<Option<Config>> {
+    match (given, config::default_path()) {
+        (Some(path), _) => Ok(Some(config::load(path)?)),
+        (None, Some(path)) => {
+            tracing::info!("config: {}", path.display());
+            Ok(Some(config::load(&path)?))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `hashrig config check FILE`: the file as a start would take it, shown
+/// with its secrets masked.
+fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let checked: Config = config::load(file)?;
+    checked.check_as_start()?;
+    print!("{}", checked.masked());
+    eprintln!("{}: valid", file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {

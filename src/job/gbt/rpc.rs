@@ -144,42 +144,7 @@ impl NodeRpc {
         method: &str,
         params: impl serde::Serialize,
     ) -> Result<Option<T>, NodeError> {
-        // Serialized straight into the body: a block's hex is in memory
-        // once more here, not three times (a copy in a JSON tree, the tree
-        // as text, the text as the body).
-        let body = serde_json::to_vec(&Request {
-            jsonrpc: "1.0",
-            id: "hashrig",
-            method,
-            params,
-        })
-        .map_err(|e| NodeError::Connect {
-            url: self.url.clone(),
-            message: format!("the request could not be written: {e}"),
-        })?;
-        let mut request = self
-            .agent
-            .post(&self.url)
-            .set("Content-Type", "application/json");
-        if let Some(auth) = self.authorization()? {
-            request = request.set("Authorization", &auth);
-        }
-        let response = match request.send_bytes(&body) {
-            Ok(response) => response,
-            Err(ureq::Error::Status(401, _)) => {
-                return Err(NodeError::Unauthorized {
-                    url: self.url.clone(),
-                });
-            }
-            // Nodes answer RPC errors with HTTP 404/500 and a JSON body.
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(ureq::Error::Transport(t)) => {
-                return Err(NodeError::Connect {
-                    url: self.url.clone(),
-                    message: t.to_string(),
-                });
-            }
-        };
+        let response = self.send(method, params)?;
         let status = response.status();
         let mut body = Recorded::new(response.into_reader().take(MAX_BODY));
         let parsed = answer::parse::<T>(&mut body);
@@ -221,6 +186,46 @@ impl NodeRpc {
                 url: self.url.clone(),
                 method: method.to_owned(),
                 snippet: body.snippet(),
+            }),
+        }
+    }
+
+    /// Posts one request; a node's RPC error comes back as a response too
+    /// (nodes answer them with HTTP 404/500 and a JSON body).
+    fn send(
+        &self,
+        method: &str,
+        params: impl serde::Serialize,
+    ) -> Result<ureq::Response, NodeError> {
+        // Serialized straight into the body: a block's hex is in memory
+        // once more here, not three times (a copy in a JSON tree, the tree
+        // as text, the text as the body).
+        let body = serde_json::to_vec(&Request {
+            jsonrpc: "1.0",
+            id: "hashrig",
+            method,
+            params,
+        })
+        .map_err(|e| NodeError::Connect {
+            url: self.url.clone(),
+            message: format!("the request could not be written: {e}"),
+        })?;
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", "application/json");
+        if let Some(auth) = self.authorization()? {
+            request = request.set("Authorization", &auth);
+        }
+        match request.send_bytes(&body) {
+            Ok(response) => Ok(response),
+            Err(ureq::Error::Status(401, _)) => Err(NodeError::Unauthorized {
+                url: self.url.clone(),
+            }),
+            Err(ureq::Error::Status(_, response)) => Ok(response),
+            Err(ureq::Error::Transport(t)) => Err(NodeError::Connect {
+                url: self.url.clone(),
+                message: t.to_string(),
             }),
         }
     }

@@ -298,22 +298,8 @@ impl TryFrom<RawTemplate> for BlockTemplate {
                 coinbase_value.to_string(),
             ));
         }
-        let raw_transactions = required(t.transactions, "transactions")?.0;
-        let mut transactions = BlockTransactions::default();
-        let mut txids = Vec::with_capacity(raw_transactions.len());
-        let mut transactions_weight = 0;
-        // Each one's bytes move into the block's buffer and are freed.
-        for (index, tx) in raw_transactions.into_iter().enumerate() {
-            let data = tx.data.ok_or(TemplateError::Transaction {
-                index,
-                problem: "data is missing".into(),
-            })?;
-            let (txid, weight) = check_transaction(index, &data.0, tx.txid)?;
-            transactions.push(&data.0);
-            txids.push(txid);
-            transactions_weight += weight;
-        }
-        transactions.shrink_to_fit();
+        let (transactions, txids, transactions_weight) =
+            check_transactions(required(t.transactions, "transactions")?)?;
         let longpoll_id = match t.longpollid {
             Some(s) if s.len() > 256 => {
                 return Err(bad("longpollid", "a short string", shown(&s)));
@@ -322,26 +308,10 @@ impl TryFrom<RawTemplate> for BlockTemplate {
         };
         // BIP 23: without `mutable`, time may be changed.
         let time_mutable = t.mutable.is_none_or(|m| m.0);
-        let witness_commitment = match t.default_witness_commitment {
-            None => None,
-            Some(text) => Some(
-                hex::decode(&text)
-                    .ok()
-                    .filter(|b| {
-                        b.len() >= 38
-                            && b.len() <= 100
-                            && b.starts_with(&[0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed])
-                    })
-                    .map(ScriptBuf::from_bytes)
-                    .ok_or_else(|| {
-                        bad(
-                            "default_witness_commitment",
-                            "a BIP 141 commitment script",
-                            shown(&text),
-                        )
-                    })?,
-            ),
-        };
+        let witness_commitment = t
+            .default_witness_commitment
+            .map(|text| witness_commitment(&text))
+            .transpose()?;
         Ok(BlockTemplate {
             version,
             prev_hash,
@@ -360,6 +330,45 @@ impl TryFrom<RawTemplate> for BlockTemplate {
             witness_commitment,
         })
     }
+}
+
+/// Every transaction checked, its bytes moved into the block's buffer (and
+/// freed one by one); with their txids and total weight.
+fn check_transactions(
+    raw: RawTransactions,
+) -> Result<(BlockTransactions, Vec<Txid>, u64), TemplateError> {
+    let mut transactions = BlockTransactions::default();
+    let mut txids = Vec::with_capacity(raw.0.len());
+    let mut weight = 0;
+    for (index, tx) in raw.0.into_iter().enumerate() {
+        let data = tx.data.ok_or(TemplateError::Transaction {
+            index,
+            problem: "data is missing".into(),
+        })?;
+        let (txid, tx_weight) = check_transaction(index, &data.0, tx.txid)?;
+        transactions.push(&data.0);
+        txids.push(txid);
+        weight += tx_weight;
+    }
+    transactions.shrink_to_fit();
+    Ok((transactions, txids, weight))
+}
+
+/// BIP 141's commitment output script, as the template gives it in hex.
+fn witness_commitment(text: &str) -> Result<ScriptBuf, TemplateError> {
+    hex::decode(text)
+        .ok()
+        .filter(|b| {
+            b.len() >= 38 && b.len() <= 100 && b.starts_with(&[0x6a, 0x24, 0xaa, 0x21, 0xa9, 0xed])
+        })
+        .map(ScriptBuf::from_bytes)
+        .ok_or_else(|| {
+            bad(
+                "default_witness_commitment",
+                "a BIP 141 commitment script",
+                shown(text),
+            )
+        })
 }
 
 /// The txid and weight of transaction `index`, whose txid, when the node
