@@ -60,7 +60,7 @@ pub enum Command {
     /// Measure each device's kernel shapes side by side and remember the
     /// fastest (used by bench, mine and solo; flags override it).
     Tune(TuneArgs),
-    /// Mine on a Stratum V1 pool (with failover to further pools).
+    /// Mine on Stratum V1 or V2 pools (with failover to further pools).
     Mine(MineArgs),
     /// Mine blocks straight from a node (getblocktemplate / submitblock).
     Solo(SoloArgs),
@@ -262,20 +262,28 @@ pub struct ScanArgs {
     /// 64 hex digits, most significant first (default: the header's nBits).
     #[arg(long, value_name = "HEX64")]
     pub target: Option<String>,
+    // Not `DeviceArgs` flattened: a scan runs one device, the CPU by
+    // default, software OpenCL and Vulkan devices included.
+    /// The backend of the device that scans.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendChoice,
     /// Device index, as `hashrig devices` numbers them (default: the first
     /// device of the backend).
     #[arg(long, value_name = "SEL")]
     pub device: Option<String>,
+    /// CPU hashing threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub cpu_threads: Option<usize>,
+    /// Work-group size for GPU kernels (default per device).
     #[arg(long, value_name = "N")]
     pub worksize: Option<usize>,
+    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
     #[arg(long, value_name = "N")]
     pub vectors: Option<u32>,
+    /// Vulkan nonces per shader invocation.
     #[arg(long, value_name = "N")]
     pub vulkan_nonces: Option<u32>,
+    /// Kernel build (default auto: by the device's vendor).
     #[arg(long, value_enum, value_name = "VARIANT")]
     pub kernel_variant: Option<VariantChoice>,
     /// One JSON object per line, per nonce found.

@@ -1,4 +1,5 @@
-//! `hashrig mine`: mine on a Stratum V1 pool until stopped.
+//! `hashrig mine`: mine on Stratum V1 or V2 pools (failover between them)
+//! until stopped.
 
 use std::process::ExitCode;
 

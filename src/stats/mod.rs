@@ -1,5 +1,5 @@
 //! Meters and counters, per device and in total: read by the status line,
-//! the `bench` report and (later) the HTTP API.
+//! the `bench` report, the HTTP API and its metrics, the cgminer API.
 
 mod estimates;
 mod histogram;
