@@ -48,7 +48,7 @@ use clap::{ArgMatches, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::mine::RunArgs;
-use super::rig::RigArgs;
+use super::rig::{DeviceOverride, RigArgs};
 use super::MAX_DEVICE_INDEX;
 use super::{
     defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs, VariantChoice,
@@ -142,15 +142,6 @@ pub struct DevicesEntry {
     pub batch_ms: Option<u64>,
     /// The tuning file (`--tuning-file`).
     pub tuning_file: Option<PathBuf>,
-}
-
-/// Per-device settings, by the index `hashrig devices` shows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceOverride {
-    pub index: usize,
-    pub enabled: Option<bool>,
-    pub batch_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -12,6 +12,17 @@ use hashrig::api::cgminer::{AllowList, CgminerApiConfig};
 use hashrig::api::keys::KeyStore;
 use hashrig::api::ApiConfig;
 use hashrig::thermal::ThermalLimits;
+use serde::{Deserialize, Serialize};
+
+/// Per-device settings from the config file (`[[device]]`), by the index
+/// `hashrig devices` shows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceOverride {
+    pub index: usize,
+    pub enabled: Option<bool>,
+    pub batch_ms: Option<u64>,
+}
 
 #[derive(Debug, Args, Default, Clone)]
 pub struct RigArgs {
@@ -48,7 +59,7 @@ pub struct RigArgs {
     pub kwh_price: Option<f64>,
     /// Per-device settings from the config file.
     #[arg(skip)]
-    pub device_overrides: Vec<super::config::DeviceOverride>,
+    pub device_overrides: Vec<DeviceOverride>,
 }
 
 /// Validated [`RigArgs`].
@@ -56,7 +67,7 @@ pub struct RigArgs {
 pub struct RigSettings {
     pub api: Option<ApiConfig>,
     pub cgminer_api: Option<CgminerApiConfig>,
-    pub device_overrides: Vec<super::config::DeviceOverride>,
+    pub device_overrides: Vec<DeviceOverride>,
     pub thermal: ThermalLimits,
     pub on_sick: Option<String>,
     pub power_watts: Option<f64>,

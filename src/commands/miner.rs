@@ -22,9 +22,10 @@ use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::source::JobSource;
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
-use hashrig::stats::{Snapshot, Stats};
+use hashrig::stats::Stats;
 use hashrig::work::WorkSource;
 
+use super::outcome::Outcome;
 use super::report::{print_status, print_summary, status_json, summary_json};
 use super::signals::Signals;
 use crate::cli::{select_devices, DeviceArgs, RunSettings};
@@ -52,35 +53,6 @@ pub struct Run {
     pub signals: Signals,
     /// Where jobs come from, as the cgminer API reports pools.
     pub source_kind: SourceKind,
-}
-
-/// What a run leaves.
-pub struct Outcome {
-    pub snapshot: Snapshot,
-    /// Time to a share and to a block, energy and cost, at the end.
-    pub estimates: hashrig::stats::Estimates,
-    pub seconds: f64,
-    /// Why the job source stopped on its own, if it did.
-    pub source_error: Option<String>,
-    /// Every device failed: which, and why.
-    pub devices_failed: Option<String>,
-}
-
-/// The pools (or node) of a run that never answered, with their last
-/// error, when not one of them ever did.
-fn never_answered(snapshot: &Snapshot) -> Option<String> {
-    if snapshot.pools.is_empty() || snapshot.pools.iter().any(|p| p.answered) {
-        return None;
-    }
-    let each: Vec<String> = snapshot
-        .pools
-        .iter()
-        .map(|p| match &p.last_error {
-            Some(e) => format!("{} ({e})", p.name),
-            None => p.name.clone(),
-        })
-        .collect();
-    Some(format!("never answered: {}", each.join("; ")))
 }
 
 /// Enumerates, selects, opens and proves the devices the flags ask for,
@@ -240,28 +212,6 @@ pub fn mine_from(
         print_summary(&outcome);
     }
     outcome.result()
-}
-
-impl Outcome {
-    /// Why the run failed, if it did: every device failed, or the job
-    /// source gave up or never heard from its pools (or node).
-    pub fn failure(&self) -> Option<Failure> {
-        if let Some(failed) = &self.devices_failed {
-            return Some(Failure::Devices(format!("every device failed: {failed}")));
-        }
-        if let Some(e) = &self.source_error {
-            return Some(Failure::Source(e.clone()));
-        }
-        never_answered(&self.snapshot).map(Failure::Source)
-    }
-
-    /// Success, or the failure as an error carrying its exit code.
-    pub fn result(&self) -> anyhow::Result<ExitCode> {
-        match self.failure() {
-            Some(failure) => Err(failure.into()),
-            None => Ok(ExitCode::SUCCESS),
-        }
-    }
 }
 
 /// Counters for these devices, which know their PCI slots.

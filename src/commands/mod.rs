@@ -5,6 +5,7 @@ mod devices;
 mod found_blocks;
 mod mine;
 mod miner;
+mod outcome;
 mod report;
 mod scan;
 mod signals;

@@ -4,7 +4,7 @@
 use hashrig::control::RigControl;
 use hashrig::stats::{format_difficulty, format_hashrate, Snapshot};
 
-use super::miner::Outcome;
+use super::outcome::Outcome;
 
 pub fn print_status(snap: &Snapshot, control: &RigControl) {
     let parts: Vec<String> = snap

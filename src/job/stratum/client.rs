@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
+use super::carry::Carry;
+use super::end::End;
 use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, subscribe_params, Incoming};
-use super::session::{Carry, Connection, End};
+use super::session::Connection;
 use super::transport::connect;
 use super::v2;
 use crate::control::RigControl;

@@ -91,7 +91,7 @@ impl<K: Ord + Copy> Awaiting<K> {
         shutdown: bool,
         ctx: &SourceContext,
         pool_index: usize,
-        carry: &mut super::session::Carry,
+        carry: &mut super::carry::Carry,
     ) {
         for (_, in_flight) in std::mem::take(&mut self.shares) {
             if shutdown {

@@ -2,7 +2,8 @@
 //! subscribe, authorize, then jobs in and shares out until the link is
 //! lost, the pool redirects, a better pool is healthy again, or the miner
 //! stops. What outlives a connection (unanswered shares, the session id to
-//! resume, requests the pool does not take) is kept in [`Carry`]. Shares in
+//! resume, requests the pool does not take) is kept in `Carry` (`carry.rs`,
+//! shared with V2); how a connection ends is `End` (`end.rs`). Shares in
 //! and out: `shares`.
 //!
 //! Real pools differ in what they refuse and how. ckpool drops the
@@ -15,11 +16,8 @@
 //! counted and skipped (bytes that are not UTF-8 too); only an oversized one
 //! ends the connection.
 
-mod carry;
 mod handshake;
 mod shares;
-
-pub use carry::{Carry, Optional};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +28,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+use super::carry::{Carry, Optional};
+use super::end::{redirect, wait_failback, End};
 use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
 use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, Incoming, Reply};
@@ -43,32 +43,6 @@ use crate::pow::target::{share_target, DIFF1_TARGET};
 const BAD_LINES_LOGGED: u32 = 5;
 /// Longest wait for a write to the pool.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How a connection ended.
-#[derive(Debug)]
-pub enum End {
-    /// The miner is stopping; shares in flight were answered or recorded.
-    Shutdown,
-    /// The link broke, the pool went silent or sent nonsense. `healthy`
-    /// when the connection had been mining: then it is simply retried.
-    Lost { reason: String, healthy: bool },
-    /// The pool did not take an optional request: reconnect at once,
-    /// without it.
-    Fallback(Optional),
-    /// The pool refused the miner (authorization, subscription): try the
-    /// next pool.
-    Refused(String),
-    /// `client.reconnect`: connect to `host:port` after `wait`.
-    Redirect {
-        host: String,
-        port: u16,
-        wait: Duration,
-    },
-    /// A higher-priority pool has been healthy long enough: switch to it.
-    FailBack(usize),
-    /// The operator asked for another pool (API).
-    Switch(usize),
-}
 
 /// What a request other than a submit was, to interpret its reply.
 #[derive(Debug)]
@@ -508,52 +482,5 @@ impl<'a> Connection<'a> {
             }
         }
         Ok(())
-    }
-}
-
-/// Where a pool's reconnect request (V1 `client.reconnect`, V2 `Reconnect`)
-/// leads: its host only if it is this pool's or `--allow-redirect` is on;
-/// no host or port means this pool's.
-pub(in crate::job::stratum) fn redirect(
-    pool: &PoolConfig,
-    options: &StratumOptions,
-    host: Option<String>,
-    port: Option<u16>,
-    wait: Duration,
-) -> End {
-    let same = pool.url.host.clone();
-    let host = match host {
-        Some(h) if h.is_empty() || h.eq_ignore_ascii_case(&same) => same,
-        Some(h) if options.allow_redirect => h,
-        Some(h) => {
-            tracing::warn!(
-                "{}: asked to reconnect to {h}; staying on {same} (redirects to other hosts need --allow-redirect)",
-                pool.url
-            );
-            same
-        }
-        None => same,
-    };
-    End::Redirect {
-        host,
-        port: port.filter(|p| *p != 0).unwrap_or(pool.url.port),
-        wait,
-    }
-}
-
-/// Which better pool the fail-back probe found healthy; pending forever
-/// without a probe.
-pub(in crate::job::stratum) async fn wait_failback(
-    failback: &mut Option<oneshot::Receiver<usize>>,
-) -> usize {
-    match failback {
-        Some(rx) => match rx.await {
-            Ok(index) => index,
-            Err(_) => {
-                *failback = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
     }
 }

@@ -16,8 +16,8 @@ use super::{
     Channel, Session, BIP320_MASK, MAX_FUTURE_JOBS, MAX_JOBS, MAX_ROLLED, MIN_EXTRANONCE,
     OPEN_EXTENDED, OPEN_STANDARD, POOL_REQUIRES_EXTENDED_CHANNELS,
 };
+use crate::job::stratum::end::End;
 use crate::job::stratum::options::Sv2Channel;
-use crate::job::stratum::session::End;
 use crate::job::Job;
 use crate::pow::target::{share_target, target_difficulty};
 

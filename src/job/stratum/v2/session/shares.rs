@@ -8,7 +8,7 @@ use stratum_core::parsers_sv2::{AnyMessage, Mining};
 
 use super::{job_id, Session};
 use crate::found::Found;
-use crate::job::stratum::session::End;
+use crate::job::stratum::end::End;
 use crate::job::stratum::tracking::{count_stale, record_answer};
 use crate::stats::ShareResult;
 
