@@ -470,16 +470,29 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_frames_are_errors_not_panics() {
+        let frame = |message_type, len| Frame {
+            message_type,
+            extension_type: 0,
+            channel_msg: false,
+            payload: vec![0xff; len],
+            payload_len: len,
+        };
         for message_type in 0..=255u8 {
-            for len in [0usize, 1, 5, 40] {
-                let frame = Frame {
-                    message_type,
-                    extension_type: 0,
-                    channel_msg: false,
-                    payload: vec![0xff; len],
-                    payload_len: len,
-                };
-                let _ = PoolMessage::try_from(frame);
+            // No message is shorter than 2 bytes: every type, known or not,
+            // cut to 0 or 1 is undecodable, and says which type it was.
+            for len in [0usize, 1] {
+                let result = PoolMessage::try_from(frame(message_type, len));
+                assert!(
+                    matches!(
+                        result,
+                        Err(MessageError::Decode { message_type: t, .. }) if t == message_type
+                    ),
+                    "type {message_type:#04x}, {len} bytes: {result:?}"
+                );
+            }
+            // Longer junk never panics; what decodes is one typed message.
+            for len in [5usize, 40] {
+                let _ = PoolMessage::try_from(frame(message_type, len));
             }
         }
         let valid = SetTarget {
