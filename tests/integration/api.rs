@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use hashrig::found::journal::unix_now;
 
-use crate::common::{connect_from, wait_until, CpuRig, PATIENCE};
+use crate::common::{connect_from, wait_until, wait_until_unchanged, CpuRig, PATIENCE};
 use crate::testpool::TestPool;
 
 /// A rig with the HTTP API on it.
@@ -138,9 +138,12 @@ fn keys_scopes_control_metrics_rotation_and_bad_requests() {
         Some(r#"{"reason":"test"}"#),
     );
     assert_eq!(status, 200, "{body}");
-    std::thread::sleep(Duration::from_millis(500));
     let nonces = |i: usize| rig.cpu.stats.snapshot().devices[i].nonces;
-    let (stopped, running) = (nonces(1), nonces(0));
+    let stopped = wait_until_unchanged("device 1's last batch", Duration::from_millis(300), || {
+        nonces(1)
+    });
+    let running = nonces(0);
+    // Then, over a while: nothing more from it.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(nonces(1), stopped, "a disabled device hashed");
     assert!(nonces(0) > running, "the other device stopped too");

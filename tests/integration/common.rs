@@ -110,6 +110,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// Polls `value` until it has not changed for `settle` (a device's last
+/// batch has ended, say); fails naming `what` after [`PATIENCE`]. Returns
+/// the value it settled at.
+pub fn wait_until_unchanged(what: &str, settle: Duration, mut value: impl FnMut() -> u64) -> u64 {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = value();
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = value();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= settle {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    }
+}
+
 /// What a lying device adds to its honest answer: the first nonce from
 /// `start` that is not a candidate, for the scheduler's CPU check to catch.
 pub fn add_a_false_candidate(found: &mut Vec<u32>, work: &KernelWork, start: u32) {

@@ -20,7 +20,7 @@ use hashrig::stats::Stats;
 use hashrig::thermal::{Sensor, ThermalLimits};
 use hashrig::work::WorkSource;
 
-use crate::common::{loose_target, wait_until, PATIENCE};
+use crate::common::{loose_target, wait_until, wait_until_unchanged, PATIENCE};
 
 /// Temperatures the test sets.
 #[derive(Clone, Default)]
@@ -200,7 +200,9 @@ fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
     });
     temps.lock().unwrap()[1] = 95.0;
     wait_until("the cutoff", PATIENCE, || rig.control.state(1) == "cut-off");
-    std::thread::sleep(Duration::from_millis(300)); // its last batch ends
+    wait_until_unchanged("its last batch", Duration::from_millis(300), || {
+        rig.stats.snapshot().devices[1].nonces
+    });
     assert!(
         !rig.hashes(1, Duration::from_millis(500)),
         "a cut-off device hashed"
@@ -211,6 +213,7 @@ fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
     );
 
     temps.lock().unwrap()[1] = 78.0;
+    // A negative check, over a while: it stays cut off.
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         rig.control.state(1),
@@ -290,6 +293,7 @@ fn a_device_answering_wrong_is_reset_then_taken_out() {
         rig.hashes(0, Duration::from_millis(500)),
         "the healthy device stopped"
     );
+    // A negative check, over a while: no more errors from it.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         rig.stats.snapshot().devices[1].hw_errors,

@@ -319,6 +319,8 @@ fn a_block_found_while_the_node_is_down_is_submitted_when_it_is_back() {
         Duration::from_secs(30),
         || std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"block\"")),
     );
+    // The node stays down a while longer: the miner must keep retrying
+    // (a scenario's length, not a wait for an event).
     std::thread::sleep(Duration::from_secs(1));
     let restarted = Command::new("bash")
         .args(["scripts/regtest-nodes.sh", "restart-a", &node.dir])

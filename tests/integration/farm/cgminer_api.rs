@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{
     ask, ask_from, ask_json, field, start_rig, status_code, text_sections, RunningHashrig,
 };
-use crate::common::{connect_from, wait_until, PATIENCE};
+use crate::common::{connect_from, wait_until, wait_until_unchanged, PATIENCE};
 use crate::testpool::TestPool;
 
 #[test]
@@ -160,9 +160,12 @@ fn cgminer_api_privileged_commands_only_from_allowed_addresses() {
     let reply = text_sections(&ask(api, "gpudisable|0"));
     assert_eq!(field(&reply[0], "Code"), "12", "{reply:?}");
     assert_eq!(rig.control.state(0), "disabled");
-    std::thread::sleep(Duration::from_millis(500));
     let nonces = |i: usize| rig.stats.snapshot().devices[i].nonces;
-    let (stopped, going) = (nonces(0), nonces(1));
+    let stopped = wait_until_unchanged("device 0's last batch", Duration::from_millis(300), || {
+        nonces(0)
+    });
+    let going = nonces(1);
+    // Then, over a while: nothing more from it.
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(nonces(0), stopped, "device 0 still hashing");
     assert!(nonces(1) > going, "device 1 stopped too");
@@ -419,8 +422,12 @@ fn a_running_hashrig_mine_answers_farm_tools_and_obeys_allowed_control() {
         assert_eq!(v["DEVS"][0]["Enabled"], "N", "{v}");
         v["DEVS"][0]["Total MH"].as_f64().unwrap()
     };
-    std::thread::sleep(Duration::from_millis(500));
-    let stopped = total();
+    let stopped = f64::from_bits(wait_until_unchanged(
+        "device 0's last batch",
+        Duration::from_millis(500),
+        || total().to_bits(),
+    ));
+    // Then, over a while: nothing more from it.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(total(), stopped, "device 0 still hashing");
     let v = ask_json([127, 0, 0, 1], api, r#"{"command":"quit"}"#);
