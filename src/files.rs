@@ -124,6 +124,15 @@ pub fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), FileError>
 /// Reads `path` as UTF-8 text if it is a regular file of at most `limit`
 /// bytes; its type and size are checked before anything is read.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let bytes = read_bytes(path, limit)?;
+    String::from_utf8(bytes).map_err(|_| FileError::NotText {
+        path: path.display().to_string(),
+    })
+}
+
+/// Reads `path` if it is a regular file of at most `limit` bytes; its type
+/// and size are checked before anything is read.
+pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     let shown = || path.display().to_string();
     let io = |source| FileError::Io {
         path: shown(),
@@ -147,7 +156,7 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
             limit,
         });
     }
-    String::from_utf8(bytes).map_err(|_| FileError::NotText { path: shown() })
+    Ok(bytes)
 }
 
 /// Refuses a secret file, or its folder, that a user other than this one

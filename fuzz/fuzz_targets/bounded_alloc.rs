@@ -69,3 +69,17 @@ unsafe impl GlobalAlloc for Bounded {
         moved
     }
 }
+
+/// A libFuzzer target whose every input runs under the budget: the
+/// allocator installed and the budget set before the body, in one place.
+macro_rules! bounded_fuzz_target {
+    (|$data:ident: &[u8]| $body:block) => {
+        #[global_allocator]
+        static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
+
+        libfuzzer_sys::fuzz_target!(|$data: &[u8]| {
+            bounded_alloc::budget_for($data);
+            $body
+        });
+    };
+}

@@ -11,18 +11,14 @@
 
 #![no_main]
 
+#[macro_use]
 #[path = "bounded_alloc.rs"]
 mod bounded_alloc;
 
 use hashrig::files::BoundedLines;
 use hashrig::found::journal::unsubmitted_in;
-use libfuzzer_sys::fuzz_target;
 
-#[global_allocator]
-static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
-
-fuzz_target!(|data: &[u8]| {
-    bounded_alloc::budget_for(data);
+bounded_fuzz_target!(|data: &[u8]| {
     let Some((&first, file)) = data.split_first() else {
         return;
     };

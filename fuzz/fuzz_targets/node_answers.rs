@@ -11,6 +11,7 @@
 
 #![no_main]
 
+#[macro_use]
 #[path = "bounded_alloc.rs"]
 mod bounded_alloc;
 
@@ -18,13 +19,8 @@ use bitcoin::ScriptBuf;
 use hashrig::job::gbt::answer::{parse, ChainInfo, SubmitAnswer};
 use hashrig::job::gbt::template::{assemble, BlockTemplate, RawTemplate};
 use hashrig::job::{Origin, SourceKind};
-use libfuzzer_sys::fuzz_target;
 
-#[global_allocator]
-static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
-
-fuzz_target!(|data: &[u8]| {
-    bounded_alloc::budget_for(data);
+bounded_fuzz_target!(|data: &[u8]| {
     let _ = parse::<ChainInfo>(data);
     let _ = parse::<SubmitAnswer>(data);
     let Ok(answer) = parse::<RawTemplate>(data) else {

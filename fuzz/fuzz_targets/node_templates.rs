@@ -9,19 +9,15 @@
 
 #![no_main]
 
+#[macro_use]
 #[path = "bounded_alloc.rs"]
 mod bounded_alloc;
 
 use bitcoin::ScriptBuf;
 use hashrig::job::gbt::template::{assemble, BlockTemplate};
 use hashrig::job::{Origin, SourceKind};
-use libfuzzer_sys::fuzz_target;
 
-#[global_allocator]
-static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
-
-fuzz_target!(|data: &[u8]| {
-    bounded_alloc::budget_for(data);
+bounded_fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };

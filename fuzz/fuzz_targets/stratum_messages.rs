@@ -11,6 +11,7 @@
 
 #![no_main]
 
+#[macro_use]
 #[path = "bounded_alloc.rs"]
 mod bounded_alloc;
 
@@ -20,13 +21,8 @@ use hashrig::job::stratum::replies::{granted_version_mask, Incoming};
 use hashrig::job::stratum::{ServerMessage, Session, SubscribeResult};
 use hashrig::job::{Origin, SourceKind};
 use hashrig::work::Work;
-use libfuzzer_sys::fuzz_target;
 
-#[global_allocator]
-static ALLOCATOR: bounded_alloc::Bounded = bounded_alloc::Bounded;
-
-fuzz_target!(|data: &[u8]| {
-    bounded_alloc::budget_for(data);
+bounded_fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };

@@ -490,13 +490,7 @@ impl ProgramCache {
         use bitcoin::hashes::{sha256, Hash};
         // Our own folder, but a file there may still be a link to a device
         // or a FIFO: only a regular file of a program's size is read.
-        let (file, meta) = crate::files::open_regular(&self.path).ok()?;
-        if meta.len() > MAX_CACHE_ENTRY {
-            return None;
-        }
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CACHE_ENTRY), &mut data)
-            .ok()?;
+        let data = crate::files::read_bytes(&self.path, MAX_CACHE_ENTRY).ok()?;
         let (magic, rest) = data.split_at_checked(8)?;
         let (key, rest) = rest.split_at_checked(32)?;
         let (checksum, binary) = rest.split_at_checked(32)?;

@@ -176,10 +176,13 @@ pub struct DeviceArgs {
 impl DeviceArgs {
     /// The tuning file: the flag's (or config key's), else the default.
     pub fn tuning_path(&self) -> Option<std::path::PathBuf> {
-        self.tuning_file
-            .clone()
-            .or_else(hashrig::backend::tuning::TuningFile::default_path)
+        tuning_path(self.tuning_file.clone())
     }
+}
+
+/// The tuning file `given` (by flag or config key), else the default.
+pub fn tuning_path(given: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+    given.or_else(hashrig::backend::tuning::TuningFile::default_path)
 }
 
 /// `--kernel-variant`: a build of the kernel, or `auto`.

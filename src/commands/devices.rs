@@ -9,8 +9,7 @@ pub fn run(json: bool, tuning_file: Option<&std::path::Path>) -> anyhow::Result<
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
-    let default = hashrig::backend::tuning::TuningFile::default_path();
-    let tunings = super::miner::load_tunings(tuning_file.or(default.as_deref()));
+    let tunings = super::miner::load_tunings(tuning_file);
     for d in &inventory.devices {
         let tuning = tunings.as_ref().and_then(|t| t.find(d));
         if json {

@@ -60,7 +60,8 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
                 .as_ref()
                 .and_then(|c| c.devices.as_ref())
                 .and_then(|d| d.tuning_file.clone());
-            devices::run(json, tuning_file.or(from_config).as_deref())
+            let path = crate::cli::tuning_path(tuning_file.or(from_config));
+            devices::run(json, path.as_deref())
         }
         Command::Bench(mut args) => {
             let signals = signals::install()?;

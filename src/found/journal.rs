@@ -92,18 +92,15 @@ impl FoundBlockLog {
     /// Appends one record and waits until it is on disk. Blocking: call it
     /// from a thread, never from an async runtime.
     pub fn append(&self, record: &Value) -> Result<(), JournalError> {
-        // Written into a buffer with room for the line end: a block's
-        // record is tens of MB, and growing a full string copies it.
-        let mut line = Vec::with_capacity(record_size_hint(record));
-        serde_json::to_writer(&mut line, record).map_err(|e| JournalError::Io {
-            path: self.path.display().to_string(),
-            source: e.into(),
-        })?;
-        line.push(b'\n');
         let io = |source| JournalError::Io {
             path: self.path.display().to_string(),
             source,
         };
+        // Written into a buffer with room for the line end: a block's
+        // record is tens of MB, and growing a full string copies it.
+        let mut line = Vec::with_capacity(record_size_hint(record));
+        serde_json::to_writer(&mut line, record).map_err(|e| io(e.into()))?;
+        line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let size = file.metadata().map_err(io)?.len();
         if size + line.len() as u64 > self.max_bytes {

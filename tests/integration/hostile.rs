@@ -30,12 +30,15 @@ fn summary(run: &Measured) -> Value {
         .unwrap_or_else(|| panic!("no summary: {}\n{}", run.stdout, run.stderr))
 }
 
-fn mine_args<'a>(pools: &'a [String], seconds: &'a str) -> Vec<&'a str> {
-    let mut args = vec!["--quiet", "mine"];
+/// `hashrig mine` on one CPU thread against `pools` for `seconds`, run to
+/// its end with `tick` called while it runs.
+fn mine_measured(pools: &[String], seconds: &str, tick: impl FnMut(Duration)) -> Measured {
+    let mut command = hashrig_command();
+    command.args(["--quiet", "mine"]);
     for url in pools {
-        args.extend(["--pool", url.as_str()]);
+        command.args(["--pool", url.as_str()]);
     }
-    args.extend([
+    command.args([
         "--user",
         "wallet.hostile",
         "--backend",
@@ -50,7 +53,7 @@ fn mine_args<'a>(pools: &'a [String], seconds: &'a str) -> Vec<&'a str> {
         "--found-blocks",
         "/dev/null",
     ]);
-    args
+    run_measured(command, Duration::from_secs(40), tick)
 }
 
 #[test]
@@ -59,10 +62,8 @@ fn pool_lines_that_are_not_utf8_are_counted_and_skipped() {
     // The first one arrives while mining.extranonce.subscribe is pending.
     pool.set_quirk(Quirk::Latin1OnExtranonceSubscribe);
     let urls = [pool.url()];
-    let mut command = hashrig_command();
-    command.args(mine_args(&urls, "10"));
     let mut next = Duration::from_secs(1);
-    let run = run_measured(command, Duration::from_secs(40), |elapsed| {
+    let run = mine_measured(&urls, "10", |elapsed| {
         if elapsed >= next {
             pool.send_raw_bytes(
                 b"{\"id\":null,\"method\":\"client.show_message\",\"params\":[\"Gr\xfc\xdfe\"]}",
@@ -100,9 +101,7 @@ fn a_pool_asking_to_reconnect_in_a_loop_is_backed_off_then_failed_over() {
     let looping = TestPool::start(EASY);
     looping.set_quirk(Quirk::ReconnectsOnAuthorize);
     let urls = [looping.url()];
-    let mut command = hashrig_command();
-    command.args(mine_args(&urls, "8"));
-    let run = run_measured(command, Duration::from_secs(40), |_| {});
+    let run = mine_measured(&urls, "8", |_| {});
     let connections = looping.tally(|t| t.connections);
     assert!(
         (2..=6).contains(&connections),
@@ -120,9 +119,7 @@ fn a_pool_asking_to_reconnect_in_a_loop_is_backed_off_then_failed_over() {
     looping.set_quirk(Quirk::ReconnectsOnAuthorize);
     let backup = TestPool::start(EASY);
     let urls = [looping.url(), backup.url()];
-    let mut command = hashrig_command();
-    command.args(mine_args(&urls, "10"));
-    let run = run_measured(command, Duration::from_secs(40), |_| {});
+    let run = mine_measured(&urls, "10", |_| {});
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         looping.tally(|t| t.connections) <= 4,
