@@ -247,3 +247,34 @@ fn a_tuning_file_named_once_serves_every_command() {
         text(&out)
     );
 }
+
+/// A kernel cache entry replaced by a link to `/dev/zero` (or a FIFO) is
+/// not read: the program is built again and the run goes on.
+#[test]
+fn a_kernel_cache_entry_that_is_not_a_regular_file_is_rebuilt() {
+    let home = Home::new("kernel-cache");
+    let index = opencl_index(&home);
+    let first = bench_line(&home, &index, &[]);
+    assert!(first["hashrate"].as_f64().unwrap_or(0.0) > 0.0, "{first}");
+    let cache = home.0.join("cache").join("opencl");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("{}: {e}", cache.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    assert!(!entries.is_empty(), "no cache entry in {}", cache.display());
+    for (i, entry) in entries.iter().enumerate() {
+        std::fs::remove_file(entry).unwrap();
+        if i % 2 == 0 {
+            std::os::unix::fs::symlink("/dev/zero", entry).unwrap();
+        } else {
+            let path = std::ffi::CString::new(entry.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        }
+    }
+    // bench_line fails the test if the run fails; a read of either would
+    // never end, and the test binary's own timeout would say so.
+    let again = bench_line(&home, &index, &[]);
+    assert!(again["hashrate"].as_f64().unwrap_or(0.0) > 0.0, "{again}");
+}
