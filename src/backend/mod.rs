@@ -11,7 +11,7 @@ pub mod tuning;
 pub mod variant;
 pub mod vulkan;
 
-pub use variant::{KernelVariant, Shape};
+pub use variant::{check_nonces, check_vectors, check_worksize, KernelVariant, Shape, ShapeError};
 
 use std::fmt;
 

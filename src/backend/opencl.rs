@@ -15,7 +15,7 @@ use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_READ_ONLY, CL_MEM_READ_WRITE};
 use opencl3::platform::get_platforms;
 use opencl3::program::Program;
-use opencl3::types::{cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
+use opencl3::types::{cl_device_id, cl_mem_flags, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 
 use super::{
     check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
@@ -192,6 +192,30 @@ pub struct OpenClDevice {
     _context: Context,
 }
 
+/// The device at `platform`, `device` in the runtime's order, or the
+/// call that failed and why.
+fn locate(platform: usize, device: usize) -> Result<cl_device_id, (&'static str, String)> {
+    let platforms = get_platforms().map_err(|e| ("clGetPlatformIDs", e.to_string()))?;
+    platforms
+        .get(platform)
+        .ok_or(("open", "platform gone".to_owned()))?
+        .get_devices(CL_DEVICE_TYPE_ALL)
+        .map_err(|e| ("clGetDeviceIDs", e.to_string()))?
+        .get(device)
+        .copied()
+        .ok_or(("open", "device gone".to_owned()))
+}
+
+/// A buffer of `words` `cl_uint`s in device memory only.
+fn device_buffer(
+    context: &Context,
+    flags: cl_mem_flags,
+    words: usize,
+) -> Result<Buffer<cl_uint>, opencl3::error_codes::ClError> {
+    // SAFETY: no host pointer; the size is in elements of cl_uint.
+    unsafe { Buffer::<cl_uint>::create(context, flags, words, ptr::null_mut()) }
+}
+
 impl OpenClDevice {
     pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
         let label = info.label();
@@ -210,36 +234,22 @@ impl OpenClDevice {
                 message: "not an OpenCL device".into(),
             });
         };
-        let platforms = get_platforms().map_err(driver("clGetPlatformIDs"))?;
-        let id = platforms
-            .get(platform)
-            .ok_or_else(|| DeviceError::Driver {
-                device: label.clone(),
-                operation: "open",
-                message: "platform gone".into(),
-            })?
-            .get_devices(CL_DEVICE_TYPE_ALL)
-            .map_err(driver("clGetDeviceIDs"))?
-            .get(device)
-            .copied()
-            .ok_or_else(|| DeviceError::Driver {
-                device: label.clone(),
-                operation: "open",
-                message: "device gone".into(),
-            })?;
+        let id = locate(platform, device).map_err(|(operation, message)| DeviceError::Driver {
+            device: label.clone(),
+            operation,
+            message,
+        })?;
         let cl_device = ClDevice::new(id);
         let shape = KernelShape::for_device(
             &info,
             cl_device.max_work_group_size().unwrap_or(256),
             options,
         );
-        if ![1, 2, 4, 8, 16].contains(&shape.vectors) {
-            return Err(DeviceError::Driver {
-                device: label,
-                operation: "configure",
-                message: format!("--vectors {} is not 1, 2, 4, 8 or 16", shape.vectors),
-            });
-        }
+        super::check_vectors(shape.vectors).map_err(|e| DeviceError::Driver {
+            device: label.clone(),
+            operation: "configure",
+            message: e.to_string(),
+        })?;
         let context = Context::from_device(&cl_device).map_err(driver("clCreateContext"))?;
         // Profiling gives each launch's true run time, which the sleep
         // before waiting is based on (a time that included the sleep would
@@ -249,26 +259,10 @@ impl OpenClDevice {
             .map_err(driver("clCreateCommandQueue"))?;
         let program = build_program(&context, &info, &shape, options.cache_dir.as_deref())?;
         let kernel = Kernel::create(&program, "sha256d_scan").map_err(driver("clCreateKernel"))?;
-        // SAFETY: no host pointer; sizes are in elements of cl_uint.
-        let work_buffer = unsafe {
-            Buffer::<cl_uint>::create(
-                &context,
-                CL_MEM_READ_ONLY,
-                KernelWork::WORDS,
-                ptr::null_mut(),
-            )
-        }
-        .map_err(driver("clCreateBuffer"))?;
-        // SAFETY: as above.
-        let found_buffer = unsafe {
-            Buffer::<cl_uint>::create(
-                &context,
-                CL_MEM_READ_WRITE,
-                1 + FOUND_CAPACITY,
-                ptr::null_mut(),
-            )
-        }
-        .map_err(driver("clCreateBuffer"))?;
+        let work_buffer = device_buffer(&context, CL_MEM_READ_ONLY, KernelWork::WORDS)
+            .map_err(driver("clCreateBuffer"))?;
+        let found_buffer = device_buffer(&context, CL_MEM_READ_WRITE, 1 + FOUND_CAPACITY)
+            .map_err(driver("clCreateBuffer"))?;
         tracing::debug!(
             "{label}: {} kernel, {} nonces per work-item, work-group {}",
             shape.variant,

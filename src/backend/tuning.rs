@@ -121,7 +121,10 @@ impl TuningFile {
             )));
         }
         for (i, tuning) in document.devices.iter().enumerate() {
-            check_shape(&tuning.shape).map_err(|e| invalid(format!("devices[{i}]: {e}")))?;
+            tuning
+                .shape
+                .check()
+                .map_err(|e| invalid(format!("devices[{i}].{}: {e}", e.field())))?;
         }
         Ok(TuningFile {
             path: path.to_path_buf(),
@@ -185,29 +188,6 @@ impl TuningFile {
         text.push('\n');
         crate::files::replace(&self.path, text.as_bytes()).map_err(write)
     }
-}
-
-/// The bounds `--vectors`, `--worksize` and `--vulkan-nonces` have.
-pub fn check_shape(shape: &Shape) -> Result<(), String> {
-    if ![1, 2, 4, 8, 16].contains(&shape.vectors) {
-        return Err(format!(
-            "vectors {}: must be 1, 2, 4, 8 or 16",
-            shape.vectors
-        ));
-    }
-    if !(1..=1024).contains(&shape.worksize) {
-        return Err(format!(
-            "worksize {}: must be between 1 and 1024",
-            shape.worksize
-        ));
-    }
-    if !(1..=1024).contains(&shape.nonces) {
-        return Err(format!(
-            "nonces {}: must be between 1 and 1024",
-            shape.nonces
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -298,9 +278,13 @@ mod tests {
             (
                 "\"worksize\": 256",
                 "\"worksize\": 0",
-                "devices[0]: worksize 0",
+                "devices[0].worksize: a work-group of 0",
             ),
-            ("\"vectors\": 1", "\"vectors\": 3", "devices[0]: vectors 3"),
+            (
+                "\"vectors\": 1",
+                "\"vectors\": 3",
+                "devices[0].vectors: 3 lanes",
+            ),
             ("\"version\": 1", "\"version\": 9", "version 9"),
             ("\"nvidia\"", "\"cuda\"", "unknown variant"),
         ] {

@@ -111,6 +111,66 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// Whether every value is one the kernels are built for.
+    pub fn check(&self) -> Result<(), ShapeError> {
+        check_vectors(self.vectors)?;
+        check_worksize(u64::from(self.worksize))?;
+        check_nonces(self.nonces)
+    }
+}
+
+/// A launch-shape value outside what the kernels are built for. The
+/// caller names where it came from (a flag, a tuning file's entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShapeError {
+    /// OpenCL lanes per work-item with no vector build of the kernel.
+    #[error("{0} lanes: the OpenCL kernel is built for 1, 2, 4, 8 or 16")]
+    Vectors(u32),
+    /// A work-group size no device takes.
+    #[error("a work-group of {0}: must be between 1 and 1024")]
+    Worksize(u64),
+    /// Vulkan nonces per invocation past the shader's loop bound.
+    #[error("{0} nonces per invocation: must be between 1 and 1024")]
+    Nonces(u32),
+}
+
+impl ShapeError {
+    /// The [`Shape`] field that holds the value.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ShapeError::Vectors(_) => "vectors",
+            ShapeError::Worksize(_) => "worksize",
+            ShapeError::Nonces(_) => "nonces",
+        }
+    }
+}
+
+/// The OpenCL kernel's vector widths (`VECTORS` in `kernels/sha256d.cl`).
+pub fn check_vectors(lanes: u32) -> Result<(), ShapeError> {
+    match lanes {
+        1 | 2 | 4 | 8 | 16 => Ok(()),
+        _ => Err(ShapeError::Vectors(lanes)),
+    }
+}
+
+/// 1 to 1024: every GPU API's floor for the largest work-group.
+pub fn check_worksize(size: u64) -> Result<(), ShapeError> {
+    match size {
+        1..=1024 => Ok(()),
+        _ => Err(ShapeError::Worksize(size)),
+    }
+}
+
+/// 1 to 1024 nonces per Vulkan shader invocation.
+pub fn check_nonces(nonces: u32) -> Result<(), ShapeError> {
+    match nonces {
+        1..=1024 => Ok(()),
+        _ => Err(ShapeError::Nonces(nonces)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -429,16 +429,15 @@ fn cores() -> usize {
 impl DeviceArgs {
     /// Every check that needs no device: the selection, in order.
     pub fn check(&self) -> anyhow::Result<Option<Vec<DeviceSelector>>> {
+        use hashrig::backend::{check_nonces, check_vectors, check_worksize};
         if let Some(v) = self.vectors {
-            if ![1, 2, 4, 8, 16].contains(&v) {
-                bail!("--vectors {v}: must be 1, 2, 4, 8 or 16");
-            }
+            check_vectors(v).context("--vectors")?;
         }
-        if let Some(w) = self.worksize.filter(|w| !(1..=1024).contains(w)) {
-            bail!("--worksize {w}: must be between 1 and 1024");
+        if let Some(w) = self.worksize {
+            check_worksize(w as u64).context("--worksize")?;
         }
-        if let Some(n) = self.vulkan_nonces.filter(|n| !(1..=1024).contains(n)) {
-            bail!("--vulkan-nonces {n}: must be between 1 and 1024");
+        if let Some(n) = self.vulkan_nonces {
+            check_nonces(n).context("--vulkan-nonces")?;
         }
         match self.cpu_threads {
             Some(0) => bail!(

@@ -13,9 +13,12 @@ use super::{
     KernelVariant, Locator, Shape,
 };
 use crate::pow::KernelWork;
+use setup::{build_pipeline, request_device};
+
+mod setup;
 
 /// The shader source, compiled per adapter at start.
-pub const SHADER_SOURCE: &str = include_str!("../../shaders/sha256d.wgsl");
+pub const SHADER_SOURCE: &str = include_str!("../../../shaders/sha256d.wgsl");
 /// Slots in the found-buffer (the shader's `FOUND_CAPACITY`).
 const FOUND_CAPACITY: usize = 255;
 /// Uniform words: KernelWork, first nonce, last offset, two spare.
@@ -252,147 +255,25 @@ impl VulkanDevice {
             .ok_or_else(|| fail("open", "adapter gone".into()))?;
         let limits = adapter.limits();
         let has_timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("hashrig"),
-            required_features: if has_timestamps {
-                wgpu::Features::TIMESTAMP_QUERY
-            } else {
-                wgpu::Features::empty()
-            },
-            required_limits: wgpu::Limits {
-                max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
-                max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-                max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
-                ..wgpu::Limits::downlevel_defaults()
-            },
-            ..wgpu::DeviceDescriptor::default()
-        }))
-        .map_err(|e| fail("request_device", e.to_string()))?;
+        let (device, queue) = request_device(&adapter, &limits, has_timestamps)
+            .map_err(|e| fail("request_device", e.to_string()))?;
         // Errors are caught by error scopes and launch checks below; an
         // uncaptured one must not take the process down.
         let device_label = label.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             tracing::error!("{device_label}: {e}");
         }));
-
-        let default_size = 256;
-        let shape = ShaderShape {
-            variant: options
-                .kernel_variant
-                .unwrap_or_else(|| KernelVariant::for_device(&info)),
-            workgroup_size: u32::try_from(options.worksize.unwrap_or(default_size))
-                .unwrap_or(u32::MAX)
-                .clamp(
-                    1,
-                    limits
-                        .max_compute_invocations_per_workgroup
-                        .min(limits.max_compute_workgroup_size_x),
-                ),
-            // Software rasterisers pay a large fixed cost per invocation.
-            nonces_per_invocation: options
-                .vulkan_nonces
-                .unwrap_or(if info.kind == DeviceKind::Gpu { 1 } else { 64 })
-                .clamp(1, 1024),
-        };
-
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("sha256d.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(SHADER_SOURCE.into()),
-        });
-        let constants = [
-            ("WORKGROUP_SIZE", f64::from(shape.workgroup_size)),
-            (
-                "NONCES_PER_INVOCATION",
-                f64::from(shape.nonces_per_invocation),
-            ),
-            (
-                "ADD_ON_MULTIPLIER",
-                if matches!(
-                    shape.variant,
-                    KernelVariant::Nvidia | KernelVariant::NvidiaWide
-                ) {
-                    1.0
-                } else {
-                    0.0
-                },
-            ),
-        ];
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("sha256d_scan"),
-            layout: None,
-            module: &module,
-            entry_point: Some("sha256d_scan"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                ..Default::default()
-            },
-            cache: None,
-        });
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(DeviceError::Build {
-                device: label,
-                log: error.to_string(),
-            });
-        }
+        let shape = ShaderShape::for_adapter(&info, options, &limits);
+        let pipeline = build_pipeline(&device, &shape).map_err(|log| DeviceError::Build {
+            device: label.clone(),
+            log,
+        })?;
         let layout = pipeline.get_bind_group_layout(0);
-        let slot = |n: usize| {
-            let params = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&format!("params {n}")),
-                size: (PARAM_WORDS * 4) as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let found = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&format!("found {n}")),
-                size: FOUND_BYTES,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let staging = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&format!("staging {n}")),
-                size: STAGING_BYTES,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&format!("bind group {n}")),
-                layout: &layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: params.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: found.as_entire_binding(),
-                    },
-                ],
-            });
-            Slot {
-                params,
-                found,
-                staging,
-                bind_group,
-            }
-        };
-        let slots = [slot(0), slot(1)];
-        let timestamps = has_timestamps.then(|| Timestamps {
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("dispatch timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 4,
-            }),
-            resolved: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("resolved timestamps"),
-                size: 2 * wgpu::QUERY_RESOLVE_BUFFER_ALIGNMENT,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            period: f64::from(queue.get_timestamp_period()),
-        });
+        let slots = [
+            Slot::new(&device, &layout, 0),
+            Slot::new(&device, &layout, 1),
+        ];
+        let timestamps = has_timestamps.then(|| Timestamps::new(&device, &queue));
         tracing::debug!(
             "{label}: work-group {}, {} nonces per invocation",
             shape.workgroup_size,
