@@ -45,7 +45,7 @@ clinfo -l
 echo "== generated kernels are current"
 python3 scripts/gen_kernels.py --check
 
-echo "== structure (no import circle, no function past 80 lines)"
+echo "== structure (no import circle, no function past 80 lines, no file past 600)"
 python3 scripts/check-structure.py
 
 echo "== format"

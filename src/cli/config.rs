@@ -47,9 +47,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use super::devices::MAX_DEVICE_INDEX;
 use super::mine::RunArgs;
 use super::rig::{DeviceOverride, RigArgs};
-use super::MAX_DEVICE_INDEX;
 use super::{
     defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs, VariantChoice,
 };
@@ -577,9 +577,15 @@ kwh_price = 0.12
                 "[devices]\nselect = \"0,,-1,abc\"\n",
                 "devices.select \"0,,-1,abc\"",
             ),
-            ("[devices]\nworksize = 0\n", "devices.worksize 0"),
+            (
+                "[devices]\nworksize = 0\n",
+                "devices.worksize: a work-group of 0",
+            ),
             ("[devices]\ncpu_threads = 0\n", "devices.cpu_threads 0"),
-            ("[devices]\nvulkan_nonces = 0\n", "devices.vulkan_nonces 0"),
+            (
+                "[devices]\nvulkan_nonces = 0\n",
+                "devices.vulkan_nonces: 0 nonces",
+            ),
             (
                 "[devices]\nkernel_variant = \"cuda\"\n",
                 "devices.kernel_variant \"cuda\"",

@@ -4,15 +4,17 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
-
-use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory, KernelVariant};
+use clap::{ArgMatches, Args, Parser, Subcommand};
 
 pub mod config;
+mod devices;
 mod mine;
 mod rig;
 mod solo;
 
+pub use devices::{
+    inventory, select_devices, tuning_path, BackendChoice, DeviceArgs, VariantChoice,
+};
 pub use mine::{MineArgs, RunSettings};
 pub use rig::{RigArgs, RigSettings};
 pub use solo::{NodeArgs, SoloArgs};
@@ -125,94 +127,6 @@ pub enum ConfigCommand {
     Check { file: std::path::PathBuf },
 }
 
-/// Which backends to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    Cpu,
-    #[value(name = "opencl")]
-    OpenCl,
-    Vulkan,
-    /// Every GPU, through OpenCL and Vulkan; the CPU only when no GPU is found.
-    All,
-}
-
-#[derive(Debug, Args)]
-pub struct DeviceArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    pub backend: BackendChoice,
-    /// Comma-separated device indexes, as `hashrig devices` numbers them,
-    /// or PCI bus ids (`pci:0000:0a:00.0`).
-    #[arg(long, value_name = "SEL")]
-    pub device: Option<String>,
-    /// CPU hashing threads (default: all cores when the CPU is the only
-    /// device; none when GPUs are mining).
-    #[arg(long, value_name = "N")]
-    pub cpu_threads: Option<usize>,
-    /// Use CPU-type OpenCL devices (PoCL, …) with `--backend all`.
-    #[arg(long)]
-    pub opencl_cpu: bool,
-    /// Use software Vulkan adapters (lavapipe, …) with `--backend all`.
-    #[arg(long)]
-    pub vulkan_cpu: bool,
-    /// Work-group size for GPU kernels (default per device).
-    #[arg(long, value_name = "N")]
-    pub worksize: Option<usize>,
-    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
-    #[arg(long, value_name = "N")]
-    pub vectors: Option<u32>,
-    /// Vulkan nonces per shader invocation.
-    #[arg(long, value_name = "N")]
-    pub vulkan_nonces: Option<u32>,
-    /// Kernel build (default auto: by the device's vendor, or a stored
-    /// tuning).
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    pub kernel_variant: Option<VariantChoice>,
-    /// The tuning file `tune` writes and every command reads (default:
-    /// $XDG_DATA_HOME/hashrig/tuning.json).
-    #[arg(long, value_name = "FILE")]
-    pub tuning_file: Option<std::path::PathBuf>,
-}
-
-impl DeviceArgs {
-    /// The tuning file: the flag's (or config key's), else the default.
-    pub fn tuning_path(&self) -> Option<std::path::PathBuf> {
-        tuning_path(self.tuning_file.clone())
-    }
-}
-
-/// The tuning file `given` (by flag or config key), else the default.
-pub fn tuning_path(given: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
-    given.or_else(hashrig::backend::tuning::TuningFile::default_path)
-}
-
-/// `--kernel-variant`: a build of the kernel, or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VariantChoice {
-    /// The device vendor's build for NVIDIA and AMD GPUs, else generic.
-    Auto,
-    /// Plain additions and logic.
-    Generic,
-    /// Additions as multiply-adds, on NVIDIA's FMA pipe.
-    Nvidia,
-    /// nvidia, and two of Σ0's rotations as wide multiplies (OpenCL, 1 lane).
-    NvidiaWide,
-    /// Maj through the previous round's a ^ b.
-    Amd,
-}
-
-impl VariantChoice {
-    /// The build asked for; `None` for auto.
-    pub fn variant(self) -> Option<KernelVariant> {
-        match self {
-            VariantChoice::Auto => None,
-            VariantChoice::Generic => Some(KernelVariant::Generic),
-            VariantChoice::Nvidia => Some(KernelVariant::Nvidia),
-            VariantChoice::NvidiaWide => Some(KernelVariant::NvidiaWide),
-            VariantChoice::Amd => Some(KernelVariant::Amd),
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(flatten)]
@@ -305,110 +219,6 @@ pub fn parse() -> (Cli, clap::ArgMatches) {
     }
 }
 
-impl BackendChoice {
-    pub fn backends(self) -> Vec<Backend> {
-        match self {
-            BackendChoice::Cpu => vec![Backend::Cpu],
-            BackendChoice::OpenCl => vec![Backend::OpenCl],
-            BackendChoice::Vulkan => vec![Backend::Vulkan],
-            BackendChoice::All => vec![Backend::Cpu, Backend::OpenCl, Backend::Vulkan],
-        }
-    }
-}
-
-/// Validated device choices.
-#[derive(Debug, Clone)]
-pub struct DeviceSettings {
-    pub devices: Vec<DeviceInfo>,
-    pub options: DeviceOptions,
-}
-
-/// The highest device index taken: far above any rig, far below
-/// anything that would overflow.
-pub const MAX_DEVICE_INDEX: usize = 1023;
-
-/// One entry of `--device`: an index as `hashrig devices` numbers them, or
-/// a card's PCI bus id (which stays put when cards are added or removed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeviceSelector {
-    Index(usize),
-    /// `domain:bus:device.function`, lower-case, domain filled in.
-    Pci(String),
-}
-
-/// Parses `pci:0000:0a:00.0` (or `pci:0a:00.0`, domain 0) into the form
-/// `hashrig devices` prints.
-fn parse_pci(text: &str) -> Option<String> {
-    hashrig::backend::pci::normalize(text.strip_prefix("pci:")?)
-}
-
-/// Parses `--device 0,2,pci:0000:0a:00.0`.
-fn parse_selection(text: &str) -> anyhow::Result<Vec<DeviceSelector>> {
-    text.split(',')
-        .map(|part| {
-            let part = part.trim();
-            if let Some(id) = parse_pci(part) {
-                return Ok(DeviceSelector::Pci(id));
-            }
-            match part.parse::<usize>() {
-                Ok(i) if i <= MAX_DEVICE_INDEX => Ok(DeviceSelector::Index(i)),
-                _ => bail!(
-                    "--device {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them) or a PCI bus id (pci:0000:0a:00.0)"
-                ),
-            }
-        })
-        .collect()
-}
-
-/// The inventory indexes a selection names, each checked against the
-/// backends asked for. A PCI bus id names a card: with `--backend all` it
-/// is mined through OpenCL when both APIs list it (one card, one API).
-fn resolve_selection(
-    selection: &[DeviceSelector],
-    inventory: &Inventory,
-    backend: BackendChoice,
-) -> anyhow::Result<Vec<usize>> {
-    let wanted = backend.backends();
-    let backend_name = backend
-        .to_possible_value()
-        .map_or("?".into(), |v| v.get_name().to_owned());
-    let mut indexes = Vec::new();
-    for selector in selection {
-        match selector {
-            DeviceSelector::Index(i) => match inventory.devices.iter().find(|d| d.index == *i) {
-                None => bail!("--device {i}: no such device (see `hashrig devices`)"),
-                Some(d) if !wanted.contains(&d.backend) => bail!(
-                    "--device {i}: {} is not a device of --backend {backend_name}",
-                    d.label()
-                ),
-                Some(_) => indexes.push(*i),
-            },
-            DeviceSelector::Pci(id) => {
-                let on_bus: Vec<&DeviceInfo> = inventory
-                    .devices
-                    .iter()
-                    .filter(|d| d.pci_bus_id.as_deref() == Some(id.as_str()))
-                    .collect();
-                if on_bus.is_empty() {
-                    bail!("--device pci:{id}: no device with that PCI bus id (`hashrig devices --json` shows them)");
-                }
-                let mut matched: Vec<&DeviceInfo> = on_bus
-                    .into_iter()
-                    .filter(|d| wanted.contains(&d.backend))
-                    .collect();
-                if matched.is_empty() {
-                    bail!("--device pci:{id}: not a device of --backend {backend_name}");
-                }
-                if matched.iter().any(|d| d.backend == Backend::OpenCl) {
-                    matched.retain(|d| d.backend != Backend::Vulkan);
-                }
-                indexes.extend(matched.iter().map(|d| d.index));
-            }
-        }
-    }
-    Ok(indexes)
-}
-
 /// The command line of `hashrig SUBCOMMAND` with no flags: every default,
 /// for checking a config file the way a start would.
 pub fn defaults(subcommand: &str) -> anyhow::Result<(Command, ArgMatches)> {
@@ -420,121 +230,6 @@ pub fn defaults(subcommand: &str) -> anyhow::Result<(Command, ArgMatches)> {
         .map(|(_, m)| m.clone())
         .unwrap_or_default();
     Ok((cli.command, sub))
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-impl DeviceArgs {
-    /// Every check that needs no device: the selection, in order.
-    pub fn check(&self) -> anyhow::Result<Option<Vec<DeviceSelector>>> {
-        use hashrig::backend::{check_nonces, check_vectors, check_worksize};
-        if let Some(v) = self.vectors {
-            check_vectors(v).context("--vectors")?;
-        }
-        if let Some(w) = self.worksize {
-            check_worksize(w as u64).context("--worksize")?;
-        }
-        if let Some(n) = self.vulkan_nonces {
-            check_nonces(n).context("--vulkan-nonces")?;
-        }
-        match self.cpu_threads {
-            Some(0) => bail!(
-                "--cpu-threads 0: must be at least 1 (to mine without the CPU, leave it out: it is off when GPUs mine)"
-            ),
-            Some(n) if n > 4 * cores() => {
-                bail!("--cpu-threads {n}: more than 4× the {} cores here", cores())
-            }
-            _ => {}
-        }
-        self.device.as_deref().map(parse_selection).transpose()
-    }
-}
-
-/// What is installed, as the selection needs it: indexes given with
-/// `--device` are the ones `hashrig devices` prints, which number every
-/// backend's devices, so then every backend is listed (and `select_devices`
-/// keeps the asked-for backend's); without, only the asked-for backends.
-pub fn inventory(args: &DeviceArgs) -> Inventory {
-    if args.device.is_some() {
-        hashrig::backend::enumerate(&BackendChoice::All.backends())
-    } else {
-        hashrig::backend::enumerate(&args.backend.backends())
-    }
-}
-
-/// Chooses the devices to run from what is installed.
-pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Result<DeviceSettings> {
-    let selection = args.check()?;
-    let wanted = args.backend.backends();
-    let mut chosen: Vec<DeviceInfo> = inventory
-        .devices
-        .iter()
-        .filter(|d| wanted.contains(&d.backend))
-        .cloned()
-        .collect();
-    if let Some(selection) = selection {
-        let indexes = resolve_selection(&selection, inventory, args.backend)?;
-        chosen.retain(|d| indexes.contains(&d.index));
-    } else if args.backend == BackendChoice::All {
-        // Software devices would fight the CPU backend for cores.
-        chosen.retain(|d| match (d.backend, d.kind) {
-            (Backend::OpenCl, DeviceKind::Cpu) => args.opencl_cpu,
-            (Backend::Vulkan, DeviceKind::Cpu) => args.vulkan_cpu,
-            _ => true,
-        });
-        // One card, one API: a GPU seen through OpenCL is not mined again
-        // through Vulkan.
-        let opencl_gpus: Vec<String> = chosen
-            .iter()
-            .filter(|d| d.backend == Backend::OpenCl && d.kind == DeviceKind::Gpu)
-            .map(|d| d.name.to_lowercase())
-            .collect();
-        chosen.retain(|d| {
-            !(d.backend == Backend::Vulkan
-                && d.kind == DeviceKind::Gpu
-                && opencl_gpus.iter().any(|n| n == &d.name.to_lowercase()))
-        });
-    }
-    let others = chosen.iter().any(|d| d.backend != Backend::Cpu);
-    let cpu_threads = match args.cpu_threads {
-        Some(n) => n,
-        None if others => 0,
-        None => cores(),
-    };
-    if cpu_threads == 0 {
-        chosen.retain(|d| d.backend != Backend::Cpu);
-    }
-    if chosen.is_empty() {
-        let notes = if inventory.notes.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", inventory.notes.join("; "))
-        };
-        let message = format!("no device selected{notes}; `hashrig devices` lists what was found");
-        // None installed (a missing driver or runtime) is the rig's
-        // failure, not the command line's.
-        if !inventory
-            .devices
-            .iter()
-            .any(|d| wanted.contains(&d.backend))
-        {
-            return Err(crate::failure::Failure::Devices(message).into());
-        }
-        bail!(message);
-    }
-    Ok(DeviceSettings {
-        devices: chosen,
-        options: DeviceOptions {
-            cpu_threads,
-            worksize: args.worksize,
-            vectors: args.vectors,
-            vulkan_nonces: args.vulkan_nonces,
-            kernel_variant: args.kernel_variant.and_then(VariantChoice::variant),
-            cache_dir: None,
-        },
-    })
 }
 
 /// Validated `bench` settings.
@@ -619,95 +314,5 @@ impl ScanArgs {
             kernel_variant: self.kernel_variant,
             tuning_file: None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hashrig::backend::Locator;
-
-    fn device(index: usize, backend: Backend, bus: Option<&str>) -> DeviceInfo {
-        DeviceInfo {
-            index,
-            backend,
-            name: format!("card {index}"),
-            kind: DeviceKind::Gpu,
-            compute_units: 1,
-            memory_bytes: 0,
-            platform: None,
-            vendor: None,
-            driver: None,
-            pci_bus_id: bus.map(str::to_owned),
-            locator: Locator::Cpu,
-        }
-    }
-
-    #[test]
-    fn pci_bus_ids_parse_to_the_listed_form() {
-        assert_eq!(
-            parse_pci("pci:0000:0a:00.0").as_deref(),
-            Some("0000:0a:00.0")
-        );
-        assert_eq!(parse_pci("pci:0A:00.1").as_deref(), Some("0000:0a:00.1"));
-        assert_eq!(parse_pci("pci:1:41:1f.7").as_deref(), Some("0001:41:1f.7"));
-        for bad in [
-            "0000:0a:00.0",
-            "pci:",
-            "pci:0a",
-            "pci:0a:00",
-            "pci:0a:20.0",
-            "pci:0a:00.8",
-            "pci:zz:00.0",
-            "pci:100:00.0",
-        ] {
-            assert_eq!(parse_pci(bad), None, "{bad}");
-        }
-        let err = parse_selection("0,pci:0a:00").unwrap_err().to_string();
-        assert!(
-            err.contains("\"pci:0a:00\"") && err.contains("PCI bus id"),
-            "{err}"
-        );
-    }
-
-    /// A bus id names a card wherever it sits in the listing; through one
-    /// API when both list it; an unknown id, or one of another backend, is
-    /// refused naming it.
-    #[test]
-    fn a_pci_bus_id_selects_its_card() {
-        let inventory = Inventory {
-            devices: vec![
-                device(0, Backend::Cpu, None),
-                device(1, Backend::OpenCl, Some("0000:41:00.0")),
-                device(2, Backend::OpenCl, Some("0000:0a:00.0")),
-                device(3, Backend::Vulkan, Some("0000:41:00.0")),
-                device(4, Backend::Vulkan, Some("0000:0a:00.0")),
-            ],
-            notes: Vec::new(),
-        };
-        let pick = |text: &str, backend| {
-            resolve_selection(&parse_selection(text).unwrap(), &inventory, backend)
-        };
-        assert_eq!(pick("pci:0a:00.0", BackendChoice::All).unwrap(), [2]);
-        assert_eq!(
-            pick("pci:0000:0a:00.0,pci:41:00.0", BackendChoice::All).unwrap(),
-            [2, 1]
-        );
-        assert_eq!(pick("pci:0a:00.0", BackendChoice::Vulkan).unwrap(), [4]);
-        assert_eq!(
-            pick("pci:0a:00.0,1", BackendChoice::OpenCl).unwrap(),
-            [2, 1]
-        );
-        let err = pick("pci:0b:00.0", BackendChoice::All)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("pci:0000:0b:00.0") && err.contains("no device"),
-            "{err}"
-        );
-        let err = pick("pci:0a:00.0", BackendChoice::Cpu)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a device of --backend cpu"), "{err}");
     }
 }

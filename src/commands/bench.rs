@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use hashrig::backend::Shape;
+use hashrig::backend::{DeviceInfo, Shape};
 use hashrig::job::bench::BenchSource;
-use hashrig::stats::format_hashrate;
+use hashrig::stats::{format_hashrate, DeviceSnapshot};
 
 use super::miner::{self, Run};
 use crate::cli::BenchArgs;
@@ -19,12 +19,8 @@ pub fn run(
     let settings = args.settings()?;
     let tunings = miner::load_tunings(args.devices.tuning_path().as_deref());
     let devices = miner::open_devices_tuned(&args.devices, tunings.as_ref())?;
-
-    // The devices that passed their self-test, in scheduler order, with
-    // the shape each runs and whether it is the stored tuning.
-    let proven: Vec<hashrig::backend::DeviceInfo> =
-        devices.iter().map(|d| d.info().clone()).collect();
-    let shapes: Vec<(Option<Shape>, bool)> = devices
+    // The devices that passed their self-test, in scheduler order.
+    let benched: Vec<Benched> = devices
         .iter()
         .map(|d| {
             let shape = d.shape();
@@ -32,7 +28,11 @@ pub fn run(
                 .as_ref()
                 .and_then(|t| t.find(d.info()))
                 .map(|t| t.shape);
-            (shape, shape.is_some() && shape == stored)
+            Benched {
+                info: d.info().clone(),
+                shape,
+                tuned: shape.is_some() && shape == stored,
+            }
         })
         .collect();
     let stats = Arc::new(miner::stats_for(&devices));
@@ -52,56 +52,70 @@ pub fn run(
     })?;
     outcome.result()?;
     let seconds = outcome.seconds;
-    let snapshot = outcome.snapshot;
     let mut total = 0.0;
-    for (i, device) in snapshot.devices.iter().enumerate() {
-        let hashrate = device.nonces as f64 / seconds;
+    for (device, counted) in benched.iter().zip(&outcome.snapshot.devices) {
+        let hashrate = counted.nonces as f64 / seconds;
         total += hashrate;
-        let info = &proven[i];
-        let (backend, name) = (info.backend.to_string(), &info.name);
-        let (shape, tuned) = shapes[i];
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "backend": backend,
-                    "device": name,
-                    "index": info.index,
-                    "hashrate": hashrate,
-                    "nonces": device.nonces,
-                    "seconds": seconds,
-                    "hw_errors": device.hw_errors,
-                    "shares": device.accepted,
-                    "device_busy": device.device_busy,
-                    "shape": shape,
-                    "tuned": tuned,
-                })
-            );
+            println!("{}", device.json(counted, hashrate, seconds));
         } else {
-            let busy = device
-                .device_busy
-                .map(|b| format!(", device busy {:.0}%", 100.0 * b))
-                .unwrap_or_default();
-            let shape = shape
-                .map(|s| {
-                    let source = if tuned { "tuned" } else { "untuned" };
-                    format!(", {} ({source})", s.describe(info.backend))
-                })
-                .unwrap_or_default();
-            println!(
-                "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors{busy}{shape}",
-                backend,
-                name,
-                format_hashrate(hashrate),
-                device.nonces,
-                seconds,
-                device.accepted,
-                device.hw_errors
-            );
+            println!("{}", device.line(counted, hashrate, seconds));
         }
     }
-    if !args.json && snapshot.devices.len() > 1 {
+    if !args.json && benched.len() > 1 {
         println!("{:<7} {:<48} {:>14}", "total", "", format_hashrate(total));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A device that passed its self-test, with the shape it runs and whether
+/// that is its stored tuning.
+struct Benched {
+    info: DeviceInfo,
+    shape: Option<Shape>,
+    tuned: bool,
+}
+
+impl Benched {
+    /// `--json`'s object for it.
+    fn json(&self, counted: &DeviceSnapshot, hashrate: f64, seconds: f64) -> serde_json::Value {
+        serde_json::json!({
+            "backend": self.info.backend.to_string(),
+            "device": self.info.name,
+            "index": self.info.index,
+            "hashrate": hashrate,
+            "nonces": counted.nonces,
+            "seconds": seconds,
+            "hw_errors": counted.hw_errors,
+            "shares": counted.accepted,
+            "device_busy": counted.device_busy,
+            "shape": self.shape,
+            "tuned": self.tuned,
+        })
+    }
+
+    /// Its line of the table.
+    fn line(&self, counted: &DeviceSnapshot, hashrate: f64, seconds: f64) -> String {
+        let busy = counted
+            .device_busy
+            .map(|b| format!(", device busy {:.0}%", 100.0 * b))
+            .unwrap_or_default();
+        let shape = self
+            .shape
+            .map(|s| {
+                let source = if self.tuned { "tuned" } else { "untuned" };
+                format!(", {} ({source})", s.describe(self.info.backend))
+            })
+            .unwrap_or_default();
+        format!(
+            "{:<7} {:<48} {:>14}  {} nonces in {:.1} s, {} shares, {} hardware errors{busy}{shape}",
+            self.info.backend.to_string(),
+            self.info.name,
+            format_hashrate(hashrate),
+            counted.nonces,
+            seconds,
+            counted.accepted,
+            counted.hw_errors
+        )
+    }
 }

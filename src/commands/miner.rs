@@ -19,7 +19,7 @@ use hashrig::backend::tuning::TuningFile;
 use hashrig::backend::{open, selftest, Device, DeviceInfo, DeviceOptions};
 use hashrig::control::RigControl;
 use hashrig::found::journal::FoundBlockLog;
-use hashrig::job::source::JobSource;
+use hashrig::job::source::{JobSource, JobSourceError};
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
 use hashrig::shutdown::Shutdown;
 use hashrig::stats::Stats;
@@ -310,42 +310,14 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
         ..
     } = run;
     let control = scheduler.control.clone();
-    let work = Arc::new(WorkSource::new());
     let shutdown = signals.shutdown.clone();
-    let api = match rig.api.clone() {
-        Some(config) => {
-            let bind = config.bind;
-            signals.reload_on_hangup(config.keys.clone());
-            Some(
-                hashrig::api::start(config, stats.clone(), control.clone(), shutdown.clone())
-                    .with_context(|| format!("--api-bind {bind}"))?,
-            )
-        }
-        None => None,
-    };
-    let cgminer_api = match rig.cgminer_api.clone() {
-        Some(config) => {
-            let bind = config.bind;
-            let context = cgminer::Context {
-                stats: stats.clone(),
-                control: control.clone(),
-                devices: details,
-                source: source_kind,
-                description: format!("hashrig {}", env!("CARGO_PKG_VERSION")),
-            };
-            Some(
-                cgminer::start(config, context, shutdown.clone())
-                    .with_context(|| format!("--cgminer-api {bind}"))?,
-            )
-        }
-        None => None,
-    };
+    let servers = Servers::start(&rig, &stats, &control, details, source_kind, &signals)?;
     watch_temperatures(&infos, &control, &rig, batch_time, &shutdown);
     let started = Instant::now();
     let (scheduler, source_thread) = Scheduler::start_with_source(
         source,
         devices,
-        work,
+        Arc::new(WorkSource::new()),
         stats.clone(),
         shutdown.clone(),
         scheduler,
@@ -369,28 +341,8 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
     let stop_deadline = shutdown.triggered_at().unwrap_or_else(Instant::now) + shutdown_grace;
     scheduler.join();
     let seconds = started.elapsed().as_secs_f64();
-    let source_error = join_until(source_thread, stop_deadline + Duration::from_secs(1))
-        .map_err(|()| {
-            tracing::error!(
-                "the job source did not stop within the {shutdown_grace:?} grace period; leaving it"
-            );
-        })
-        .ok()
-        .and_then(|joined| match joined {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("the job source crashed".into()),
-        });
-    if let Some(api) = api {
-        if !api.join_until(stop_deadline + Duration::from_secs(2)) {
-            tracing::warn!("the API server did not stop in time; leaving it");
-        }
-    }
-    if let Some(api) = cgminer_api {
-        if !api.join_until(stop_deadline + Duration::from_secs(2)) {
-            tracing::warn!("the cgminer API did not stop in time; leaving it");
-        }
-    }
+    let source_error = join_source(source_thread, stop_deadline, shutdown_grace);
+    servers.join_until(stop_deadline + Duration::from_secs(2));
     if control.restart_requested() {
         super::request_restart();
     }
@@ -410,7 +362,89 @@ pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Starts the thermal controller when the devices have sensors.
+/// Why the job source ended, if it failed; `None` too when it outlives
+/// the grace period (it is left behind, and says so).
+fn join_source(
+    source_thread: std::thread::JoinHandle<Result<(), JobSourceError>>,
+    stop_deadline: Instant,
+    grace: Duration,
+) -> Option<String> {
+    match join_until(source_thread, stop_deadline + Duration::from_secs(1)) {
+        Err(()) => {
+            tracing::error!(
+                "the job source did not stop within the {grace:?} grace period; leaving it"
+            );
+            None
+        }
+        Ok(Ok(Ok(()))) => None,
+        Ok(Ok(Err(e))) => Some(e.to_string()),
+        Ok(Err(_)) => Some("the job source crashed".into()),
+    }
+}
+
+/// The rig's API servers, each started when the settings ask for it.
+struct Servers {
+    api: Option<hashrig::api::ApiServer>,
+    cgminer: Option<cgminer::CgminerApi>,
+}
+
+impl Servers {
+    fn start(
+        rig: &crate::cli::RigSettings,
+        stats: &Arc<Stats>,
+        control: &Arc<RigControl>,
+        devices: Vec<cgminer::DeviceDetails>,
+        source: SourceKind,
+        signals: &Signals,
+    ) -> anyhow::Result<Self> {
+        let shutdown = &signals.shutdown;
+        let api = match rig.api.clone() {
+            Some(config) => {
+                let bind = config.bind;
+                signals.reload_on_hangup(config.keys.clone());
+                Some(
+                    hashrig::api::start(config, stats.clone(), control.clone(), shutdown.clone())
+                        .with_context(|| format!("--api-bind {bind}"))?,
+                )
+            }
+            None => None,
+        };
+        let cgminer = match rig.cgminer_api.clone() {
+            Some(config) => {
+                let bind = config.bind;
+                let context = cgminer::Context {
+                    stats: stats.clone(),
+                    control: control.clone(),
+                    devices,
+                    source,
+                    description: format!("hashrig {}", env!("CARGO_PKG_VERSION")),
+                };
+                Some(
+                    cgminer::start(config, context, shutdown.clone())
+                        .with_context(|| format!("--cgminer-api {bind}"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Servers { api, cgminer })
+    }
+
+    /// Waits for both to stop, each until `deadline`; one that does not is
+    /// left behind.
+    fn join_until(self, deadline: Instant) {
+        if let Some(api) = self.api {
+            if !api.join_until(deadline) {
+                tracing::warn!("the API server did not stop in time; leaving it");
+            }
+        }
+        if let Some(api) = self.cgminer {
+            if !api.join_until(deadline) {
+                tracing::warn!("the cgminer API did not stop in time; leaving it");
+            }
+        }
+    }
+}
+
 fn watch_temperatures(
     infos: &[DeviceInfo],
     control: &Arc<RigControl>,

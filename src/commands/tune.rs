@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hashrig::backend::tuning::{DeviceIdentity, Tuning, TuningFile};
 use hashrig::backend::{
-    open, selftest, Backend, Device, DeviceInfo, DeviceKind, DeviceOptions, KernelVariant, Shape,
+    open, selftest, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
+    KernelVariant, Shape,
 };
 use hashrig::pow::header::header_bytes;
 use hashrig::pow::KernelWork;
@@ -186,6 +187,26 @@ impl Candidate {
         rates.sort_by(f64::total_cmp);
         rates.get(rates.len() / 2).copied().unwrap_or(0.0)
     }
+
+    /// Sizes its slice to about `slice_time`, from probes doubled until
+    /// one takes a twentieth of a second: a rate from a launch shorter
+    /// than that is mostly launch overhead.
+    fn calibrate(&mut self, work: &KernelWork, slice_time: Duration) -> Result<(), DeviceError> {
+        let granularity = self.device.granularity().max(1);
+        let mut probe = granularity;
+        let rate = loop {
+            let began = Instant::now();
+            self.device.scan(work, 0, probe)?;
+            let elapsed = began.elapsed().as_secs_f64();
+            if elapsed >= 0.05 || probe >= 1 << 30 {
+                break probe as f64 / elapsed.max(1e-9);
+            }
+            probe *= 2;
+        };
+        let nonces = (rate * slice_time.as_secs_f64()) as u64;
+        self.slice = nonces.div_ceil(granularity).max(1) * granularity;
+        Ok(())
+    }
 }
 
 /// Measures every candidate of one device; `None` when none could run.
@@ -206,80 +227,23 @@ fn tune_device(
         info.label(),
         shapes.len()
     );
-    let mut opened: Vec<Candidate> = Vec::new();
-    for shape in shapes {
-        let opened_one = open(info, &options_for(&shape, options)).and_then(|mut device| {
-            selftest::run(device.as_mut())?;
-            Ok(device)
-        });
-        match opened_one {
-            Ok(device) => opened.push(Candidate {
-                shape: device.shape().unwrap_or(shape),
-                device,
-                slice: 0,
-                rates: Vec::new(),
-            }),
-            Err(e) => tracing::warn!(
-                "{}: {} left out: {e}",
-                info.label(),
-                shape.describe(info.backend)
-            ),
-        }
-    }
+    let mut opened = open_candidates(info, options, shapes);
     if opened.is_empty() {
         tracing::error!("{}: no candidate shape could run", info.label());
         return Ok(None);
     }
+    let device_failed = |e: DeviceError| Failure::Devices(format!("{}: {e}", info.label()));
     // A real header at its own (hard) target: scans find almost nothing,
     // as in mining.
     let known = &selftest::known_headers()[0];
     let work = KernelWork::new(&header_bytes(&known.header), &known.header.target());
     let slice_time = Duration::from_secs_f64(seconds / (ROUNDS * opened.len()) as f64);
     for candidate in &mut opened {
-        // Doubling probes until one takes a twentieth of a second: a rate
-        // from a launch shorter than that is mostly launch overhead.
-        let granularity = candidate.device.granularity().max(1);
-        let mut probe = granularity;
-        let rate = loop {
-            let began = Instant::now();
-            candidate
-                .device
-                .scan(&work, 0, probe)
-                .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
-            let elapsed = began.elapsed().as_secs_f64();
-            if elapsed >= 0.05 || probe >= 1 << 30 {
-                break probe as f64 / elapsed.max(1e-9);
-            }
-            probe *= 2;
-        };
-        let nonces = (rate * slice_time.as_secs_f64()) as u64;
-        candidate.slice = nonces.div_ceil(granularity).max(1) * granularity;
+        candidate
+            .calibrate(&work, slice_time)
+            .map_err(device_failed)?;
     }
-    // A progress line only for a person watching, not in a log.
-    let progress = !quiet && std::io::stderr().is_terminal();
-    let mut start = 0u32;
-    for round in 0..ROUNDS {
-        let n = opened.len();
-        for k in 0..n {
-            let candidate = &mut opened[(round + k) % n];
-            let count = candidate.slice.min(u64::from(u32::MAX - start));
-            let began = Instant::now();
-            candidate
-                .device
-                .scan(&work, start, count)
-                .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
-            candidate
-                .rates
-                .push(count as f64 / began.elapsed().as_secs_f64().max(1e-9));
-            start = start.wrapping_add(count as u32) % (1 << 31);
-        }
-        if progress {
-            eprint!("\r{}: round {}/{ROUNDS}", info.label(), round + 1);
-        }
-    }
-    if progress {
-        eprintln!();
-    }
+    measure_in_turns(&mut opened, &work, &info.label(), quiet).map_err(device_failed)?;
     for candidate in &opened {
         eprintln!(
             "  {:<52} {:>14}",
@@ -304,6 +268,70 @@ fn tune_device(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     }))
+}
+
+/// Opens and self-tests the device once per shape; a shape it cannot run
+/// is left out, and said.
+fn open_candidates(
+    info: &DeviceInfo,
+    options: &DeviceOptions,
+    shapes: Vec<Shape>,
+) -> Vec<Candidate> {
+    let mut opened = Vec::new();
+    for shape in shapes {
+        let opened_one = open(info, &options_for(&shape, options)).and_then(|mut device| {
+            selftest::run(device.as_mut())?;
+            Ok(device)
+        });
+        match opened_one {
+            Ok(device) => opened.push(Candidate {
+                shape: device.shape().unwrap_or(shape),
+                device,
+                slice: 0,
+                rates: Vec::new(),
+            }),
+            Err(e) => tracing::warn!(
+                "{}: {} left out: {e}",
+                info.label(),
+                shape.describe(info.backend)
+            ),
+        }
+    }
+    opened
+}
+
+/// [`ROUNDS`] rounds of one slice per candidate, each round starting
+/// with the next one, so that a device warming up or clocking down
+/// weighs on every candidate alike.
+fn measure_in_turns(
+    opened: &mut [Candidate],
+    work: &KernelWork,
+    label: &str,
+    quiet: bool,
+) -> Result<(), DeviceError> {
+    // A progress line only for a person watching, not in a log.
+    let progress = !quiet && std::io::stderr().is_terminal();
+    let mut start = 0u32;
+    for round in 0..ROUNDS {
+        let n = opened.len();
+        for k in 0..n {
+            let candidate = &mut opened[(round + k) % n];
+            let count = candidate.slice.min(u64::from(u32::MAX - start));
+            let began = Instant::now();
+            candidate.device.scan(work, start, count)?;
+            candidate
+                .rates
+                .push(count as f64 / began.elapsed().as_secs_f64().max(1e-9));
+            start = start.wrapping_add(count as u32) % (1 << 31);
+        }
+        if progress {
+            eprint!("\r{label}: round {}/{ROUNDS}", round + 1);
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

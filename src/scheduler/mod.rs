@@ -225,15 +225,7 @@ impl Worker {
                 w.job.generation != self.work.generation() || next_nonce >= NONCE_SPACE
             });
             if stale {
-                current = self
-                    .work
-                    .wait_for_work(&self.shutdown, Duration::from_millis(500));
-                if let Some(w) = &current {
-                    if w.job.generation != last_generation {
-                        last_generation = w.job.generation;
-                        self.stats.record_job_switch(w.published_at.elapsed());
-                    }
-                }
+                current = self.fresh_work(&mut last_generation);
                 next_nonce = 0;
                 continue;
             }
@@ -265,15 +257,7 @@ impl Worker {
                 }
             };
             let elapsed = started.elapsed();
-            // Batches are sized on wall time, which is what bounds the lag
-            // of a job switch; the device's own measure of its busy time
-            // shows how much of that wall time is host overhead.
-            let busy = self.device.busy_time();
-            if let Some(busy) = busy {
-                self.stats.record_busy(self.index, busy, elapsed);
-            }
-            tracing::trace!("{label}: {count} nonces in {elapsed:?} (device busy {busy:?})");
-            self.stats.record_hashes(self.index, count, Instant::now());
+            self.count_batch(&label, count, elapsed);
             next_nonce += count;
             let hw_errors = self.check(&work, candidates, &label);
             self.count_hw_errors(&mut hw_window, hw_errors, &label);
@@ -290,6 +274,33 @@ impl Worker {
                 self.shutdown.wait_timeout(pause);
             }
         }
+    }
+
+    /// The newest work, waited for a while; a new job's switch time is
+    /// recorded the first time this device sees it.
+    fn fresh_work(&self, last_generation: &mut u64) -> Option<Arc<Work>> {
+        let work = self
+            .work
+            .wait_for_work(&self.shutdown, Duration::from_millis(500))?;
+        if work.job.generation != *last_generation {
+            *last_generation = work.job.generation;
+            self.stats.record_job_switch(work.published_at.elapsed());
+        }
+        Some(work)
+    }
+
+    /// Counts a finished batch's nonces, and its device time where the
+    /// device measures it.
+    fn count_batch(&self, label: &str, count: u64, elapsed: Duration) {
+        // Batches are sized on wall time, which is what bounds the lag
+        // of a job switch; the device's own measure of its busy time
+        // shows how much of that wall time is host overhead.
+        let busy = self.device.busy_time();
+        if let Some(busy) = busy {
+            self.stats.record_busy(self.index, busy, elapsed);
+        }
+        tracing::trace!("{label}: {count} nonces in {elapsed:?} (device busy {busy:?})");
+        self.stats.record_hashes(self.index, count, Instant::now());
     }
 
     /// One batch, watched by the watchdog.

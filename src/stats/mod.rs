@@ -1,19 +1,25 @@
 //! Meters and counters, per device and in total: read by the status line,
 //! the `bench` report, the HTTP API and its metrics, the cgminer API.
 
+mod device;
 mod estimates;
 mod histogram;
 mod history;
 mod meter;
+mod pool;
 
 pub use estimates::{estimate, expected_seconds, Estimates};
 
 pub use histogram::{Histogram, BUCKETS};
 pub use history::{History, HistoryPoint, HISTORY_POINTS, HISTORY_STEP_SECONDS};
 
-use meter::{Meter, LONGEST_WINDOW};
+pub use device::DeviceSnapshot;
+pub use pool::PoolSnapshot;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use device::DeviceStats;
+use pool::PoolStats;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,134 +41,6 @@ pub enum ShareResult {
     Rejected,
     /// The job was gone (a new block, a dropped job) by the time it arrived.
     Stale,
-}
-
-/// Counters of one device.
-#[derive(Debug)]
-pub struct DeviceStats {
-    pub name: String,
-    /// `domain:bus:device.function`, where the device's API tells it.
-    pci_bus_id: Option<String>,
-    /// Unix seconds of the last accepted share; 0 before the first.
-    last_share_unix: AtomicU64,
-    meter: Mutex<Meter>,
-    nonces: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    stale: AtomicU64,
-    hw_errors: AtomicU64,
-    blocks: AtomicU64,
-    /// Shares the sink had no room for.
-    dropped: AtomicU64,
-    /// Device-measured busy time and the wall time of the same scans.
-    busy_ns: AtomicU64,
-    timed_scan_ns: AtomicU64,
-}
-
-impl DeviceStats {
-    fn new(name: String, origin: Instant) -> Self {
-        DeviceStats {
-            name,
-            pci_bus_id: None,
-            last_share_unix: AtomicU64::new(0),
-            meter: Mutex::new(Meter::new(origin)),
-            nonces: AtomicU64::new(0),
-            accepted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            stale: AtomicU64::new(0),
-            hw_errors: AtomicU64::new(0),
-            blocks: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            busy_ns: AtomicU64::new(0),
-            timed_scan_ns: AtomicU64::new(0),
-        }
-    }
-}
-
-/// A point-in-time copy of one device's figures.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DeviceSnapshot {
-    pub name: String,
-    pub pci_bus_id: Option<String>,
-    /// When it last found a share the pool accepted (Unix seconds).
-    pub last_share_unix: Option<u64>,
-    pub hashrate_5s: f64,
-    pub hashrate_1m: f64,
-    pub hashrate_15m: f64,
-    /// Over the whole run.
-    pub hashrate_avg: f64,
-    pub nonces: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    pub hw_errors: u64,
-    /// Blocks found: the first hash on each parent, written to the
-    /// found-blocks file.
-    pub blocks: u64,
-    /// Shares dropped because the job source was not taking them.
-    pub dropped: u64,
-    /// Fraction of scan time the device itself computed (GPU timestamps or
-    /// OpenCL profiling), where the backend measures it.
-    pub device_busy: Option<f64>,
-}
-
-/// Counters of one pool (or node) of the failover list.
-#[derive(Debug)]
-struct PoolStats {
-    name: String,
-    /// Unix seconds of the last accepted share; 0 before the first.
-    last_share_unix: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    stale: AtomicU64,
-    /// Sum of the share difficulty of accepted shares: what the pool pays.
-    accepted_difficulty: Mutex<f64>,
-    connected: AtomicBool,
-    /// Round trip of the last answered submission, in microseconds; 0 if none.
-    latency_us: AtomicU64,
-    last_reject: Mutex<Option<String>>,
-    answered: AtomicBool,
-    last_error: Mutex<Option<String>>,
-    /// Shares not sent: over the submission cap.
-    throttled: AtomicU64,
-    /// Shares sent and never answered (timed out, or the link broke).
-    unanswered: AtomicU64,
-    /// Lines from the pool that were not valid messages, skipped.
-    bad_messages: AtomicU64,
-    /// Block submissions, counted apart from shares, by answer.
-    blocks_submitted: AtomicU64,
-    blocks_accepted: AtomicU64,
-    blocks_rejected: AtomicU64,
-    blocks_stale: AtomicU64,
-}
-
-/// A point-in-time copy of one pool's figures.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PoolSnapshot {
-    pub name: String,
-    /// When it last accepted a share (Unix seconds).
-    pub last_share_unix: Option<u64>,
-    pub active: bool,
-    pub connected: bool,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    pub accepted_difficulty: f64,
-    /// The hashrate the pool credits: accepted difficulty × 2^32 per second.
-    pub effective_hashrate: f64,
-    pub latency_ms: Option<f64>,
-    pub last_reject: Option<String>,
-    /// Whether it ever answered (a pool's handshake, a node's first call).
-    pub answered: bool,
-    /// Why the last attempt to reach it failed.
-    pub last_error: Option<String>,
-    pub throttled: u64,
-    pub unanswered: u64,
-    pub bad_messages: u64,
-    pub blocks_submitted: u64,
-    pub blocks_accepted: u64,
-    pub blocks_rejected: u64,
-    pub blocks_stale: u64,
 }
 
 /// A point-in-time copy of every figure.
@@ -277,29 +155,7 @@ impl Stats {
 
     /// Adds one set of pool counters per entry of the failover list.
     pub fn with_pools(mut self, pool_names: Vec<String>) -> Self {
-        self.pools = pool_names
-            .into_iter()
-            .map(|name| PoolStats {
-                name,
-                last_share_unix: AtomicU64::new(0),
-                accepted: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-                stale: AtomicU64::new(0),
-                accepted_difficulty: Mutex::new(0.0),
-                connected: AtomicBool::new(false),
-                latency_us: AtomicU64::new(0),
-                last_reject: Mutex::new(None),
-                answered: AtomicBool::new(false),
-                last_error: Mutex::new(None),
-                throttled: AtomicU64::new(0),
-                unanswered: AtomicU64::new(0),
-                bad_messages: AtomicU64::new(0),
-                blocks_submitted: AtomicU64::new(0),
-                blocks_accepted: AtomicU64::new(0),
-                blocks_rejected: AtomicU64::new(0),
-                blocks_stale: AtomicU64::new(0),
-            })
-            .collect();
+        self.pools = pool_names.into_iter().map(PoolStats::new).collect();
         self
     }
 
@@ -511,83 +367,14 @@ impl Stats {
         let devices = self
             .devices
             .iter()
-            .map(|d| {
-                let meter = d.meter.lock().unwrap_or_else(|e| e.into_inner());
-                let nonces = d.nonces.load(Ordering::Relaxed);
-                DeviceSnapshot {
-                    name: d.name.clone(),
-                    pci_bus_id: d.pci_bus_id.clone(),
-                    last_share_unix: unix_time(&d.last_share_unix),
-                    hashrate_5s: meter.rate(now, Duration::from_secs(5), self.started),
-                    hashrate_1m: meter.rate(now, Duration::from_secs(60), self.started),
-                    hashrate_15m: meter.rate(now, LONGEST_WINDOW, self.started),
-                    hashrate_avg: if uptime.is_zero() {
-                        0.0
-                    } else {
-                        nonces as f64 / uptime.as_secs_f64()
-                    },
-                    nonces,
-                    accepted: d.accepted.load(Ordering::Relaxed),
-                    rejected: d.rejected.load(Ordering::Relaxed),
-                    stale: d.stale.load(Ordering::Relaxed),
-                    hw_errors: d.hw_errors.load(Ordering::Relaxed),
-                    blocks: d.blocks.load(Ordering::Relaxed),
-                    dropped: d.dropped.load(Ordering::Relaxed),
-                    device_busy: match d.timed_scan_ns.load(Ordering::Relaxed) {
-                        0 => None,
-                        wall => Some(d.busy_ns.load(Ordering::Relaxed) as f64 / wall as f64),
-                    },
-                }
-            })
+            .map(|d| d.snapshot(now, self.started))
             .collect();
         let active = self.active_pool.load(Ordering::Relaxed);
         let pools = self
             .pools
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let accepted_difficulty = *p
-                    .accepted_difficulty
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                PoolSnapshot {
-                    name: p.name.clone(),
-                    last_share_unix: unix_time(&p.last_share_unix),
-                    active: i == active,
-                    connected: p.connected.load(Ordering::Relaxed),
-                    accepted: p.accepted.load(Ordering::Relaxed),
-                    rejected: p.rejected.load(Ordering::Relaxed),
-                    stale: p.stale.load(Ordering::Relaxed),
-                    accepted_difficulty,
-                    effective_hashrate: if uptime.is_zero() {
-                        0.0
-                    } else {
-                        accepted_difficulty * 4_294_967_296.0 / uptime.as_secs_f64()
-                    },
-                    latency_ms: match p.latency_us.load(Ordering::Relaxed) {
-                        0 => None,
-                        us => Some(us as f64 / 1000.0),
-                    },
-                    last_reject: p
-                        .last_reject
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone(),
-                    answered: p.answered.load(Ordering::Relaxed),
-                    last_error: p
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone(),
-                    throttled: p.throttled.load(Ordering::Relaxed),
-                    unanswered: p.unanswered.load(Ordering::Relaxed),
-                    bad_messages: p.bad_messages.load(Ordering::Relaxed),
-                    blocks_submitted: p.blocks_submitted.load(Ordering::Relaxed),
-                    blocks_accepted: p.blocks_accepted.load(Ordering::Relaxed),
-                    blocks_rejected: p.blocks_rejected.load(Ordering::Relaxed),
-                    blocks_stale: p.blocks_stale.load(Ordering::Relaxed),
-                }
-            })
+            .map(|(i, p)| p.snapshot(i == active, uptime))
             .collect();
         Snapshot {
             uptime_s: uptime.as_secs_f64(),

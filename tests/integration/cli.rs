@@ -317,7 +317,7 @@ fn bench_rejects_bad_settings() {
         (vec!["bench", "--batch-ms", "0"], "--batch-ms"),
         (vec!["bench", "--device", "x"], "\"x\""),
         (vec!["bench", "--device", "999"], "999"),
-        (vec!["bench", "--vectors", "3"], "--vectors 3"),
+        (vec!["bench", "--vectors", "3"], "--vectors: 3 lanes"),
         (vec!["bench", "--kernel-variant", "cuda"], "cuda"),
         // Index 0 is the CPU backend's device in `hashrig devices`.
         (

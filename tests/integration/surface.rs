@@ -415,7 +415,10 @@ fn config_check_fails_exactly_when_a_start_would() {
     };
     for (text, named) in [
         ("[devices]\nselect = \"0,,-1,abc\"\n", "devices.select"),
-        ("[devices]\nworksize = 0\n", "devices.worksize 0"),
+        (
+            "[devices]\nworksize = 0\n",
+            "devices.worksize: a work-group of 0",
+        ),
         ("[devices]\ncpu_threads = 0\n", "devices.cpu_threads 0"),
         ("[api]\nbind = \"127.0.0.1:4028\"\n", "needs api.keys_file"),
         (

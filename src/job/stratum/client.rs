@@ -213,71 +213,23 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
         }
         let index = failover.index;
         let pool = &pools[index];
-        let (host, port) = failover
+        let address = failover
             .redirect
             .take()
             .unwrap_or_else(|| (pool.url.host.clone(), pool.url.port));
         ctx.stats.set_active_pool(Some(index));
         let started = Instant::now();
-        let next = if pool.url.is_v2() {
-            let (probe, failback) = probe_better_pools(index, options, &ctx.control);
-            let ended = v2::run_connection(
-                index,
-                pool,
-                options,
-                ctx,
-                &mut carry,
-                (&host, port),
-                failback,
-            )
-            .await;
-            if let Some(task) = probe {
-                task.abort();
+        let next = match mine_one(index, address, options, ctx, &mut carry).await {
+            Ok(end) => {
+                disconnected_since = Instant::now();
+                failover.after(end, options, started.elapsed())
             }
-            match ended {
-                Ok(end) => {
-                    disconnected_since = Instant::now();
-                    failover.after(end, options, started.elapsed())
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    ctx.stats.record_pool_error(index, &e);
-                    failover.failures += 1;
-                    Next::Backoff {
-                        at_least: Duration::ZERO,
-                    }
-                }
-            }
-        } else {
-            let connected = connect(
-                &pool.url,
-                &host,
-                port,
-                pool.cert_fingerprint,
-                options.timeouts.connect,
-            )
-            .await;
-            match connected {
-                Ok(lines) => {
-                    tracing::info!("connected to {} ({host}:{port})", pool.url);
-                    ctx.stats.set_pool_connected(index, true);
-                    let (probe, failback) = probe_better_pools(index, options, &ctx.control);
-                    let connection = Connection::new(index, pool, options, ctx, &mut carry, lines);
-                    let end = connection.run(failback).await;
-                    if let Some(task) = probe {
-                        task.abort();
-                    }
-                    ctx.stats.set_pool_connected(index, false);
-                    disconnected_since = Instant::now();
-                    failover.after(end, options, started.elapsed())
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    ctx.stats.record_pool_error(index, &e.to_string());
-                    failover.failures += 1;
-                    Next::Backoff {
-                        at_least: Duration::ZERO,
-                    }
+            Err(e) => {
+                tracing::warn!("{e}");
+                ctx.stats.record_pool_error(index, &e);
+                failover.failures += 1;
+                Next::Backoff {
+                    at_least: Duration::ZERO,
                 }
             }
         };
@@ -300,6 +252,48 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
             unanswered.len()
         );
     }
+}
+
+/// One connection to pool `index` at `address` (its own, or where it
+/// redirected us), V1 or V2 by its URL, while better pools are probed:
+/// how it ended, or why it could not start.
+async fn mine_one(
+    index: usize,
+    (host, port): (String, u16),
+    options: &StratumOptions,
+    ctx: &SourceContext,
+    carry: &mut Carry,
+) -> Result<End, String> {
+    let pool = &options.pools[index];
+    if pool.url.is_v2() {
+        let (probe, failback) = probe_better_pools(index, options, &ctx.control);
+        let ended =
+            v2::run_connection(index, pool, options, ctx, carry, (&host, port), failback).await;
+        if let Some(task) = probe {
+            task.abort();
+        }
+        return ended;
+    }
+    let lines = connect(
+        &pool.url,
+        &host,
+        port,
+        pool.cert_fingerprint,
+        options.timeouts.connect,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!("connected to {} ({host}:{port})", pool.url);
+    ctx.stats.set_pool_connected(index, true);
+    let (probe, failback) = probe_better_pools(index, options, &ctx.control);
+    let end = Connection::new(index, pool, options, ctx, carry, lines)
+        .run(failback)
+        .await;
+    if let Some(task) = probe {
+        task.abort();
+    }
+    ctx.stats.set_pool_connected(index, false);
+    Ok(end)
 }
 
 /// While mining a pool below the first, probes the better ones; the

@@ -5,6 +5,7 @@
 
 use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, Target};
+use stratum_core::mining_sv2::{NewExtendedMiningJobOwned, OpenExtendedMiningChannelSuccessOwned};
 use stratum_core::parsers_sv2::{CommonMessages, CommonMessagesOwned, Mining, MiningOwned};
 
 use super::transport::{Frame, MAX_POOL_PAYLOAD};
@@ -222,29 +223,66 @@ fn from_common(message: CommonMessagesOwned) -> PoolMessage {
     }
 }
 
+impl TryFrom<OpenExtendedMiningChannelSuccessOwned> for OpenedChannel {
+    type Error = MessageError;
+
+    fn try_from(m: OpenExtendedMiningChannelSuccessOwned) -> Result<Self, MessageError> {
+        let prefix = m.extranonce_prefix.as_bytes().to_vec();
+        let size = usize::from(m.extranonce_size);
+        if prefix.len() + size > MAX_EXTRANONCE {
+            return Err(MessageError::Invalid {
+                message: "OpenExtendedMiningChannel.Success",
+                detail: format!(
+                    "extranonce prefix of {} bytes and {size} to roll: more than {MAX_EXTRANONCE}",
+                    prefix.len()
+                ),
+            });
+        }
+        Ok(OpenedChannel {
+            request_id: m.request_id,
+            channel_id: m.channel_id,
+            target: target("OpenExtendedMiningChannel.Success", m.target.as_bytes())?,
+            extranonce_prefix: prefix,
+            extranonce_size: size,
+            extended: true,
+        })
+    }
+}
+
+impl TryFrom<NewExtendedMiningJobOwned> for ExtendedJob {
+    type Error = MessageError;
+
+    fn try_from(m: NewExtendedMiningJobOwned) -> Result<Self, MessageError> {
+        let merkle_path: Vec<[u8; 32]> = m
+            .merkle_path
+            .into_inner()
+            .iter()
+            .map(|h| hash32(h.as_bytes()))
+            .collect();
+        if merkle_path.len() > MAX_MERKLE_PATH {
+            return Err(MessageError::Invalid {
+                message: "NewExtendedMiningJob",
+                detail: format!("a merkle path of {} levels", merkle_path.len()),
+            });
+        }
+        Ok(ExtendedJob {
+            channel_id: m.channel_id,
+            job_id: m.job_id,
+            min_ntime: m.min_ntime.into_inner(),
+            version: m.version,
+            version_rolling_allowed: m.version_rolling_allowed,
+            merkle_path,
+            coinbase_prefix: m.coinbase_tx_prefix.as_bytes().to_vec(),
+            coinbase_suffix: m.coinbase_tx_suffix.as_bytes().to_vec(),
+        })
+    }
+}
+
 fn from_mining(message: MiningOwned, message_type: u8) -> Result<PoolMessage, MessageError> {
     let unexpected = |name| MessageError::Unexpected { message_type, name };
     Ok(match message {
         MiningOwned::OpenExtendedMiningChannelSuccess(m) => {
-            let prefix = m.extranonce_prefix.as_bytes().to_vec();
-            let size = usize::from(m.extranonce_size);
-            if prefix.len() + size > MAX_EXTRANONCE {
-                return Err(MessageError::Invalid {
-                    message: "OpenExtendedMiningChannel.Success",
-                    detail: format!(
-                        "extranonce prefix of {} bytes and {size} to roll: more than {MAX_EXTRANONCE}",
-                        prefix.len()
-                    ),
-                });
-            }
-            PoolMessage::ChannelOpened(OpenedChannel {
-                request_id: m.request_id,
-                channel_id: m.channel_id,
-                target: target("OpenExtendedMiningChannel.Success", m.target.as_bytes())?,
-                extranonce_prefix: prefix,
-                extranonce_size: size,
-                extended: true,
-            })
+            PoolMessage::ChannelOpened(m.try_into()?)
         }
         MiningOwned::OpenStandardMiningChannelSuccess(m) => {
             PoolMessage::ChannelOpened(OpenedChannel {
@@ -260,30 +298,7 @@ fn from_mining(message: MiningOwned, message_type: u8) -> Result<PoolMessage, Me
             request_id: m.request_id,
             error_code: text(m.error_code.as_bytes()),
         },
-        MiningOwned::NewExtendedMiningJob(m) => {
-            let merkle_path: Vec<[u8; 32]> = m
-                .merkle_path
-                .into_inner()
-                .iter()
-                .map(|h| hash32(h.as_bytes()))
-                .collect();
-            if merkle_path.len() > MAX_MERKLE_PATH {
-                return Err(MessageError::Invalid {
-                    message: "NewExtendedMiningJob",
-                    detail: format!("a merkle path of {} levels", merkle_path.len()),
-                });
-            }
-            PoolMessage::ExtendedJob(ExtendedJob {
-                channel_id: m.channel_id,
-                job_id: m.job_id,
-                min_ntime: m.min_ntime.into_inner(),
-                version: m.version,
-                version_rolling_allowed: m.version_rolling_allowed,
-                merkle_path,
-                coinbase_prefix: m.coinbase_tx_prefix.as_bytes().to_vec(),
-                coinbase_suffix: m.coinbase_tx_suffix.as_bytes().to_vec(),
-            })
-        }
+        MiningOwned::NewExtendedMiningJob(m) => PoolMessage::ExtendedJob(m.try_into()?),
         MiningOwned::NewMiningJob(m) => PoolMessage::StandardJob(StandardJob {
             channel_id: m.channel_id,
             job_id: m.job_id,

@@ -347,33 +347,40 @@ impl<'a> Session<'a> {
             .await
     }
 
+    /// The connection is set up: the channel is asked for next.
+    async fn on_setup(&mut self, used_version: u16, flags: u32) -> Result<(), End> {
+        tracing::info!(
+            "{}: connection set up (protocol version {used_version}, flags {flags:#x})",
+            self.url()
+        );
+        self.pool_flags = flags;
+        self.ctx.stats.record_pool_answered(self.pool_index);
+        self.open_channel().await
+    }
+
+    /// A pool that refuses the version-rolling flag is asked again
+    /// without it (and remembered); any other refusal ends the session.
+    fn on_setup_refused(&mut self, flags: u32, error_code: String) -> End {
+        if flags & REQUIRES_VERSION_ROLLING != 0
+            && !self.carry.leaves_out(self.pool_index, Optional::Configure)
+        {
+            let url = self.url();
+            let why = "the pool refused SetupConnection's version-rolling flag";
+            self.carry
+                .leave_out(self.pool_index, &url, Optional::Configure, why);
+            return End::Fallback(Optional::Configure);
+        }
+        End::Refused(format!("SetupConnection refused: {error_code}"))
+    }
+
     async fn on_message(&mut self, message: PoolMessage) -> Result<(), End> {
         match message {
             PoolMessage::SetupConnectionSuccess {
                 used_version,
                 flags,
-            } => {
-                tracing::info!(
-                    "{}: connection set up (protocol version {used_version}, flags {flags:#x})",
-                    self.url()
-                );
-                self.pool_flags = flags;
-                self.ctx.stats.record_pool_answered(self.pool_index);
-                self.open_channel().await?;
-            }
+            } => self.on_setup(used_version, flags).await?,
             PoolMessage::SetupConnectionError { flags, error_code } => {
-                if flags & REQUIRES_VERSION_ROLLING != 0
-                    && !self.carry.leaves_out(self.pool_index, Optional::Configure)
-                {
-                    let url = self.url();
-                    let why = "the pool refused SetupConnection's version-rolling flag";
-                    self.carry
-                        .leave_out(self.pool_index, &url, Optional::Configure, why);
-                    return Err(End::Fallback(Optional::Configure));
-                }
-                return Err(End::Refused(format!(
-                    "SetupConnection refused: {error_code}"
-                )));
+                return Err(self.on_setup_refused(flags, error_code));
             }
             PoolMessage::ChannelOpened(opened) => self.on_channel_opened(opened),
             PoolMessage::OpenChannelError {
