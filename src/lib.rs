@@ -7,10 +7,12 @@
 //! and blocks go back to the job source through one bounded
 //! [`found::FoundSink`], blocks written to the found-blocks file first;
 //! [`stats`] watches every stage. [`pow`] is the pure math under it.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
 pub mod backend;
 pub mod control;
+pub mod error_chain;
 pub mod files;
 pub mod found;
 pub mod job;

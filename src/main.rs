@@ -1,4 +1,5 @@
 //! `hashrig`: parse the command line, run, map errors to exit codes.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod cli;
 mod commands;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::keys::{AuthError, KeyStore, Scope};
+use super::keys::{KeyStore, Scope};
 use crate::found::journal::unix_now;
 
 /// Failed authentications from one address within this window...
@@ -149,12 +149,7 @@ pub(super) fn authorize(
         }
         Err(why) => {
             failures.failed(ip);
-            let message = match why {
-                AuthError::Missing => "an API key is needed: Authorization: Bearer KEY",
-                AuthError::Unknown => "unknown API key",
-                AuthError::Expired => "this API key has expired",
-            };
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, message))
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, why.to_string()))
         }
     }
 }

@@ -37,8 +37,8 @@ impl std::str::FromStr for Scope {
         match s {
             "read" => Ok(Scope::Read),
             "control" => Ok(Scope::Control),
-            other => Err(KeysError::Invalid {
-                detail: format!("scope {other:?}: must be read or control"),
+            other => Err(KeysError::BadScope {
+                scope: other.to_owned(),
             }),
         }
     }
@@ -65,7 +65,7 @@ struct KeysFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeysError {
-    #[error("keys file {path}: {source}")]
+    #[error("keys file {path}")]
     Io {
         path: String,
         #[source]
@@ -73,19 +73,44 @@ pub enum KeysError {
     },
     #[error("keys file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("{detail}")]
-    Invalid { detail: String },
+    #[error("keys file {path}: not TOML")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("scope {scope:?}: must be read or control")]
+    BadScope { scope: String },
+    #[error("key name {name:?}: must be 1 to 64 printable characters")]
+    BadName { name: String },
+    #[error("key name {name:?}: a key of that name exists; revoke it first or pick another")]
+    NameTaken { name: String },
+    #[error("expiry {expires:?}: not a date YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")]
+    BadExpiry { expires: String },
+    #[error("expiry {expires:?}: already past")]
+    ExpiryPast { expires: String },
+    #[error("the keys could not be written as TOML")]
+    Serialize(#[source] toml::ser::Error),
+    #[error("no randomness from the system for a new key")]
+    NoRandomness(#[source] getrandom::Error),
     #[error("keys file {path}: no key named {name:?}")]
     NoSuchKey { path: String, name: String },
-    #[error("keys file {0}")]
+    #[error("keys file")]
     File(#[from] crate::files::FileError),
 }
 
-/// Why a request was not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a request was not let in. The message is what the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("an API key is needed: Authorization: Bearer KEY")]
     Missing,
+    /// A token no key in the file hashes to.
+    #[error("unknown API key")]
     Unknown,
+    /// A known key past its expiry.
+    #[error("this API key has expired")]
     Expired,
 }
 
@@ -118,9 +143,9 @@ fn read_file(path: &Path) -> Result<Option<KeysFile>, KeysError> {
     };
     toml::from_str(&text)
         .map(Some)
-        .map_err(|e| KeysError::Parse {
+        .map_err(|source| KeysError::Toml {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
         })
 }
 
@@ -171,9 +196,7 @@ fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
         path: path.display().to_string(),
         source,
     };
-    let text = toml::to_string(file).map_err(|e| KeysError::Invalid {
-        detail: e.to_string(),
-    })?;
+    let text = toml::to_string(file).map_err(KeysError::Serialize)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -198,38 +221,22 @@ pub fn new_key(
     let mut file = read_file(path)?.unwrap_or_default();
     parse_entries(path, &file)?;
     if name.is_empty() || name.len() > 64 || name.contains(char::is_control) {
-        return Err(KeysError::Invalid {
-            detail: format!("--name {name:?}: must be 1 to 64 printable characters"),
-        });
+        return Err(KeysError::BadName { name: name.into() });
     }
     if file.keys.iter().any(|k| k.name == name) {
-        return Err(KeysError::Invalid {
-            detail: format!(
-                "--name {name:?}: a key of that name exists; revoke it first or pick another"
-            ),
-        });
+        return Err(KeysError::NameTaken { name: name.into() });
     }
     if let Some(e) = expires {
         match parse_expiry(e) {
-            None => {
-                return Err(KeysError::Invalid {
-                    detail: format!(
-                        "--expires {e:?}: not a date YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"
-                    ),
-                })
-            }
+            None => return Err(KeysError::BadExpiry { expires: e.into() }),
             Some(when) if when <= now_unix => {
-                return Err(KeysError::Invalid {
-                    detail: format!("--expires {e:?}: already past"),
-                })
+                return Err(KeysError::ExpiryPast { expires: e.into() })
             }
             Some(_) => {}
         }
     }
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| KeysError::Invalid {
-        detail: format!("no randomness from the system: {e}"),
-    })?;
+    getrandom::fill(&mut secret).map_err(KeysError::NoRandomness)?;
     let token = format!("hrk_{}", hex::encode(secret));
     file.keys.push(KeyEntry {
         name: name.to_owned(),
@@ -335,8 +342,9 @@ impl KeyStore {
                 Reload::Loaded(count)
             }
             Err(e) => {
-                tracing::error!("{e}; keeping the keys in force");
-                Reload::Kept(e.to_string())
+                let why = crate::error_chain::Chain(&e).to_string();
+                tracing::error!("{why}; keeping the keys in force");
+                Reload::Kept(why)
             }
         }
     }
@@ -480,7 +488,7 @@ mod tests {
         let token = new_key(&path, "ops", Scope::Control, None, 0).unwrap();
         let store = KeyStore::load(&path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let err = KeyStore::load(&path).unwrap_err().to_string();
+        let err = crate::error_chain::Chain(&KeyStore::load(&path).unwrap_err()).to_string();
         assert!(
             err.contains("writable by other users") && err.contains("666"),
             "{err}"
@@ -549,7 +557,7 @@ mod tests {
             "[[key]]\nname = \"a\"\nscope = \"admin\"\nhash = \"sha256:00\"\n",
         )
         .unwrap();
-        let err = KeyStore::load(&path).unwrap_err().to_string();
+        let err = crate::error_chain::Chain(&KeyStore::load(&path).unwrap_err()).to_string();
         assert!(err.contains("scope") || err.contains("admin"), "{err}");
         std::fs::write(
             &path,
@@ -559,7 +567,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let err = KeyStore::load(&path).unwrap_err().to_string();
+        let err = crate::error_chain::Chain(&KeyStore::load(&path).unwrap_err()).to_string();
         assert!(err.contains("colour") && err.contains("line"), "{err}");
         cleanup(&path);
     }

@@ -1,7 +1,9 @@
 //! The CPU backend: sha2's block function (SHA-NI where the CPU has it) on
 //! the header's midstate, the range split across threads.
 
-use super::{check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, Locator};
+use super::{
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DriverError, Locator,
+};
 use crate::pow::sha256::{State, IV};
 use crate::pow::KernelWork;
 use sha2::digest::generic_array::GenericArray;
@@ -144,7 +146,7 @@ impl Device for CpuDevice {
                         return Err(DeviceError::Driver {
                             device: self.info.label(),
                             operation: "cpu hashing thread",
-                            message: "panicked".into(),
+                            source: DriverError::Noticed("panicked"),
                         })
                     }
                 }

@@ -14,6 +14,7 @@ pub mod vulkan;
 pub use variant::{check_nonces, check_vectors, check_worksize, KernelVariant, Shape, ShapeError};
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,11 +93,12 @@ impl DeviceInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
-    #[error("{device}: {operation} failed: {message}")]
+    #[error("{device}: {operation} failed")]
     Driver {
         device: String,
         operation: &'static str,
-        message: String,
+        #[source]
+        source: DriverError,
     },
     #[error("{device}: kernel build failed:\n{log}")]
     Build { device: String, log: String },
@@ -104,6 +106,29 @@ pub enum DeviceError {
     SelfTest { device: String, detail: String },
     #[error("nonce range start {start} count {count} goes past 2^32")]
     Range { start: u32, count: u64 },
+}
+
+/// What went wrong under a [`DeviceError::Driver`]: the driver's own error
+/// kept whole, or what hashrig found wrong itself. Shared (`Arc`) so a
+/// `DeviceError` stays `Clone`: the scheduler reports one failure twice
+/// (log and stats).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The error the driver returned (an OpenCL status, a wgpu error).
+    #[error(transparent)]
+    Reported(Arc<dyn std::error::Error + Send + Sync>),
+    /// Something the driver did not report but hashrig noticed: a device
+    /// gone since it was listed, a hashing thread that panicked.
+    #[error("{0}")]
+    Noticed(&'static str),
+}
+
+impl DriverError {
+    /// Keeps a driver's error whole.
+    pub fn reported(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DriverError::Reported(Arc::new(error))
+    }
 }
 
 /// A device that scans nonces. Implementations own their driver state
@@ -197,6 +222,18 @@ pub struct DeviceOptions {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
+/// Why a backend lists no device at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// The OpenCL ICD loader found no platform, or is not installed.
+    #[error("OpenCL: no runtime or no platform")]
+    NoOpenClPlatform(#[source] DriverError),
+    /// wgpu found no Vulkan adapter.
+    #[error("Vulkan: no adapters (no Vulkan loader, or no driver installed)")]
+    NoVulkanAdapter,
+}
+
 /// Everything found on this machine, and why a backend found nothing.
 #[derive(Debug, Default)]
 pub struct Inventory {
@@ -209,9 +246,11 @@ pub struct Inventory {
 /// Vulkan, numbered in that order.
 pub fn enumerate(backends: &[Backend]) -> Inventory {
     let mut inventory = Inventory::default();
-    let push = |found: Result<Vec<DeviceInfo>, String>, inventory: &mut Inventory| match found {
+    let push = |found: Result<Vec<DeviceInfo>, ListError>, inventory: &mut Inventory| match found {
         Ok(list) => inventory.devices.extend(list),
-        Err(note) => inventory.notes.push(note),
+        Err(e) => inventory
+            .notes
+            .push(crate::error_chain::Chain(&e).to_string()),
     };
     for backend in [Backend::Cpu, Backend::OpenCl, Backend::Vulkan] {
         if !backends.contains(&backend) {

@@ -18,8 +18,8 @@ use opencl3::program::Program;
 use opencl3::types::{cl_device_id, cl_mem_flags, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 
 use super::{
-    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
-    KernelVariant, Locator, Shape,
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, DriverError,
+    KernelVariant, ListError, Locator, Shape,
 };
 use crate::pow::KernelWork;
 
@@ -32,9 +32,9 @@ const FOUND_CAPACITY: usize = 255;
 /// Serialises device listings within the process (see [`list`]).
 static LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn list() -> Result<Vec<DeviceInfo>, String> {
+pub fn list() -> Result<Vec<DeviceInfo>, ListError> {
     let platforms =
-        get_platforms().map_err(|e| format!("OpenCL: no runtime or no platform ({e})"))?;
+        get_platforms().map_err(|e| ListError::NoOpenClPlatform(DriverError::reported(e)))?;
     let mut out = Vec::new();
     for (p, platform) in platforms.iter().enumerate() {
         let platform_name = platform
@@ -194,16 +194,16 @@ pub struct OpenClDevice {
 
 /// The device at `platform`, `device` in the runtime's order, or the
 /// call that failed and why.
-fn locate(platform: usize, device: usize) -> Result<cl_device_id, (&'static str, String)> {
-    let platforms = get_platforms().map_err(|e| ("clGetPlatformIDs", e.to_string()))?;
+fn locate(platform: usize, device: usize) -> Result<cl_device_id, (&'static str, DriverError)> {
+    let platforms = get_platforms().map_err(|e| ("clGetPlatformIDs", DriverError::reported(e)))?;
     platforms
         .get(platform)
-        .ok_or(("open", "platform gone".to_owned()))?
+        .ok_or(("open", DriverError::Noticed("platform gone")))?
         .get_devices(CL_DEVICE_TYPE_ALL)
-        .map_err(|e| ("clGetDeviceIDs", e.to_string()))?
+        .map_err(|e| ("clGetDeviceIDs", DriverError::reported(e)))?
         .get(device)
         .copied()
-        .ok_or(("open", "device gone".to_owned()))
+        .ok_or(("open", DriverError::Noticed("device gone")))
 }
 
 /// A buffer of `words` `cl_uint`s in device memory only.
@@ -224,20 +224,20 @@ impl OpenClDevice {
             move |e: opencl3::error_codes::ClError| DeviceError::Driver {
                 device: label.clone(),
                 operation,
-                message: e.to_string(),
+                source: DriverError::reported(e),
             }
         };
         let Locator::OpenCl { platform, device } = info.locator else {
             return Err(DeviceError::Driver {
                 device: label,
                 operation: "open",
-                message: "not an OpenCL device".into(),
+                source: DriverError::Noticed("not an OpenCL device"),
             });
         };
-        let id = locate(platform, device).map_err(|(operation, message)| DeviceError::Driver {
+        let id = locate(platform, device).map_err(|(operation, source)| DeviceError::Driver {
             device: label.clone(),
             operation,
-            message,
+            source,
         })?;
         let cl_device = ClDevice::new(id);
         let shape = KernelShape::for_device(
@@ -248,7 +248,7 @@ impl OpenClDevice {
         super::check_vectors(shape.vectors).map_err(|e| DeviceError::Driver {
             device: label.clone(),
             operation: "configure",
-            message: e.to_string(),
+            source: DriverError::reported(e),
         })?;
         let context = Context::from_device(&cl_device).map_err(driver("clCreateContext"))?;
         // Profiling gives each launch's true run time, which the sleep
@@ -291,7 +291,7 @@ impl OpenClDevice {
         move |e| DeviceError::Driver {
             device: self.info.label(),
             operation,
-            message: e.to_string(),
+            source: DriverError::reported(e),
         }
     }
 

@@ -75,11 +75,11 @@ struct TuningDocument {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TuningError {
-    #[error("tuning file {0}")]
+    #[error("tuning file")]
     File(#[from] crate::files::FileError),
     #[error("tuning file {path}: {detail}")]
     Invalid { path: String, detail: String },
-    #[error("tuning file {path}: {source}")]
+    #[error("tuning file {path}: could not write it")]
     Write {
         path: String,
         #[source]

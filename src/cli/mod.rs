@@ -107,7 +107,7 @@ pub enum ApiKeyCommand {
         /// read: GET routes and /metrics; control: also switch pools and
         /// enable or disable devices.
         #[arg(long, value_name = "SCOPE")]
-        scope: String,
+        scope: hashrig::api::keys::Scope,
         /// UTC expiry: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
         #[arg(long, value_name = "DATE")]
         expires: Option<String>,

@@ -8,6 +8,7 @@
 //! submits what it can, then the process exits, whatever the pool or node
 //! does.
 
+use hashrig::error_chain::Chain;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,7 +95,7 @@ fn open_and_prove(
         let mut device = match open(info, &options) {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!("{} disabled: {e}", info.label());
+                tracing::error!("{} disabled: {}", info.label(), Chain(&e));
                 continue;
             }
         };
@@ -103,7 +104,7 @@ fn open_and_prove(
                 tracing::info!("{}: self-test passed", info.label());
                 out.push(device);
             }
-            Err(e) => tracing::error!("{} disabled: {e}", info.label()),
+            Err(e) => tracing::error!("{} disabled: {}", info.label(), Chain(&e)),
         }
     }
     out
@@ -116,7 +117,10 @@ pub fn load_tunings(path: Option<&std::path::Path>) -> Option<TuningFile> {
     match TuningFile::load(path) {
         Ok(file) => Some(file),
         Err(e) => {
-            tracing::warn!("{e}; mining on default shapes (`hashrig tune --reset` clears it)");
+            tracing::warn!(
+                "{}; mining on default shapes (`hashrig tune --reset` clears it)",
+                Chain(&e)
+            );
             None
         }
     }
@@ -377,7 +381,7 @@ fn join_source(
             None
         }
         Ok(Ok(Ok(()))) => None,
-        Ok(Ok(Err(e))) => Some(e.to_string()),
+        Ok(Ok(Err(e))) => Some(Chain(&e).to_string()),
         Ok(Err(_)) => Some("the job source crashed".into()),
     }
 }

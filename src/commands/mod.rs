@@ -137,7 +137,7 @@ fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
-    use hashrig::api::keys::{new_key, revoke_key, Scope};
+    use hashrig::api::keys::{new_key, revoke_key};
     match command {
         ApiKeyCommand::New {
             keys_file,
@@ -145,7 +145,6 @@ fn api_key(command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
             scope,
             expires,
         } => {
-            let scope: Scope = scope.parse().context("--scope")?;
             let now = hashrig::found::journal::unix_now();
             let token = new_key(&keys_file, &name, scope, expires.as_deref(), now)?;
             println!("{token}");

@@ -1,6 +1,7 @@
 //! `hashrig scan`: scan one header's nonce range on one device and print
 //! every nonce whose sha256d meets the target.
 
+use hashrig::error_chain::Chain;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -24,8 +25,8 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .devices
         .first()
         .ok_or_else(|| Failure::Devices("no device of that backend".into()))?;
-    let mut device = open(info, &selected.options)
-        .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
+    let mut device =
+        open(info, &selected.options).map_err(|e| Failure::Devices(Chain(&e).to_string()))?;
     let work = KernelWork::new(&header_bytes(&settings.header), &settings.target);
 
     let stdout = std::io::stdout();
@@ -37,7 +38,7 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         let count = CHUNK.min(end - next);
         let mut candidates = device
             .scan(&work, next as u32, count)
-            .map_err(|e| Failure::Devices(format!("{}: {e}", info.label())))?;
+            .map_err(|e| Failure::Devices(Chain(&e).to_string()))?;
         candidates.sort_unstable();
         for nonce in candidates {
             // Every candidate is re-hashed by rust-bitcoin before it is printed.

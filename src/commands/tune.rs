@@ -7,6 +7,7 @@
 //! whatever else the machine is doing falls on all of them alike. A
 //! candidate's figure is its median slice.
 
+use hashrig::error_chain::Chain;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -232,7 +233,7 @@ fn tune_device(
         tracing::error!("{}: no candidate shape could run", info.label());
         return Ok(None);
     }
-    let device_failed = |e: DeviceError| Failure::Devices(format!("{}: {e}", info.label()));
+    let device_failed = |e: DeviceError| Failure::Devices(Chain(&e).to_string());
     // A real header at its own (hard) target: scans find almost nothing,
     // as in mining.
     let known = &selftest::known_headers()[0];
@@ -291,9 +292,10 @@ fn open_candidates(
                 rates: Vec::new(),
             }),
             Err(e) => tracing::warn!(
-                "{}: {} left out: {e}",
+                "{}: {} left out: {}",
                 info.label(),
-                shape.describe(info.backend)
+                shape.describe(info.backend),
+                Chain(&e)
             ),
         }
     }

@@ -34,7 +34,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 pub enum JournalError {
     #[error("{path}: {size} bytes, at its cap of {max} bytes; record not written")]
     Full { path: String, size: u64, max: u64 },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
@@ -118,7 +118,7 @@ impl FoundBlockLog {
     /// then the log is the only copy.
     pub fn append_or_log(&self, record: &Value) {
         if let Err(e) = self.append(record) {
-            tracing::error!("{e}; record: {record}");
+            tracing::error!("{}; record: {record}", crate::error_chain::Chain(&e));
         }
     }
 }

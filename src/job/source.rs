@@ -11,15 +11,32 @@ use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::work::WorkSource;
 
-/// Why a job source stopped.
+/// Why a job source stopped. The cause is the source's own typed error
+/// ([`crate::job::gbt::SoloError`], [`crate::job::stratum::StartError`]),
+/// kept whole as `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JobSourceError {
-    #[error("job source {source_name}: {message}")]
+    /// The source could not go on; `source_name` is its pool or node.
+    #[error("job source {source_name}")]
     Failed {
         source_name: String,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl JobSourceError {
+    /// Source `source_name` stopped because of `cause`.
+    pub fn failed(
+        source_name: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        JobSourceError::Failed {
+            source_name: source_name.into(),
+            source: Box::new(cause),
+        }
+    }
 }
 
 /// What a job source gets to do its work.

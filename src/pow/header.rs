@@ -3,26 +3,47 @@
 use bitcoin::block::Header;
 use bitcoin::consensus::{deserialize, serialize};
 
-/// Header bytes that cannot be a block header.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Header text that cannot be a block header. `input` is the text given
+/// (its first 200 characters).
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HeaderParseError {
-    /// Not hexadecimal, or not 80 bytes.
-    #[error("header {input:?} is not 160 hexadecimal digits (80 bytes): {reason}")]
-    BadHex { input: String, reason: String },
+    /// Not hexadecimal.
+    #[error("header {input:?} is not hexadecimal")]
+    NotHex {
+        input: String,
+        #[source]
+        source: hex::FromHexError,
+    },
+    /// Hexadecimal, but not 80 bytes of it.
+    #[error("header {input:?} is {bytes} bytes, not 80 (160 hexadecimal digits)")]
+    WrongLength { input: String, bytes: usize },
+    /// 80 bytes that rust-bitcoin cannot decode as a header.
+    #[error("header {input:?} does not decode")]
+    Decode {
+        input: String,
+        #[source]
+        source: bitcoin::consensus::encode::Error,
+    },
 }
 
 /// Parses a header from 160 hex digits of its serialization (wire order).
 pub fn parse_header_hex(text: &str) -> Result<Header, HeaderParseError> {
-    let bad = |reason: &str| HeaderParseError::BadHex {
-        input: text.chars().take(200).collect(),
-        reason: reason.to_owned(),
-    };
-    let bytes = hex::decode(text.trim()).map_err(|e| bad(&e.to_string()))?;
+    let input = || text.chars().take(200).collect::<String>();
+    let bytes = hex::decode(text.trim()).map_err(|source| HeaderParseError::NotHex {
+        input: input(),
+        source,
+    })?;
     if bytes.len() != 80 {
-        return Err(bad(&format!("{} bytes", bytes.len())));
+        return Err(HeaderParseError::WrongLength {
+            input: input(),
+            bytes: bytes.len(),
+        });
     }
-    deserialize(&bytes).map_err(|e| bad(&e.to_string()))
+    deserialize(&bytes).map_err(|source| HeaderParseError::Decode {
+        input: input(),
+        source,
+    })
 }
 
 /// The 80 serialized bytes of a header.

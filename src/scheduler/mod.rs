@@ -11,6 +11,7 @@ mod watchdog;
 
 pub use watchdog::WatchdogConfig;
 
+use crate::error_chain::Chain;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -248,7 +249,7 @@ impl Worker {
                 Ok(c) => c,
                 Err(e) => {
                     // Handed to the watchdog's rule: reset once, then out.
-                    self.sick(&label, &format!("scan failed: {e}"));
+                    self.sick(&label, &format!("scan failed: {}", Chain(&e)));
                     if self.control.health(self.index) == Health::Sick {
                         self.reset(&label);
                     }
@@ -378,8 +379,7 @@ impl Worker {
         let result = self
             .device
             .reset()
-            .map_err(|e| e.to_string())
-            .and_then(|()| selftest::run(self.device.as_mut()).map_err(|e| e.to_string()));
+            .and_then(|()| selftest::run(self.device.as_mut()));
         beat.end();
         match result {
             Ok(()) if self.control.health(self.index) == Health::Failed => {
@@ -389,7 +389,7 @@ impl Worker {
                 self.control.reset_passed(self.index);
                 tracing::info!("{label}: reset and passed its self-test");
             }
-            Err(e) => self.sick(label, &format!("reset failed ({e})")),
+            Err(e) => self.sick(label, &format!("reset failed ({})", Chain(&e))),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hashrig::backend::cpu::{self, CpuDevice};
-use hashrig::backend::{Device, DeviceError, DeviceInfo};
+use hashrig::backend::{Device, DeviceError, DeviceInfo, DriverError};
 use hashrig::control::{Health, Readings, RigControl};
 use hashrig::found::{FoundSink, SINK_CAPACITY};
 use hashrig::job::bench::bench_job;
@@ -70,7 +70,7 @@ impl Device for Faulty {
             return Err(DeviceError::Driver {
                 device: "test".into(),
                 operation: "clEnqueueNDRangeKernel",
-                message: "CL_OUT_OF_RESOURCES".into(),
+                source: DriverError::reported(std::io::Error::other("CL_OUT_OF_RESOURCES")),
             });
         }
         if self.stall.load(Ordering::SeqCst) {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions,
-    KernelVariant, Locator, Shape,
+    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, DriverError,
+    KernelVariant, ListError, Locator, Shape,
 };
 use crate::pow::KernelWork;
 use setup::{build_pipeline, request_device};
@@ -153,10 +153,10 @@ fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
 }
 
 /// Lists every Vulkan adapter, or says why there are none.
-pub fn list() -> Result<Vec<DeviceInfo>, String> {
+pub fn list() -> Result<Vec<DeviceInfo>, ListError> {
     let found = adapters(&instance());
     if found.is_empty() {
-        return Err("Vulkan: no adapters (no Vulkan loader, or no driver installed)".into());
+        return Err(ListError::NoVulkanAdapter);
     }
     Ok(found
         .iter()
@@ -240,23 +240,23 @@ pub struct VulkanDevice {
 impl VulkanDevice {
     pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
         let label = info.label();
-        let fail = |operation: &'static str, message: String| DeviceError::Driver {
+        let fail = |operation: &'static str, source: DriverError| DeviceError::Driver {
             device: label.clone(),
             operation,
-            message,
+            source,
         };
         let Locator::Vulkan { adapter } = info.locator else {
-            return Err(fail("open", "not a Vulkan device".into()));
+            return Err(fail("open", DriverError::Noticed("not a Vulkan device")));
         };
         let instance = instance();
         let adapter = adapters(&instance)
             .into_iter()
             .nth(adapter)
-            .ok_or_else(|| fail("open", "adapter gone".into()))?;
+            .ok_or_else(|| fail("open", DriverError::Noticed("adapter gone")))?;
         let limits = adapter.limits();
         let has_timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = request_device(&adapter, &limits, has_timestamps)
-            .map_err(|e| fail("request_device", e.to_string()))?;
+            .map_err(|e| fail("request_device", DriverError::reported(e)))?;
         // Errors are caught by error scopes and launch checks below; an
         // uncaptured one must not take the process down.
         let device_label = label.clone();
@@ -294,11 +294,11 @@ impl VulkanDevice {
         })
     }
 
-    fn fail(&self, operation: &'static str, message: String) -> DeviceError {
+    fn fail(&self, operation: &'static str, source: DriverError) -> DeviceError {
         DeviceError::Driver {
             device: self.info.label(),
             operation,
-            message,
+            source,
         }
     }
 
@@ -373,15 +373,20 @@ impl VulkanDevice {
                 submission_index: Some(submission),
                 timeout: Some(LAUNCH_TIMEOUT),
             })
-            .map_err(|e| self.fail("queue wait", e.to_string()))?;
+            .map_err(|e| self.fail("queue wait", DriverError::reported(e)))?;
         receiver
             .recv_timeout(LAUNCH_TIMEOUT)
-            .map_err(|_| self.fail("map found-buffer", "no answer from the driver".into()))?
-            .map_err(|e| self.fail("map found-buffer", e.to_string()))?;
+            .map_err(|_| {
+                self.fail(
+                    "map found-buffer",
+                    DriverError::Noticed("no answer from the driver"),
+                )
+            })?
+            .map_err(|e| self.fail("map found-buffer", DriverError::reported(e)))?;
         let result = {
             let view = staging
                 .get_mapped_range(..)
-                .map_err(|e| self.fail("map found-buffer", e.to_string()))?;
+                .map_err(|e| self.fail("map found-buffer", DriverError::reported(e)))?;
             let words: &[u32] = bytemuck::cast_slice(&view);
             let seen = words[0] as usize;
             let busy = self.timestamps.as_ref().map(|t| {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bitcoin::{Address, Network, ScriptBuf};
 use serde_json::{json, Value};
 
+use crate::error_chain::Chain;
 use crate::found::journal::answer_record;
 use crate::found::{Found, FoundSink, Taken};
 use crate::job::source::{JobSource, JobSourceError, SourceContext};
@@ -57,13 +58,43 @@ pub fn network_of_chain(chain: &str) -> Option<Network> {
     }
 }
 
+/// Why solo mining could not start or go on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SoloError {
+    /// The node failed in a way retrying does not mend.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// `getblockchaininfo` named a chain hashrig does not know.
+    #[error("unknown chain {chain:?} in getblockchaininfo")]
+    UnknownChain { chain: String },
+    /// The payout address does not parse.
+    #[error("payout address {address:?} is not an address")]
+    NotAnAddress {
+        address: String,
+        #[source]
+        source: bitcoin::address::ParseError,
+    },
+    /// The payout address is for another network than the node's.
+    #[error("payout address {address:?} is not an address of the node's network ({network})")]
+    WrongNetwork { address: String, network: Network },
+    /// The template updater's thread did not start.
+    #[error("could not start the template updater's thread")]
+    Thread(#[source] std::io::Error),
+}
+
 /// The payout script of `address`, which must belong to `network`.
-pub fn payout_script(address: &str, network: Network) -> Result<ScriptBuf, String> {
-    let parsed = Address::from_str(address)
-        .map_err(|e| format!("--address {address:?}: not an address: {e}"))?;
-    let checked = parsed.require_network(network).map_err(|_| {
-        format!("--address {address:?}: not an address of the node's network ({network})")
+pub fn payout_script(address: &str, network: Network) -> Result<ScriptBuf, SoloError> {
+    let parsed = Address::from_str(address).map_err(|source| SoloError::NotAnAddress {
+        address: address.to_owned(),
+        source,
     })?;
+    let checked = parsed
+        .require_network(network)
+        .map_err(|_| SoloError::WrongNetwork {
+            address: address.to_owned(),
+            network,
+        })?;
     Ok(checked.script_pubkey())
 }
 
@@ -96,8 +127,9 @@ fn call_until_answered<T: serde::de::DeserializeOwned>(
     loop {
         match rpc.call(method, params.clone()) {
             Err(e) if e.is_transient() => {
-                tracing::warn!("{e}; retrying in {delay:?}");
-                ctx.stats.record_pool_error(0, &e.to_string());
+                let error = Chain(&e).to_string();
+                tracing::warn!("{error}; retrying in {delay:?}");
+                ctx.stats.record_pool_error(0, &error);
                 let shutdown = &ctx.shutdown;
                 if shutdown.wait_timeout(delay) {
                     return None;
@@ -115,21 +147,21 @@ impl JobSource for GbtSource {
     }
 
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError> {
-        let failed = |message: String| JobSourceError::Failed {
-            source_name: self.options.rpc.url.clone(),
-            message,
-        };
+        let failed = |cause: SoloError| JobSourceError::failed(&self.options.rpc.url, cause);
         let rpc = &self.options.rpc;
         let Some(info) =
             call_until_answered::<ChainInfo>(rpc, "getblockchaininfo", &json!([]), &ctx)
         else {
             return Ok(());
         };
-        let info = info.map_err(|e| failed(e.to_string()))?;
+        let info = info.map_err(|e| failed(e.into()))?;
         ctx.stats.record_pool_answered(0);
         let chain = info.chain.as_str();
-        let network = network_of_chain(chain)
-            .ok_or_else(|| failed(format!("unknown chain {chain:?} in getblockchaininfo")))?;
+        let network = network_of_chain(chain).ok_or_else(|| {
+            failed(SoloError::UnknownChain {
+                chain: chain.to_owned(),
+            })
+        })?;
         let script = payout_script(&self.options.address, network).map_err(failed)?;
         tracing::info!("solo mining on {chain} to {}", self.options.address);
 
@@ -156,7 +188,7 @@ impl JobSource for GbtSource {
             ctx.found.clone(),
             ctx.shutdown.clone(),
         )
-        .map_err(|e| failed(format!("could not start a thread: {e}")))?;
+        .map_err(|e| failed(SoloError::Thread(e)))?;
         miner.run(&inbox);
         Ok(())
     }
@@ -209,12 +241,12 @@ fn spawn_updater(
                         wake.wake();
                     }
                     Ok(Err(e)) => {
-                        tracing::error!("{e}; not mined");
+                        tracing::error!("{}; not mined", Chain(&e));
                         shutdown.wait_timeout(delay);
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
                     Err(e) => {
-                        tracing::warn!("{e}; retrying in {delay:?}");
+                        tracing::warn!("{}; retrying in {delay:?}", Chain(&e));
                         shutdown.wait_timeout(delay);
                         delay = (delay * 2).min(Duration::from_secs(10));
                     }
@@ -285,9 +317,9 @@ impl Solo<'_> {
             let problem = match answer {
                 Ok(raw) => match BlockTemplate::try_from(raw) {
                     Ok(template) => return Some(template),
-                    Err(e) => e.to_string(),
+                    Err(e) => Chain(&e).to_string(),
                 },
-                Err(e) => e.to_string(),
+                Err(e) => Chain(&e).to_string(),
             };
             tracing::error!("{problem}; asking again in {delay:?}");
             if self.ctx.shutdown.wait_timeout(delay) {
@@ -326,7 +358,7 @@ impl Solo<'_> {
         ) {
             Ok(job) => job,
             Err(e) => {
-                tracing::error!("{}: {e}; not mined", self.url());
+                tracing::error!("{}: {}; not mined", self.url(), Chain(&e));
                 if new_parent {
                     self.ctx.work.withdraw();
                 }

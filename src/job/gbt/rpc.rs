@@ -38,8 +38,19 @@ pub enum RpcAuth {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
-    #[error("node {url}: cannot connect: {message}")]
-    Connect { url: String, message: String },
+    #[error("node {url}: cannot connect")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<ureq::Transport>,
+    },
+    #[error("node {url}: the {method} request could not be written")]
+    Request {
+        url: String,
+        method: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("node {url}: wrong RPC user/password or cookie (HTTP 401)")]
     Unauthorized { url: String },
     #[error("node {url}: HTTP {status} to {method}: {body}")]
@@ -55,10 +66,11 @@ pub enum NodeError {
         method: String,
         snippet: String,
     },
-    #[error("node {url}: answer to {method}: {problem}")]
+    #[error("node {url}: answer to {method}")]
     BadAnswer {
         url: String,
         method: String,
+        #[source]
         problem: AnswerError,
     },
     #[error("node: {method} failed: {message} (code {code})")]
@@ -67,8 +79,10 @@ pub enum NodeError {
         code: i64,
         message: String,
     },
-    #[error("cookie file {path}: {message}")]
-    Cookie { path: String, message: String },
+    #[error("the node's cookie file")]
+    Cookie(#[source] crate::files::FileError),
+    #[error("cookie file {path}: not USER:PASSWORD")]
+    CookieFormat { path: String },
 }
 
 impl NodeError {
@@ -76,7 +90,9 @@ impl NodeError {
     /// still syncing) rather than having refused for good.
     pub fn is_transient(&self) -> bool {
         match self {
-            NodeError::Connect { .. } | NodeError::Cookie { .. } => true,
+            NodeError::Connect { .. } | NodeError::Cookie(_) | NodeError::CookieFormat { .. } => {
+                true
+            }
             NodeError::Http { status, .. } => *status >= 500,
             // -9 not connected, -10 in initial block download, -28 warming up.
             NodeError::Rpc { code, .. } => matches!(code, -9 | -10 | -28),
@@ -117,16 +133,13 @@ impl NodeRpc {
             RpcAuth::None => return Ok(None),
             RpcAuth::UserPass { user, password } => format!("{user}:{password}"),
             RpcAuth::Cookie(path) => {
-                let cookie_error = |message: String| NodeError::Cookie {
-                    path: path.display().to_string(),
-                    message,
-                };
-                let text =
-                    // A cookie is one short line; a FIFO or a huge file is not one.
-                    crate::files::read_text(path, 4096).map_err(|e| cookie_error(e.to_string()))?;
+                // A cookie is one short line; a FIFO or a huge file is not one.
+                let text = crate::files::read_text(path, 4096).map_err(NodeError::Cookie)?;
                 let text = text.trim();
                 if !text.contains(':') || text.len() > 1024 {
-                    return Err(cookie_error("not USER:PASSWORD".into()));
+                    return Err(NodeError::CookieFormat {
+                        path: path.display().to_string(),
+                    });
                 }
                 text.to_owned()
             }
@@ -206,9 +219,10 @@ impl NodeRpc {
             method,
             params,
         })
-        .map_err(|e| NodeError::Connect {
+        .map_err(|source| NodeError::Request {
             url: self.url.clone(),
-            message: format!("the request could not be written: {e}"),
+            method: method.to_owned(),
+            source,
         })?;
         let mut request = self
             .agent
@@ -225,7 +239,7 @@ impl NodeRpc {
             Err(ureq::Error::Status(_, response)) => Ok(response),
             Err(ureq::Error::Transport(t)) => Err(NodeError::Connect {
                 url: self.url.clone(),
-                message: t.to_string(),
+                source: Box::new(t),
             }),
         }
     }

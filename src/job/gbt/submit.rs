@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::answer::SubmitAnswer;
 use super::rpc::{NodeError, NodeRpc};
+use crate::error_chain::Chain;
 use crate::found::journal::BlockOutcome;
 
 /// Longest pause between attempts.
@@ -62,12 +63,13 @@ pub fn submit_block(
             Err(e) => {
                 let pause = match deadline() {
                     Some(d) if Instant::now() + delay >= d => {
-                        tracing::error!("giving up submitting the block: {e}");
-                        return (BlockOutcome::Unsubmitted, Some(e.to_string()));
+                        let error = Chain(&e).to_string();
+                        tracing::error!("giving up submitting the block: {error}");
+                        return (BlockOutcome::Unsubmitted, Some(error));
                     }
                     _ => delay,
                 };
-                tracing::warn!("submitting the block: {e}; retrying in {pause:?}");
+                tracing::warn!("submitting the block: {}; retrying in {pause:?}", Chain(&e));
                 std::thread::sleep(pause);
                 delay = (delay * 2).min(MAX_DELAY);
             }

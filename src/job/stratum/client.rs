@@ -13,9 +13,11 @@ use super::end::End;
 use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, subscribe_params, Incoming};
 use super::session::Connection;
-use super::transport::connect;
+use super::transport::{connect, ConnectError};
 use super::v2;
+use super::v2::LinkError;
 use crate::control::RigControl;
+use crate::error_chain::Chain;
 use crate::job::source::{JobSource, JobSourceError, SourceContext};
 
 /// Consecutive failures of one pool before the next is tried.
@@ -50,17 +52,13 @@ impl JobSource for StratumSource {
     }
 
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError> {
-        let failed = |message: String| JobSourceError::Failed {
-            source_name: self.name(),
-            message,
-        };
         if self.options.pools.is_empty() {
-            return Err(failed("no pool given".into()));
+            return Err(JobSourceError::failed(self.name(), StartError::NoPool));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| failed(format!("could not start the network runtime: {e}")))?;
+            .map_err(|e| JobSourceError::failed(self.name(), StartError::Runtime(e)))?;
         runtime.block_on(mine(&self.options, &ctx));
         Ok(())
     }
@@ -225,8 +223,9 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
                 failover.after(end, options, started.elapsed())
             }
             Err(e) => {
-                tracing::warn!("{e}");
-                ctx.stats.record_pool_error(index, &e);
+                let error = Chain(&e).to_string();
+                tracing::warn!("{error}");
+                ctx.stats.record_pool_error(index, &error);
                 failover.failures += 1;
                 Next::Backoff {
                     at_least: Duration::ZERO,
@@ -254,6 +253,35 @@ async fn mine(options: &StratumOptions, ctx: &SourceContext) {
     }
 }
 
+/// Why the Stratum source could not start at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// An empty pool list.
+    #[error("no pool given")]
+    NoPool,
+    /// The network runtime (threads, an event loop) did not start.
+    #[error("could not start the network runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Why a connection to a pool could not start: counted as a failed
+/// connect, and the failover loop backs off.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The TCP or TLS connection to a V1 pool (its message names the pool).
+    #[error(transparent)]
+    V1(#[from] ConnectError),
+    /// The Noise link to a V2 pool.
+    #[error("{pool}")]
+    V2 {
+        pool: String,
+        #[source]
+        source: LinkError,
+    },
+}
+
 /// One connection to pool `index` at `address` (its own, or where it
 /// redirected us), V1 or V2 by its URL, while better pools are probed:
 /// how it ended, or why it could not start.
@@ -263,7 +291,7 @@ async fn mine_one(
     options: &StratumOptions,
     ctx: &SourceContext,
     carry: &mut Carry,
-) -> Result<End, String> {
+) -> Result<End, ConnectionError> {
     let pool = &options.pools[index];
     if pool.url.is_v2() {
         let (probe, failback) = probe_better_pools(index, options, &ctx.control);
@@ -272,7 +300,10 @@ async fn mine_one(
         if let Some(task) = probe {
             task.abort();
         }
-        return ended;
+        return ended.map_err(|source| ConnectionError::V2 {
+            pool: pool.url.to_string(),
+            source,
+        });
     }
     let lines = connect(
         &pool.url,
@@ -281,8 +312,7 @@ async fn mine_one(
         pool.cert_fingerprint,
         options.timeouts.connect,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     tracing::info!("connected to {} ({host}:{port})", pool.url);
     ctx.stats.set_pool_connected(index, true);
     let (probe, failback) = probe_better_pools(index, options, &ctx.control);

@@ -17,7 +17,7 @@ pub mod transport;
 pub mod url;
 pub mod v2;
 
-pub use client::StratumSource;
+pub use client::{ConnectionError, StartError, StratumSource};
 pub use messages::{submit_params, Notify, ServerMessage, Session, StratumError, SubscribeResult};
 pub use options::{PoolConfig, StratumOptions, StratumTimeouts, Sv2Channel};
 pub use url::{PoolUrl, PoolUrlError};

@@ -148,7 +148,7 @@ impl Encoder<String> for BoundedLines {
 pub enum ConnectError {
     #[error("connecting to {url}: timed out after {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    #[error("connecting to {url}: {source}")]
+    #[error("connecting to {url}")]
     Io {
         url: String,
         #[source]

@@ -9,7 +9,7 @@ use stratum_core::parsers_sv2::{AnyMessage, CommonMessages};
 use tokio::net::TcpStream;
 
 use super::messages::PoolMessage;
-use super::transport::{Link, LinkError};
+use super::transport::{CodecError, Link, LinkError};
 use crate::job::stratum::options::{PoolConfig, StratumOptions};
 
 /// Whether a Stratum V2 pool completes the handshake and the connection
@@ -41,17 +41,21 @@ pub(super) async fn connect(
     timeout: Duration,
 ) -> Result<Link, LinkError> {
     let peer = pool.url.to_string();
-    let io = |detail: String| LinkError::Io {
-        peer: peer.clone(),
-        detail,
-    };
     let Some(key) = pool.url.authority_key else {
-        return Err(io("not a Stratum V2 pool".into()));
+        return Err(LinkError::NotV2 { peer });
     };
+    let operation = format!("connecting to {host}:{port}");
     let stream = tokio::time::timeout(timeout, TcpStream::connect((host, port)))
         .await
-        .map_err(|_| io(format!("connect to {host}:{port} timed out")))?
-        .map_err(|e| io(format!("connect to {host}:{port} failed: {e}")))?;
+        .map_err(|_| LinkError::Timeout {
+            peer: peer.clone(),
+            operation: operation.clone(),
+        })?
+        .map_err(|source| LinkError::Io {
+            peer: peer.clone(),
+            operation,
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
     Link::connect(stream, key, &peer, timeout).await
 }
@@ -60,7 +64,7 @@ pub(super) fn setup_connection(
     host: &str,
     port: u16,
     flags: u32,
-) -> Result<AnyMessage<'_>, String> {
+) -> Result<AnyMessage<'_>, FieldError> {
     Ok(AnyMessage::Common(CommonMessages::SetupConnection(
         SetupConnection {
             protocol: Protocol::MiningProtocol,
@@ -77,11 +81,25 @@ pub(super) fn setup_connection(
     )))
 }
 
+/// A text field SRI's encoder refused. Cut to 255 bytes first, a field
+/// always fits; the encoder's error stays typed all the same, with its
+/// text, as SRI's `binary_sv2` errors implement no `std::error::Error`.
+#[derive(Debug, thiserror::Error)]
+#[error("could not encode {text:?} as a STR0_255 field")]
+pub struct FieldError {
+    text: String,
+    #[source]
+    source: CodecError,
+}
+
 /// A string field, cut to its 255 bytes at a character boundary.
-pub(super) fn str0255(text: &str) -> Result<Str0255<'_>, String> {
+pub(super) fn str0255(text: &str) -> Result<Str0255<'_>, FieldError> {
     let mut end = text.len().min(255);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Str0255::try_from(&text[..end]).map_err(|e| format!("could not encode {text:?}: {e:?}"))
+    Str0255::try_from(&text[..end]).map_err(|e| FieldError {
+        text: text.to_owned(),
+        source: CodecError(format!("{e:?}")),
+    })
 }

@@ -12,3 +12,4 @@ pub mod transport;
 
 pub use connect::probe;
 pub use session::run_connection;
+pub use transport::LinkError;

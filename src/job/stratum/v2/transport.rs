@@ -38,24 +38,59 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a Stratum V2 link could not be set up or broke. `peer` names the
 /// other end; the message leaves it to the caller, which logs it first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    #[error("not a Stratum V2 pool (no authority key in its URL)")]
+    NotV2 { peer: String },
     #[error("the Noise handshake timed out")]
     HandshakeTimeout { peer: String },
-    #[error("the pool's certificate is not signed by the pinned authority key {key}, or is outside its validity window ({detail})")]
+    #[error("the pool's certificate is not signed by the pinned authority key {key}, or is outside its validity window (valid from {valid_from} to {not_valid_after}, Unix time)")]
     Certificate {
         peer: String,
         key: String,
-        detail: String,
+        valid_from: u32,
+        not_valid_after: u32,
     },
-    #[error("Noise handshake failed: {detail}")]
-    Handshake { peer: String, detail: String },
-    #[error("{detail}")]
-    Io { peer: String, detail: String },
-    #[error("undecodable frame: {detail}")]
-    Frame { peer: String, detail: String },
+    #[error("Noise handshake failed")]
+    Handshake {
+        peer: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("Noise handshake failed: the {message} has the wrong length")]
+    HandshakeLength { peer: String, message: &'static str },
+    #[error("{operation} failed")]
+    Io {
+        peer: String,
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{operation} timed out")]
+    Timeout { peer: String, operation: String },
+    #[error("the pool closed the connection")]
+    Closed { peer: String },
+    #[error("could not {operation} a frame")]
+    Encode {
+        peer: String,
+        operation: &'static str,
+        #[source]
+        source: CodecError,
+    },
+    #[error("undecodable frame")]
+    Frame {
+        peer: String,
+        #[source]
+        source: CodecError,
+    },
 }
+
+/// An error from SRI's codec crates, which implement no
+/// `std::error::Error`: their text, kept as a [`LinkError`]'s source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
 
 /// One decrypted frame: its header fields and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +134,7 @@ impl Link {
         let initiator =
             Initiator::from_raw_k(key.to_bytes()).map_err(|e| LinkError::Handshake {
                 peer: peer.into(),
-                detail: format!("{e:?}"),
+                source: CodecError(format!("{e:?}")),
             })?;
         let (mut reader, mut writer) = stream.into_split();
         let mut decoder = NoiseDecoder::new();
@@ -113,9 +148,9 @@ impl Link {
         let payload: [u8; INITIATOR_EXPECTED_HANDSHAKE_MESSAGE_SIZE] = second
             .payload()
             .try_into()
-            .map_err(|_| LinkError::Handshake {
+            .map_err(|_| LinkError::HandshakeLength {
                 peer: peer.into(),
-                detail: "the responder's reply has the wrong length".into(),
+                message: "responder's reply",
             })?;
         let transport = handshake
             .step_2(payload)
@@ -143,15 +178,15 @@ impl Link {
             first
                 .payload()
                 .try_into()
-                .map_err(|_| LinkError::Handshake {
+                .map_err(|_| LinkError::HandshakeLength {
                     peer: peer.clone(),
-                    detail: "the initiator's message has the wrong length".into(),
+                    message: "initiator's message",
                 })?;
         let (second, transport) = Handshake::responder(responder)
             .step_1(payload)
             .map_err(|e| LinkError::Handshake {
                 peer: peer.clone(),
-                detail: e.to_string(),
+                source: CodecError(e.to_string()),
             })?;
         write_handshake(&mut writer, &mut encoder, second, &peer).await?;
         Ok(Link::start(
@@ -190,20 +225,28 @@ impl Link {
             message.extension_type(),
             message.channel_bit(),
         );
-        let io = |detail: String| LinkError::Io {
+        let encode = |operation, text| LinkError::Encode {
             peer: self.peer.clone(),
-            detail,
+            operation,
+            source: CodecError(text),
         };
         let frame = MessageFrame::from_message(message, message_type, extension_type, channel_msg)
-            .map_err(|e| io(format!("message too long for a frame: {e:?}")))?;
+            .map_err(|e| encode("fit the message in", format!("{e:?}")))?;
         let bytes = self
             .encoder
             .encode_transport(frame, &mut self.encrypt)
-            .map_err(|e| io(format!("could not encrypt a frame: {e}")))?;
+            .map_err(|e| encode("encrypt", e.to_string()))?;
         match tokio::time::timeout(WRITE_TIMEOUT, self.writer.write_all(bytes.as_ref())).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(io(format!("write failed: {e}"))),
-            Err(_) => Err(io("write timed out".into())),
+            Ok(Err(source)) => Err(LinkError::Io {
+                peer: self.peer.clone(),
+                operation: "write".into(),
+                source,
+            }),
+            Err(_) => Err(LinkError::Timeout {
+                peer: self.peer.clone(),
+                operation: "write".into(),
+            }),
         }
     }
 }
@@ -214,15 +257,13 @@ fn handshake_error(peer: &str, key: AuthorityKey, error: codec_sv2::Error) -> Li
             LinkError::Certificate {
                 peer: peer.into(),
                 key: key.to_string(),
-                detail: format!(
-                    "certificate valid from {} to {}",
-                    cert.valid_from, cert.not_valid_after
-                ),
+                valid_from: cert.valid_from,
+                not_valid_after: cert.not_valid_after,
             }
         }
         other => LinkError::Handshake {
             peer: peer.into(),
-            detail: other.to_string(),
+            source: CodecError(other.to_string()),
         },
     }
 }
@@ -237,9 +278,10 @@ async fn write_handshake(
     writer
         .write_all(bytes.as_ref())
         .await
-        .map_err(|e| LinkError::Io {
+        .map_err(|source| LinkError::Io {
             peer: peer.into(),
-            detail: format!("write failed: {e}"),
+            operation: "writing the Noise handshake".into(),
+            source,
         })
 }
 
@@ -255,9 +297,10 @@ async fn read_handshake<R: ExpectsHandshakeMessage>(
         tokio::time::timeout_at(deadline, reader.read_exact(&mut buffer))
             .await
             .map_err(|_| LinkError::HandshakeTimeout { peer: peer.into() })?
-            .map_err(|e| LinkError::Io {
+            .map_err(|source| LinkError::Io {
                 peer: peer.into(),
-                detail: format!("connection closed during the Noise handshake ({e})"),
+                operation: "reading the Noise handshake".into(),
+                source,
             })?;
         decoder.writable().copy_from_slice(&buffer);
         match decoder.next_handshake_frame::<R>() {
@@ -266,7 +309,7 @@ async fn read_handshake<R: ExpectsHandshakeMessage>(
             Err(e) => {
                 return Err(LinkError::Handshake {
                     peer: peer.into(),
-                    detail: e.to_string(),
+                    source: CodecError(e.to_string()),
                 })
             }
         }
@@ -284,13 +327,17 @@ async fn read_frames(
 ) {
     loop {
         let mut buffer = vec![0u8; decoder.writable_len()];
-        if let Err(e) = reader.read_exact(&mut buffer).await {
-            let detail = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                "the pool closed the connection".into()
+        if let Err(source) = reader.read_exact(&mut buffer).await {
+            let error = if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                LinkError::Closed { peer }
             } else {
-                format!("read failed: {e}")
+                LinkError::Io {
+                    peer,
+                    operation: "read".into(),
+                    source,
+                }
             };
-            let _ = tx.send(Err(LinkError::Io { peer, detail })).await;
+            let _ = tx.send(Err(error)).await;
             return;
         }
         decoder.writable().copy_from_slice(&buffer);
@@ -316,8 +363,8 @@ async fn read_frames(
                 state
             }
             Err(e) => {
-                let detail = e.to_string();
-                let _ = tx.send(Err(LinkError::Frame { peer, detail })).await;
+                let source = CodecError(e.to_string());
+                let _ = tx.send(Err(LinkError::Frame { peer, source })).await;
                 return;
             }
         };

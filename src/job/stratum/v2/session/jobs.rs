@@ -16,6 +16,7 @@ use super::{
     Channel, Session, BIP320_MASK, MAX_FUTURE_JOBS, MAX_JOBS, MAX_ROLLED, MIN_EXTRANONCE,
     OPEN_EXTENDED, OPEN_STANDARD, POOL_REQUIRES_EXTENDED_CHANNELS,
 };
+use crate::error_chain::Chain;
 use crate::job::stratum::end::End;
 use crate::job::stratum::options::Sv2Channel;
 use crate::job::Job;
@@ -55,7 +56,8 @@ impl Session<'_> {
                 self.url()
             );
         }
-        let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
+        let user_identity =
+            str0255(&self.pool.user).map_err(|e| End::Refused(Chain(&e).to_string()))?;
         self.nominal_hashrate = self.rig_hashrate();
         self.last_update = Instant::now();
         let message = OpenExtendedMiningChannel {
@@ -72,7 +74,8 @@ impl Session<'_> {
     }
 
     pub(super) async fn open_standard_channel(&mut self) -> Result<(), End> {
-        let user_identity = str0255(&self.pool.user).map_err(End::Refused)?;
+        let user_identity =
+            str0255(&self.pool.user).map_err(|e| End::Refused(Chain(&e).to_string()))?;
         self.nominal_hashrate = self.rig_hashrate();
         self.last_update = Instant::now();
         let message = OpenStandardMiningChannel {

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use super::connect::{connect, setup_connection};
 use super::messages::{NewPrevHash, PoolMessage};
 use super::transport::{Link, LinkError};
+use crate::error_chain::Chain;
 use crate::job::source::SourceContext;
 use crate::job::stratum::carry::{Carry, Optional};
 use crate::job::stratum::end::{redirect, wait_failback, End};
@@ -82,7 +83,7 @@ pub async fn run_connection(
     carry: &mut Carry,
     (host, port): (&str, u16),
     failback: Option<oneshot::Receiver<usize>>,
-) -> Result<End, String> {
+) -> Result<End, LinkError> {
     let link = match connect(pool, host, port, options.timeouts.connect).await {
         Ok(link) => link,
         // A pool that cannot prove the pinned key is not one to retry.
@@ -90,7 +91,7 @@ pub async fn run_connection(
             ctx.stats.record_pool_error(pool_index, &e.to_string());
             return Ok(End::Refused(e.to_string()));
         }
-        Err(e) => return Err(format!("{}: {e}", pool.url)),
+        Err(e) => return Err(e),
     };
     tracing::info!(
         "connected to {} ({host}:{port}), Noise handshake done",
@@ -204,7 +205,7 @@ impl<'a> Session<'a> {
     async fn send(&mut self, message: AnyMessage<'_>) -> Result<(), End> {
         match self.link.send(message).await {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.lost(e.to_string())),
+            Err(e) => Err(self.lost(Chain(&e).to_string())),
         }
     }
 
@@ -223,7 +224,7 @@ impl<'a> Session<'a> {
         }
         let sent = match setup_connection(host, port, flags) {
             Ok(setup) => self.send(setup).await,
-            Err(e) => Err(End::Refused(e)),
+            Err(e) => Err(End::Refused(Chain(&e).to_string())),
         };
         let end = match sent {
             Ok(()) => self.serve(&mut failback).await,
@@ -248,7 +249,7 @@ impl<'a> Session<'a> {
                             Ok(())
                         }
                     },
-                    Some(Err(e)) => Err(self.lost(e.to_string())),
+                    Some(Err(e)) => Err(self.lost(Chain(&e).to_string())),
                     None => Err(self.lost("the link closed".into())),
                 },
                 found = sink.next() => match found {
