@@ -54,5 +54,10 @@ cargo fmt --check
 echo "== lints"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== fuzz targets build against the library's public API"
+# A stable check, not a fuzz run (that needs nightly): narrowing the
+# library's API must not silently break the fuzzers.
+cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
+
 echo "== tests"
 cargo test --all-targets --locked

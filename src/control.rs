@@ -11,6 +11,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
+    /// Mining normally.
     Healthy,
     /// Misbehaved once: reset after its current batch.
     Sick,
@@ -50,8 +51,11 @@ pub struct DeviceControl {
 /// A sensor reading of one device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Readings {
+    /// Temperature in °C.
     pub temperature_c: Option<f64>,
+    /// Power draw in watts.
     pub power_w: Option<f64>,
+    /// Fan speed in percent.
     pub fan_percent: Option<f64>,
 }
 
@@ -68,13 +72,28 @@ fn load(cell: &AtomicU64) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
+    /// A device index past the last.
     #[error("no device {index} (there are {count})")]
-    NoSuchDevice { index: usize, count: usize },
+    NoSuchDevice {
+        /// The index asked for.
+        index: usize,
+        /// How many there are.
+        count: usize,
+    },
+    /// A pool index past the last.
     #[error("no pool {index} (there are {count})")]
-    NoSuchPool { index: usize, count: usize },
+    NoSuchPool {
+        /// The index asked for.
+        index: usize,
+        /// How many there are.
+        count: usize,
+    },
     /// Disabling it would leave no pool to mine.
     #[error("pool {index} is the last enabled pool")]
-    LastEnabledPool { index: usize },
+    LastEnabledPool {
+        /// The index asked for.
+        index: usize,
+    },
 }
 
 /// Every control of a rig.
@@ -90,6 +109,7 @@ pub struct RigControl {
 }
 
 impl RigControl {
+    /// `devices` devices, all enabled and healthy, and `pools` pools, all enabled.
     pub fn new(devices: usize, pools: usize) -> Self {
         let control = RigControl {
             devices: (0..devices).map(|_| DeviceControl::default()).collect(),
@@ -106,10 +126,6 @@ impl RigControl {
         control
     }
 
-    pub fn device_count(&self) -> usize {
-        self.devices.len()
-    }
-
     fn device(&self, index: usize) -> Result<&DeviceControl, ControlError> {
         self.devices.get(index).ok_or(ControlError::NoSuchDevice {
             index,
@@ -117,6 +133,7 @@ impl RigControl {
         })
     }
 
+    /// Enables or disables device `index` (the API's and cgminer's `gpuenable`/`gpudisable`).
     pub fn set_enabled(&self, index: usize, enabled: bool) -> Result<(), ControlError> {
         self.device(index)?
             .disabled
@@ -124,6 +141,7 @@ impl RigControl {
         Ok(())
     }
 
+    /// Whether device `index` is enabled by the operator.
     pub fn is_enabled(&self, index: usize) -> bool {
         self.device(index)
             .is_ok_and(|d| !d.disabled.load(Ordering::SeqCst))
@@ -139,29 +157,30 @@ impl RigControl {
         })
     }
 
-    pub fn set_cut_off(&self, index: usize, cut_off: bool) {
+    pub(crate) fn set_cut_off(&self, index: usize, cut_off: bool) {
         if let Ok(d) = self.device(index) {
             d.cut_off.store(cut_off, Ordering::SeqCst);
         }
     }
 
-    pub fn is_cut_off(&self, index: usize) -> bool {
+    pub(crate) fn is_cut_off(&self, index: usize) -> bool {
         self.device(index)
             .is_ok_and(|d| d.cut_off.load(Ordering::SeqCst))
     }
 
-    pub fn set_pause(&self, index: usize, pause: Duration) {
+    pub(crate) fn set_pause(&self, index: usize, pause: Duration) {
         if let Ok(d) = self.device(index) {
             d.pause_us.store(pause.as_micros() as u64, Ordering::SeqCst);
         }
     }
 
-    pub fn pause(&self, index: usize) -> Duration {
+    pub(crate) fn pause(&self, index: usize) -> Duration {
         self.device(index).map_or(Duration::ZERO, |d| {
             Duration::from_micros(d.pause_us.load(Ordering::SeqCst))
         })
     }
 
+    /// Device `index`'s health, as the watchdog last set it.
     pub fn health(&self, index: usize) -> Health {
         self.device(index).map_or(Health::Healthy, |d| {
             Health::from_u8(d.health.load(Ordering::SeqCst))
@@ -238,12 +257,13 @@ impl RigControl {
         }
     }
 
+    /// How many times device `index` has been reset.
     pub fn resets(&self, index: usize) -> u32 {
         self.device(index)
             .map_or(0, |d| d.resets.load(Ordering::SeqCst))
     }
 
-    pub fn set_readings(&self, index: usize, readings: Readings) {
+    pub(crate) fn set_readings(&self, index: usize, readings: Readings) {
         if let Ok(d) = self.device(index) {
             store(&d.temperature, readings.temperature_c);
             store(&d.power, readings.power_w);
@@ -251,6 +271,7 @@ impl RigControl {
         }
     }
 
+    /// Device `index`'s last sensor readings.
     pub fn readings(&self, index: usize) -> Readings {
         self.device(index)
             .map_or(Readings::default(), |d| Readings {
@@ -265,10 +286,6 @@ impl RigControl {
         (0..self.devices.len())
             .filter_map(|i| self.readings(i).power_w)
             .reduce(|a, b| a + b)
-    }
-
-    pub fn pool_count(&self) -> usize {
-        self.pools
     }
 
     fn check_pool(&self, index: usize) -> Result<(), ControlError> {
@@ -326,6 +343,7 @@ impl RigControl {
         self.restart.store(true, Ordering::SeqCst);
     }
 
+    /// Whether an API client asked the miner to restart.
     pub fn restart_requested(&self) -> bool {
         self.restart.load(Ordering::SeqCst)
     }

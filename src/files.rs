@@ -11,22 +11,57 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FileError {
+    /// Opening, inspecting or reading the file failed.
     #[error("{path}")]
     Io {
+        /// The file, as given.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// A FIFO, a device, a folder or a socket, not a regular file.
     #[error("{path}: not a regular file ({kind}); refused")]
-    NotRegular { path: String, kind: &'static str },
+    NotRegular {
+        /// The file, as given.
+        path: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file is larger than hashrig reads.
     #[error("{path}: {size} bytes, larger than the {limit} allowed")]
-    TooLarge { path: String, size: u64, limit: u64 },
+    TooLarge {
+        /// The file, as given.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The most hashrig reads.
+        limit: u64,
+    },
+    /// The file is not UTF-8.
     #[error("{path}: not UTF-8 text")]
-    NotText { path: String },
+    NotText {
+        /// The file, as given.
+        path: String,
+    },
+    /// Another user can write the file: a key another user can add.
     #[error("{path}: writable by other users (mode {mode:03o}); refused: `chmod go-w {path}`")]
-    WritableByOthers { path: String, mode: u32 },
+    WritableByOthers {
+        /// The file, as given.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file belongs to another user.
     #[error("{path}: owned by user {owner}, neither this user ({me}) nor root; refused")]
-    ForeignOwner { path: String, owner: u32, me: u32 },
+    ForeignOwner {
+        /// The file, as given.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// This process's user.
+        me: u32,
+    },
 }
 
 impl FileError {
@@ -219,7 +254,7 @@ pub struct LineAt {
     /// Its length without the newline; past the bound, nothing of it was
     /// kept.
     pub len: u64,
-    pub too_long: bool,
+    pub(crate) too_long: bool,
 }
 
 /// Lines of bytes read in bounded chunks, each kept only up to `max` bytes:
@@ -234,6 +269,7 @@ pub struct BoundedLines<R> {
 }
 
 impl<R: std::io::BufRead> BoundedLines<R> {
+    /// Reads `reader` in lines of at most `max` bytes.
     pub fn new(reader: R, max: usize) -> Self {
         BoundedLines {
             reader,

@@ -8,6 +8,7 @@
 //! [`found::FoundSink`], blocks written to the found-blocks file first;
 //! [`stats`] watches every stage. [`pow`] is the pure math under it.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod backend;

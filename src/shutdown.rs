@@ -6,12 +6,14 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// A stop signal many threads and tasks can wait on; cloning shares it.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     inner: Arc<(Mutex<Option<Instant>>, Condvar)>,
 }
 
 impl Shutdown {
+    /// A signal not yet fired.
     pub fn new() -> Self {
         Self::default()
     }
@@ -27,6 +29,7 @@ impl Shutdown {
         wake.notify_all();
     }
 
+    /// Whether it has fired.
     pub fn is_triggered(&self) -> bool {
         self.triggered_at().is_some()
     }

@@ -22,7 +22,9 @@ pub trait Sensor: Send {
 /// The temperatures the operator set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThermalLimits {
+    /// Throttle above this temperature, °C.
     pub target_c: Option<f64>,
+    /// Stop the device above this temperature, °C.
     pub cutoff_c: Option<f64>,
     /// How far below the target a device must cool to speed up or resume.
     pub hysteresis_c: f64,
@@ -202,7 +204,8 @@ fn is_amd(info: &DeviceInfo) -> bool {
 /// An AMD card's hwmon folder and PCI slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HwmonCard {
-    pub hwmon: PathBuf,
+    pub(crate) hwmon: PathBuf,
+    /// Its PCI bus id, which matches a sensor to a device.
     pub pci_bus_id: Option<String>,
 }
 

@@ -20,9 +20,12 @@ use bitcoin::block::{Header, Version};
 /// One concrete header with the nonce left open, and what built it.
 #[derive(Debug, Clone)]
 pub struct Work {
-    pub job: Arc<Job>,
+    pub(crate) job: Arc<Job>,
+    /// The extranonce this device rolls.
     pub extranonce2: Vec<u8>,
+    /// The block time.
     pub time: u32,
+    /// The block version, rolled bits included.
     pub version: i32,
     /// The header with nonce 0.
     pub header: Header,
@@ -128,6 +131,7 @@ pub struct WorkSource {
 }
 
 impl WorkSource {
+    /// An empty source: no job yet.
     pub fn new() -> Self {
         Self::default()
     }

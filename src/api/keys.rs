@@ -65,36 +65,77 @@ struct KeysFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeysError {
+    /// The keys file could not be written.
     #[error("keys file {path}")]
     Io {
+        /// The keys file.
         path: String,
+        /// What failed underneath.
         #[source]
         source: std::io::Error,
     },
+    /// An entry in the keys file is wrong.
     #[error("keys file {path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The keys file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The keys file is not TOML of the expected shape.
     #[error("keys file {path}: not TOML")]
     Toml {
+        /// The keys file.
         path: String,
+        /// What failed underneath.
         #[source]
         source: toml::de::Error,
     },
+    /// A scope other than `read` or `control`.
     #[error("scope {scope:?}: must be read or control")]
-    BadScope { scope: String },
+    BadScope {
+        /// The scope given.
+        scope: String,
+    },
+    /// A key name that is empty, too long or not printable.
     #[error("key name {name:?}: must be 1 to 64 printable characters")]
-    BadName { name: String },
+    BadName {
+        /// The key name given.
+        name: String,
+    },
+    /// A key of that name is in the file already.
     #[error("key name {name:?}: a key of that name exists; revoke it first or pick another")]
-    NameTaken { name: String },
+    NameTaken {
+        /// The key name given.
+        name: String,
+    },
+    /// An expiry that is not a date.
     #[error("expiry {expires:?}: not a date YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")]
-    BadExpiry { expires: String },
+    BadExpiry {
+        /// The expiry given.
+        expires: String,
+    },
+    /// An expiry in the past.
     #[error("expiry {expires:?}: already past")]
-    ExpiryPast { expires: String },
+    ExpiryPast {
+        /// The expiry given.
+        expires: String,
+    },
+    /// The keys could not be serialized.
     #[error("the keys could not be written as TOML")]
     Serialize(#[source] toml::ser::Error),
+    /// The system gave no randomness for a new token.
     #[error("no randomness from the system for a new key")]
     NoRandomness(#[source] getrandom::Error),
+    /// No key of that name to revoke.
     #[error("keys file {path}: no key named {name:?}")]
-    NoSuchKey { path: String, name: String },
+    NoSuchKey {
+        /// The keys file.
+        path: String,
+        /// The key name given.
+        name: String,
+    },
+    /// The keys file cannot be read as it is (see [`crate::files::FileError`]).
     #[error("keys file")]
     File(#[from] crate::files::FileError),
 }
@@ -307,6 +348,7 @@ impl KeyStore {
         })
     }
 
+    /// The keys file these keys come from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -511,7 +553,8 @@ mod tests {
             "the last good keys"
         );
         let err = new_key(&path, "more", Scope::Read, None, 0).unwrap_err();
-        assert!(err.to_string().contains("writable"), "{err}");
+        let err = crate::error_chain::Chain(&err).to_string();
+        assert!(err.contains("writable"), "{err}");
         cleanup(&path);
     }
 

@@ -48,13 +48,19 @@ const MAX_REASON: usize = 200;
 /// What the API serves.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// Where to listen.
     pub bind: SocketAddr,
+    /// The API keys clients must present.
     pub keys: Arc<KeyStore>,
+    /// The rig's power draw in watts, for the cost estimate.
     pub power_watts: Option<f64>,
+    /// Electricity price per kWh, for the cost estimate.
     pub kwh_price: Option<f64>,
+    /// Bounds on connections and requests.
     pub limits: ConnectionLimits,
     /// Between two points of `/v1/history`, and how many it keeps.
     pub history_step: Duration,
+    /// How many points of hashrate history to keep.
     pub history_points: usize,
 }
 

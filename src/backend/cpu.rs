@@ -55,6 +55,7 @@ pub struct CpuDevice {
 }
 
 impl CpuDevice {
+    /// A CPU device hashing on `threads` threads.
     pub fn new(mut info: DeviceInfo, threads: usize) -> Self {
         info.compute_units = threads as u32;
         CpuDevice { info, threads }

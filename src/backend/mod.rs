@@ -24,10 +24,13 @@ use crate::pow::KernelWork;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// The host CPU, hashed by hashrig itself (SHA-NI or portable code).
     Cpu,
+    /// OpenCL kernels from `kernels/`, through the ICD loader.
     #[value(name = "opencl")]
     #[serde(rename = "opencl")]
     OpenCl,
+    /// WGSL compute shaders from `shaders/`, through wgpu on Vulkan.
     Vulkan,
 }
 
@@ -45,17 +48,31 @@ impl fmt::Display for Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    /// A discrete, integrated or virtual GPU.
     Gpu,
+    /// A CPU (the CPU backend, or a CPU OpenCL/Vulkan driver such as PoCL or lavapipe).
     Cpu,
+    /// Anything else a driver reports (an accelerator, an unknown type).
     Other,
 }
 
 /// How a backend finds a device again when it is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locator {
+    /// The CPU backend.
     Cpu,
-    OpenCl { platform: usize, device: usize },
-    Vulkan { adapter: usize },
+    /// An OpenCL device, by its platform and its index on that platform.
+    OpenCl {
+        /// Index of the OpenCL platform, in the order the ICD loader lists them.
+        platform: usize,
+        /// The device's label (`opencl#0 NVIDIA H100`).
+        device: usize,
+    },
+    /// A Vulkan adapter, by its index in the enumeration.
+    Vulkan {
+        /// Index of the adapter in wgpu's Vulkan enumeration.
+        adapter: usize,
+    },
 }
 
 /// A device as listed by `hashrig devices`.
@@ -63,20 +80,29 @@ pub enum Locator {
 pub struct DeviceInfo {
     /// Position in the listing: what `--device` selects.
     pub index: usize,
+    /// Which backend drives it.
     pub backend: Backend,
+    /// The name its driver reports.
     pub name: String,
+    /// What kind of device the driver says it is.
     pub kind: DeviceKind,
+    /// Compute units (OpenCL), CPU threads (CPU); 0 where the backend cannot tell.
     pub compute_units: u32,
+    /// Global memory in bytes; 0 where the backend cannot tell.
     pub memory_bytes: u64,
+    /// The OpenCL platform or the Vulkan API, as the driver names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// The vendor, as the driver names it (a PCI vendor id on Vulkan).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+    /// The driver and its version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     /// `domain:bus:device.function`, where the API tells it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pci_bus_id: Option<String>,
+    /// Where the backend finds it again to open it.
     #[serde(skip)]
     pub locator: Locator,
 }
@@ -93,19 +119,41 @@ impl DeviceInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
+    /// A driver call failed.
     #[error("{device}: {operation} failed")]
     Driver {
+        /// The device's label (`opencl#0 NVIDIA H100`).
         device: String,
+        /// The driver call or step that failed.
         operation: &'static str,
+        /// The driver's error.
         #[source]
         source: DriverError,
     },
+    /// The kernel or shader did not compile.
     #[error("{device}: kernel build failed:\n{log}")]
-    Build { device: String, log: String },
+    Build {
+        /// The device's label (`opencl#0 NVIDIA H100`).
+        device: String,
+        /// The compiler's build log.
+        log: String,
+    },
+    /// The device hashed a known header wrong: it must not mine.
     #[error("{device}: self-test failed: {detail}")]
-    SelfTest { device: String, detail: String },
+    SelfTest {
+        /// The device's label (`opencl#0 NVIDIA H100`).
+        device: String,
+        /// Which known header or nonce came out wrong.
+        detail: String,
+    },
+    /// A scan asked for nonces past 2^32 − 1.
     #[error("nonce range start {start} count {count} goes past 2^32")]
-    Range { start: u32, count: u64 },
+    Range {
+        /// The first nonce asked for.
+        start: u32,
+        /// How many nonces were asked for.
+        count: u64,
+    },
 }
 
 /// What went wrong under a [`DeviceError::Driver`]: the driver's own error
@@ -134,6 +182,7 @@ impl DriverError {
 /// A device that scans nonces. Implementations own their driver state
 /// (context, queue, buffers) and are driven by one worker thread.
 pub trait Device: Send {
+    /// What the device is and where it was found.
     fn info(&self) -> &DeviceInfo;
 
     /// Scans are most efficient at counts that are multiples of this
@@ -237,6 +286,7 @@ pub enum ListError {
 /// Everything found on this machine, and why a backend found nothing.
 #[derive(Debug, Default)]
 pub struct Inventory {
+    /// Every device found, numbered in order.
     pub devices: Vec<DeviceInfo>,
     /// One line per backend that could not list devices (no runtime, …).
     pub notes: Vec<String>,

@@ -32,7 +32,7 @@ const FOUND_CAPACITY: usize = 255;
 /// Serialises device listings within the process (see [`list`]).
 static LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub fn list() -> Result<Vec<DeviceInfo>, ListError> {
+pub(crate) fn list() -> Result<Vec<DeviceInfo>, ListError> {
     let platforms =
         get_platforms().map_err(|e| ListError::NoOpenClPlatform(DriverError::reported(e)))?;
     let mut out = Vec::new();
@@ -217,7 +217,7 @@ fn device_buffer(
 }
 
 impl OpenClDevice {
-    pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
+    pub(crate) fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
         let label = info.label();
         let driver = |operation: &'static str| {
             let label = label.clone();

@@ -15,9 +15,13 @@ pub const MAINNET_HEADERS: &str = include_str!("../../tests/data/mainnet_headers
 /// A real block header and the nonce that solved it.
 #[derive(Debug, Clone)]
 pub struct KnownHeader {
+    /// The block's height.
     pub height: u32,
+    /// Its header, nonce included.
     pub header: bitcoin::block::Header,
+    /// Its nonce.
     pub nonce: u32,
+    /// Its hash, as block explorers show it.
     pub hash: String,
 }
 

@@ -18,10 +18,14 @@ const VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceIdentity {
+    /// Which backend drives it.
     pub backend: Backend,
+    /// The name its driver reports.
     pub name: String,
+    /// Its PCI bus id, where known: which of two equal cards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_bus_id: Option<String>,
+    /// The driver and its version: a new driver is tuned again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     /// The first 8 bytes of the SHA-256 of the kernel source, in hex.
@@ -53,7 +57,9 @@ impl DeviceIdentity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tuning {
+    /// The device this tuning is for.
     pub device: DeviceIdentity,
+    /// The launch shape that measured fastest.
     pub shape: Shape,
     /// The winner's median hashrate in the tuning run, nonces per second.
     pub hashrate: f64,
@@ -75,13 +81,23 @@ struct TuningDocument {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TuningError {
+    /// The tuning file cannot be read as it is.
     #[error("tuning file")]
     File(#[from] crate::files::FileError),
+    /// The tuning file is not JSON of the expected shape, or holds a bad value.
     #[error("tuning file {path}: {detail}")]
-    Invalid { path: String, detail: String },
+    Invalid {
+        /// The tuning file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The tuning file could not be written.
     #[error("tuning file {path}: could not write it")]
     Write {
+        /// The tuning file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
@@ -140,11 +156,8 @@ impl TuningFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn entries(&self) -> &[Tuning] {
+    #[cfg(test)]
+    fn entries(&self) -> &[Tuning] {
         &self.entries
     }
 

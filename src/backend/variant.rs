@@ -33,6 +33,7 @@ pub enum KernelVariant {
 }
 
 impl KernelVariant {
+    /// Every variant, in the order tuning tries them.
     pub const ALL: [KernelVariant; 4] = [
         KernelVariant::Generic,
         KernelVariant::Nvidia,
@@ -72,6 +73,7 @@ impl KernelVariant {
         }
     }
 
+    /// The name flags and the tuning file use (`nvidia`, `amd`, …).
     pub fn name(self) -> &'static str {
         match self {
             KernelVariant::Generic => "generic",
@@ -94,9 +96,13 @@ impl fmt::Display for KernelVariant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shape {
+    /// The kernel variant.
     pub variant: KernelVariant,
+    /// Work-items per work-group.
     pub worksize: u32,
+    /// Nonces per work-item (OpenCL vector width).
     pub vectors: u32,
+    /// Nonces per invocation (Vulkan).
     pub nonces: u32,
 }
 

@@ -32,11 +32,22 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
+    /// The file is at its cap: the record is not written.
     #[error("{path}: {size} bytes, at its cap of {max} bytes; record not written")]
-    Full { path: String, size: u64, max: u64 },
+    Full {
+        /// The found-blocks file.
+        path: String,
+        /// Its size now.
+        size: u64,
+        /// Its cap.
+        max: u64,
+    },
+    /// Writing or syncing the record failed.
     #[error("{path}")]
     Io {
+        /// The found-blocks file.
         path: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
@@ -44,10 +55,14 @@ pub enum JournalError {
     /// file, say).
     #[error(transparent)]
     Read(#[from] crate::files::FileError),
+    /// A record changed under hashrig while it marked it.
     #[error("{path}: line {line} changed since it was read: {why}")]
     Changed {
+        /// The found-blocks file.
         path: String,
+        /// The line number, from 1.
         line: usize,
+        /// What differs.
         why: String,
     },
 }
@@ -83,10 +98,6 @@ impl FoundBlockLog {
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Appends one record and waits until it is on disk. Blocking: call it
@@ -173,7 +184,9 @@ pub fn found_record(found: &Found) -> Value {
 /// What became of a found block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockOutcome {
+    /// The node took the block.
     Accepted,
+    /// The node refused the block.
     Rejected,
     /// The peer said it came too late (a pool's stale answer, a node's
     /// `inconclusive`).
@@ -203,6 +216,7 @@ impl BlockOutcome {
         }
     }
 
+    /// How the record spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             BlockOutcome::Accepted => "accepted",
@@ -240,7 +254,9 @@ pub const MAX_RECORD: usize = (64 << 20) + (64 << 10);
 /// holds one record at a time, however many blocks wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubmittedBlock {
+    /// The block's hash.
     pub hash: String,
+    /// The block's height, where the record has it.
     pub height: Option<u64>,
     /// Its line in the file, from 1, and where that line starts.
     pub line: usize,

@@ -22,8 +22,11 @@ use crate::work::Work;
 /// A nonce that passed the full 256-bit check on the CPU.
 #[derive(Debug, Clone)]
 pub struct Found {
+    /// The header and target it was found on.
     pub work: Arc<Work>,
+    /// The nonce.
     pub nonce: u32,
+    /// The header's hash.
     pub hash: BlockHash,
     /// Meets the job's share target.
     pub is_share: bool,
@@ -55,7 +58,10 @@ pub enum Verdict {
     /// correct, and worth nothing.
     Miss,
     /// Does not even pass the top-word test: the device computed wrong.
-    HardwareError { top_word: u32 },
+    HardwareError {
+        /// The top word of the CPU's hash.
+        top_word: u32,
+    },
 }
 
 /// Re-hashes a candidate on the CPU with rust-bitcoin, independent of every

@@ -36,6 +36,7 @@ const SOLVED_KEPT: usize = 64;
 /// What [`FoundSink::wait`] saw.
 #[derive(Debug)]
 pub enum Taken {
+    /// A verified share or block.
     Found(Box<Found>),
     /// Nothing arrived in time, or [`FoundSink::wake`] was called.
     Empty,

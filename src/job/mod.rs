@@ -18,6 +18,7 @@ use crate::pow::block::BlockBody;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
+    /// The synthetic jobs of `hashrig bench`.
     Bench,
     /// A Stratum pool.
     Pool,
@@ -29,6 +30,7 @@ pub enum SourceKind {
 /// the found-blocks file names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// Pool, node or benchmark.
     pub kind: SourceKind,
     /// The pool's place in the failover list; 0 for a node or the bench.
     pub index: usize,
@@ -37,6 +39,7 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Source `index` of kind `kind`, named `name` in logs.
     pub fn new(kind: SourceKind, index: usize, name: &str) -> Self {
         Origin {
             kind,
@@ -59,17 +62,25 @@ pub struct Job {
     pub id: String,
     /// Set by [`WorkSource::publish`]: increases with every published job.
     pub generation: u64,
+    /// The block version.
     pub version: i32,
     /// BIP 310 version-rolling mask: header version bits the miner may change.
     pub version_mask: u32,
+    /// The previous block.
     pub prev_hash: BlockHash,
+    /// The coinbase transaction before the extranonce.
     pub coinbase1: Vec<u8>,
+    /// The coinbase transaction after the extranonce.
     pub coinbase2: Vec<u8>,
+    /// The pool's part of the extranonce.
     pub extranonce1: Vec<u8>,
     /// Bytes of extranonce2 the miner fills in; 0 to 8.
     pub extranonce2_size: usize,
+    /// The merkle branch from the coinbase to the root.
     pub merkle_branch: Vec<[u8; 32]>,
+    /// The network target's compact form.
     pub bits: CompactTarget,
+    /// The block time.
     pub time: u32,
     /// How many seconds past `time` the header's ntime may be rolled.
     pub max_time_roll: u32,
@@ -78,6 +89,7 @@ pub struct Job {
     /// The share target in force when the job was issued. A source that
     /// takes no shares (solo) sets `Target::ZERO`: then only blocks are found.
     pub share_target: Target,
+    /// Where the job came from.
     pub origin: Origin,
     /// A merkle root fixed by the source (a Stratum V2 standard channel:
     /// header-only mining, no coinbase to roll); the coinbase fields are

@@ -20,7 +20,9 @@ pub enum JobSourceError {
     /// The source could not go on; `source_name` is its pool or node.
     #[error("job source {source_name}")]
     Failed {
+        /// The pool or node the source works with.
         source_name: String,
+        /// The source's own error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -81,5 +83,6 @@ impl SourceContext {
 pub trait JobSource: Send {
     /// A short name for logs: a pool URL, a node URL, "bench".
     fn name(&self) -> String;
+    /// Runs until `ctx.shutdown` fires or the source cannot go on.
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError>;
 }

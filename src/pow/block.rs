@@ -25,8 +25,8 @@ const SCRIPT_SIG_MAX: usize = 100;
 /// suffix` is its serialization without witness (what its txid hashes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoinbaseParts {
-    pub prefix: Vec<u8>,
-    pub suffix: Vec<u8>,
+    pub(crate) prefix: Vec<u8>,
+    pub(crate) suffix: Vec<u8>,
     /// The block needs the BIP 141 witness reserved value in the coinbase.
     pub segwit: bool,
 }
@@ -34,10 +34,11 @@ pub struct CoinbaseParts {
 /// What goes into a solo coinbase.
 #[derive(Debug, Clone)]
 pub struct CoinbaseSpec<'a> {
+    /// The height of the block (BIP 34 puts it in the coinbase).
     pub height: u32,
     /// The block reward plus fees, in satoshis.
     pub value: u64,
-    pub payout_script: &'a ScriptBuf,
+    pub(crate) payout_script: &'a ScriptBuf,
     /// A short tag pushed after the extranonce (`--coinbase-sig`).
     pub tag: &'a [u8],
     /// The template's `default_witness_commitment` output script.
@@ -48,8 +49,14 @@ pub struct CoinbaseSpec<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CoinbaseError {
+    /// The scriptSig is longer than consensus allows.
     #[error("coinbase scriptSig of {len} bytes exceeds {SCRIPT_SIG_MAX}: shorten the coinbase tag ({tag_len} bytes)")]
-    ScriptSigTooLong { len: usize, tag_len: usize },
+    ScriptSigTooLong {
+        /// The scriptSig's length.
+        len: usize,
+        /// The coinbase tag's length.
+        tag_len: usize,
+    },
 }
 
 /// The BIP 34 height push.
@@ -58,7 +65,7 @@ pub fn bip34_height_push(height: u32) -> ScriptBuf {
 }
 
 impl CoinbaseParts {
-    pub fn build(spec: &CoinbaseSpec<'_>) -> Result<Self, CoinbaseError> {
+    pub(crate) fn build(spec: &CoinbaseSpec<'_>) -> Result<Self, CoinbaseError> {
         let height = bip34_height_push(spec.height);
         let mut tag_push = Vec::new();
         if !spec.tag.is_empty() {
@@ -187,10 +194,11 @@ impl BlockTransactions {
         self.serialized.shrink_to_fit();
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
+    /// Whether there are none (a template with only its coinbase).
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -200,7 +208,7 @@ impl BlockTransactions {
         self.serialized.len()
     }
 
-    pub fn serialized(&self) -> &[u8] {
+    pub(crate) fn serialized(&self) -> &[u8] {
         &self.serialized
     }
 }
@@ -212,9 +220,10 @@ impl BlockTransactions {
 /// transactions are the template's own, shared, not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockBody {
+    /// The height of the block.
     pub height: u32,
-    pub coinbase: CoinbaseParts,
-    pub transactions: Arc<BlockTransactions>,
+    pub(crate) coinbase: CoinbaseParts,
+    pub(crate) transactions: Arc<BlockTransactions>,
 }
 
 impl BlockBody {

@@ -11,17 +11,26 @@ pub enum HeaderParseError {
     /// Not hexadecimal.
     #[error("header {input:?} is not hexadecimal")]
     NotHex {
+        /// The text given (its first 200 characters).
         input: String,
+        /// What the decoder said.
         #[source]
         source: hex::FromHexError,
     },
     /// Hexadecimal, but not 80 bytes of it.
     #[error("header {input:?} is {bytes} bytes, not 80 (160 hexadecimal digits)")]
-    WrongLength { input: String, bytes: usize },
+    WrongLength {
+        /// The text given (its first 200 characters).
+        input: String,
+        /// How many bytes it decodes to.
+        bytes: usize,
+    },
     /// 80 bytes that rust-bitcoin cannot decode as a header.
     #[error("header {input:?} does not decode")]
     Decode {
+        /// The text given (its first 200 characters).
         input: String,
+        /// What the decoder said.
         #[source]
         source: bitcoin::consensus::encode::Error,
     },

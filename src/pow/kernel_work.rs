@@ -50,7 +50,7 @@ pub struct KernelWork {
     pub round3_t2: u32,
     /// W[16] and W[17]: nonce-free. Words 21, 22.
     pub w16: u32,
-    pub w17: u32,
+    pub(crate) w17: u32,
     /// W[18] without σ0(W[3]). Word 23.
     pub w18_part: u32,
     /// W[19] without W[3]. Word 24.

@@ -25,32 +25,32 @@ pub const IV: [u32; 8] = [
 ];
 
 #[inline(always)]
-pub fn big_sigma0(x: u32) -> u32 {
+pub(crate) fn big_sigma0(x: u32) -> u32 {
     x.rotate_right(2) ^ x.rotate_right(13) ^ x.rotate_right(22)
 }
 
 #[inline(always)]
-pub fn big_sigma1(x: u32) -> u32 {
+pub(crate) fn big_sigma1(x: u32) -> u32 {
     x.rotate_right(6) ^ x.rotate_right(11) ^ x.rotate_right(25)
 }
 
 #[inline(always)]
-pub fn small_sigma0(x: u32) -> u32 {
+pub(crate) fn small_sigma0(x: u32) -> u32 {
     x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3)
 }
 
 #[inline(always)]
-pub fn small_sigma1(x: u32) -> u32 {
+pub(crate) fn small_sigma1(x: u32) -> u32 {
     x.rotate_right(17) ^ x.rotate_right(19) ^ (x >> 10)
 }
 
 #[inline(always)]
-pub fn ch(e: u32, f: u32, g: u32) -> u32 {
+pub(crate) fn ch(e: u32, f: u32, g: u32) -> u32 {
     g ^ (e & (f ^ g))
 }
 
 #[inline(always)]
-pub fn maj(a: u32, b: u32, c: u32) -> u32 {
+pub(crate) fn maj(a: u32, b: u32, c: u32) -> u32 {
     (a & b) | (c & (a | b))
 }
 

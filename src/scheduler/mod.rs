@@ -36,6 +36,7 @@ pub struct SchedulerConfig {
     pub device_batch_times: Vec<Option<Duration>>,
     /// Enable/disable, thermal pauses and cutoffs, watchdog health.
     pub control: Arc<RigControl>,
+    /// When a device counts as sick, and what to run when one fails.
     pub watchdog: WatchdogConfig,
     /// Where blocks are written the moment they are verified.
     pub found_blocks: Option<Arc<FoundBlockLog>>,

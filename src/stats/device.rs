@@ -52,19 +52,29 @@ impl DeviceStats {
 /// A point-in-time copy of one device's figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceSnapshot {
+    /// The device's label.
     pub name: String,
+    /// Its PCI bus id, where known.
     pub pci_bus_id: Option<String>,
     /// When it last found a share the pool accepted (Unix seconds).
     pub last_share_unix: Option<u64>,
+    /// Hashes per second over the last 5 seconds.
     pub hashrate_5s: f64,
+    /// Hashes per second over the last minute.
     pub hashrate_1m: f64,
+    /// Hashes per second over the last 15 minutes.
     pub hashrate_15m: f64,
     /// Over the whole run.
     pub hashrate_avg: f64,
+    /// Nonces scanned since the start.
     pub nonces: u64,
+    /// Shares the pool accepted.
     pub accepted: u64,
+    /// Shares the pool rejected.
     pub rejected: u64,
+    /// Shares found too late for their job.
     pub stale: u64,
+    /// Candidates the CPU found wrong.
     pub hw_errors: u64,
     /// Blocks found: the first hash on each parent, written to the
     /// found-blocks file.

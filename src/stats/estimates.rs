@@ -9,15 +9,21 @@ pub fn expected_seconds(difficulty: f64, hashrate: f64) -> Option<f64> {
     (hashrate > 0.0 && difficulty > 0.0).then(|| difficulty * 4_294_967_296.0 / hashrate)
 }
 
+/// What the rig can expect at its hashrate, where it can be told.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Estimates {
+    /// The share difficulty in force.
     pub share_difficulty: Option<f64>,
+    /// Expected seconds between shares.
     pub seconds_to_share: Option<f64>,
+    /// The network's difficulty.
     pub network_difficulty: Option<f64>,
+    /// Expected seconds to a block.
     pub seconds_to_block: Option<f64>,
     /// The operator's figure (`--power-watts`), else the sum the sensors
     /// report.
     pub power_watts: Option<f64>,
+    /// Energy per day, from the configured power draw.
     pub kwh_per_day: Option<f64>,
     /// In the currency of `--kwh-price`.
     pub cost_per_day: Option<f64>,

@@ -9,15 +9,18 @@ pub const BUCKETS: [f64; 11] = [
 /// Observations counted per bucket (not cumulative; the exporter sums).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Histogram {
+    /// Observations per bucket of [`BUCKETS`].
     pub counts: [u64; BUCKETS.len()],
     /// Observations above the last bucket.
     pub overflow: u64,
+    /// The sum of every observation, in seconds.
     pub sum: f64,
+    /// How many observations.
     pub count: u64,
 }
 
 impl Histogram {
-    pub fn observe(&mut self, seconds: f64) {
+    pub(crate) fn observe(&mut self, seconds: f64) {
         self.sum += seconds;
         self.count += 1;
         match BUCKETS.iter().position(|b| seconds <= *b) {

@@ -15,7 +15,9 @@ pub const HISTORY_POINTS: usize = 720;
 pub struct HistoryPoint {
     /// Unix seconds.
     pub t: u64,
+    /// The whole rig's hashrate at that time.
     pub total: f64,
+    /// Each device's hashrate at that time.
     pub devices: Vec<f64>,
 }
 
@@ -27,14 +29,14 @@ pub struct History {
 }
 
 impl History {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         History {
             capacity: capacity.max(1),
             points: VecDeque::with_capacity(capacity.max(1)),
         }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 

@@ -37,7 +37,9 @@ fn unix_time(cell: &AtomicU64) -> Option<u64> {
 /// How a job source's peer answered a submitted share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShareResult {
+    /// Accepted by the pool or node.
     Accepted,
+    /// Rejected by the pool or node.
     Rejected,
     /// The job was gone (a new block, a dropped job) by the time it arrived.
     Stale,
@@ -46,12 +48,19 @@ pub enum ShareResult {
 /// A point-in-time copy of every figure.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
+    /// Seconds since the start.
     pub uptime_s: f64,
+    /// Every device.
     pub devices: Vec<DeviceSnapshot>,
+    /// Every pool, or the node.
     pub pools: Vec<PoolSnapshot>,
+    /// The best share difficulty found.
     pub best_share: f64,
+    /// The network's difficulty, where known.
     pub network_difficulty: Option<f64>,
+    /// The share difficulty in force, where known.
     pub share_difficulty: Option<f64>,
+    /// How long devices took to start on a newly published job, in seconds.
     pub job_switch: Histogram,
 }
 
@@ -102,6 +111,7 @@ impl Snapshot {
         self.pools.iter().map(field).sum()
     }
 
+    /// The sum of `field` over every device.
     pub fn total(&self, field: impl Fn(&DeviceSnapshot) -> f64) -> f64 {
         // A fold from +0.0: an empty float sum is -0.0, which JSON shows.
         self.devices.iter().map(field).fold(0.0, |a, b| a + b)
@@ -254,13 +264,13 @@ impl Stats {
         }
     }
 
-    pub fn set_pool_connected(&self, pool: usize, connected: bool) {
+    pub(crate) fn set_pool_connected(&self, pool: usize, connected: bool) {
         if let Some(p) = self.pools.get(pool) {
             p.connected.store(connected, Ordering::Relaxed);
         }
     }
 
-    pub fn record_pool_latency(&self, pool: usize, latency: Duration) {
+    pub(crate) fn record_pool_latency(&self, pool: usize, latency: Duration) {
         if let Some(p) = self.pools.get(pool) {
             p.latency_us
                 .store(latency.as_micros().max(1) as u64, Ordering::Relaxed);
@@ -275,14 +285,14 @@ impl Stats {
             .observe(latency.as_secs_f64());
     }
 
-    pub fn set_share_difficulty(&self, difficulty: Option<f64>) {
+    pub(crate) fn set_share_difficulty(&self, difficulty: Option<f64>) {
         *self
             .share_difficulty
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = difficulty;
     }
 
-    pub fn set_network_difficulty(&self, difficulty: Option<f64>) {
+    pub(crate) fn set_network_difficulty(&self, difficulty: Option<f64>) {
         *self
             .network_difficulty
             .lock()
@@ -295,19 +305,11 @@ impl Stats {
             .store(pool.unwrap_or(usize::MAX), Ordering::Relaxed);
     }
 
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    pub fn device_count(&self) -> usize {
-        self.devices.len()
-    }
-
     fn device(&self, index: usize) -> Option<&DeviceStats> {
         self.devices.get(index)
     }
 
-    pub fn record_hashes(&self, device: usize, nonces: u64, at: Instant) {
+    pub(crate) fn record_hashes(&self, device: usize, nonces: u64, at: Instant) {
         if let Some(d) = self.device(device) {
             d.nonces.fetch_add(nonces, Ordering::Relaxed);
             d.meter
@@ -327,7 +329,7 @@ impl Stats {
         }
     }
 
-    pub fn record_result(&self, device: usize, result: ShareResult) {
+    pub(crate) fn record_result(&self, device: usize, result: ShareResult) {
         if let Some(d) = self.device(device) {
             let counter = match result {
                 ShareResult::Accepted => &d.accepted,
@@ -341,13 +343,13 @@ impl Stats {
         }
     }
 
-    pub fn record_hw_error(&self, device: usize) {
+    pub(crate) fn record_hw_error(&self, device: usize) {
         if let Some(d) = self.device(device) {
             d.hw_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    pub fn record_block(&self, device: usize) {
+    pub(crate) fn record_block(&self, device: usize) {
         if let Some(d) = self.device(device) {
             d.blocks.fetch_add(1, Ordering::Relaxed);
         }
@@ -361,6 +363,7 @@ impl Stats {
         }
     }
 
+    /// Every counter now, consistent enough for a report.
     pub fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let uptime = now.duration_since(self.started);

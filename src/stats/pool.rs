@@ -39,29 +39,45 @@ pub(super) struct PoolStats {
 /// A point-in-time copy of one pool's figures.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PoolSnapshot {
+    /// The pool's URL, password masked.
     pub name: String,
     /// When it last accepted a share (Unix seconds).
     pub last_share_unix: Option<u64>,
+    /// Whether it is the pool being mined.
     pub active: bool,
+    /// Whether a connection is up.
     pub connected: bool,
+    /// Shares it accepted.
     pub accepted: u64,
+    /// Shares it rejected.
     pub rejected: u64,
+    /// Shares it called stale.
     pub stale: u64,
+    /// The sum of the accepted shares' difficulties.
     pub accepted_difficulty: f64,
     /// The hashrate the pool credits: accepted difficulty × 2^32 per second.
     pub effective_hashrate: f64,
+    /// Round trip of the last answered submit, in milliseconds.
     pub latency_ms: Option<f64>,
+    /// The reason of the last rejection.
     pub last_reject: Option<String>,
     /// Whether it ever answered (a pool's handshake, a node's first call).
     pub answered: bool,
     /// Why the last attempt to reach it failed.
     pub last_error: Option<String>,
+    /// Shares held back by the submit rate limit.
     pub throttled: u64,
+    /// Shares the pool never answered.
     pub unanswered: u64,
+    /// Messages from the pool that did not parse.
     pub bad_messages: u64,
+    /// Blocks submitted.
     pub blocks_submitted: u64,
+    /// Blocks accepted.
     pub blocks_accepted: u64,
+    /// Blocks refused.
     pub blocks_rejected: u64,
+    /// Blocks the pool or node called stale.
     pub blocks_stale: u64,
 }
 

@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub enum Access {
     /// Not answered at all: the list names who may connect, not this one.
     None,
+    /// Read-only commands.
     Read,
     /// Every command, privileged ones included.
     Write,
@@ -25,20 +26,39 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AllowListError {
+    /// A group other than `W` or `R`.
     #[error("{entry:?}: group {group:?} is not W or R (hashrig has no other API groups)")]
-    Group { entry: String, group: String },
+    Group {
+        /// The list entry, as given.
+        entry: String,
+        /// The group letter given.
+        group: String,
+    },
+    /// An entry that is not an address.
     #[error("{entry:?}: not an IPv4 or IPv6 address")]
-    Address { entry: String },
+    Address {
+        /// The list entry, as given.
+        entry: String,
+    },
+    /// A prefix length out of range.
     #[error("{entry:?}: prefix {prefix:?} is not 0 to {max}")]
     Prefix {
+        /// The list entry, as given.
         entry: String,
+        /// The prefix length given.
         prefix: String,
+        /// The largest allowed.
         max: u8,
     },
+    /// An empty list.
     #[error("the list is empty")]
     Empty,
+    /// A list longer than hashrig takes.
     #[error("more than {max} entries")]
-    TooLong { max: usize },
+    TooLong {
+        /// The largest allowed.
+        max: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,6 +36,7 @@ use crate::stats::Stats;
 /// Where the rig's jobs come from: what `pools` reports a pool to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
+    /// A Stratum pool.
     Stratum,
     /// A node's `getblocktemplate`.
     Node,
@@ -46,19 +47,22 @@ pub enum SourceKind {
 /// What `devdetails` says of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceDetails {
+    /// The name cgminer clients show.
     pub name: String,
     /// `opencl`, `vulkan` or `cpu`.
     pub driver: String,
     /// The kernel build and shape it runs.
     pub kernel: String,
+    /// The PCI bus id, where known.
     pub pci_bus_id: Option<String>,
 }
 
 /// The API's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgminerApiConfig {
+    /// Where to listen.
     pub bind: SocketAddr,
-    pub allow: AllowList,
+    pub(crate) allow: AllowList,
     /// Connections open at once, at most; at the cap the oldest one still
     /// waiting for its request (of the address holding the most) is closed
     /// to make room, so a flood of idle connections never delays an answer.
@@ -73,6 +77,7 @@ pub struct CgminerApiConfig {
 }
 
 impl CgminerApiConfig {
+    /// Listens on `bind`, answering the addresses `allow` lets in.
     pub fn new(bind: SocketAddr, allow: AllowList) -> Self {
         // Well inside the process's file descriptors, which the devices,
         // pools and the HTTP API need too.
@@ -97,9 +102,13 @@ impl CgminerApiConfig {
 
 /// Everything a command reads or steers.
 pub struct Context {
+    /// The rig's counters.
     pub stats: Arc<Stats>,
+    /// The operator controls the commands act on.
     pub control: Arc<RigControl>,
+    /// The devices, in the order the API numbers them.
     pub devices: Vec<DeviceDetails>,
+    /// What the rig mines (pool, node, benchmark).
     pub source: SourceKind,
     /// The STATUS `Description`: `hashrig <version>`.
     pub description: String,

@@ -198,8 +198,8 @@ pub struct ShaderShape {
     /// build's Maj form is what LLVM-based drivers find unaided, so `amd`
     /// runs the generic shader.
     pub variant: KernelVariant,
-    pub workgroup_size: u32,
-    pub nonces_per_invocation: u32,
+    pub(crate) workgroup_size: u32,
+    pub(crate) nonces_per_invocation: u32,
 }
 
 /// GPU timestamps around each dispatch, where the adapter has them.
@@ -238,7 +238,7 @@ pub struct VulkanDevice {
 }
 
 impl VulkanDevice {
-    pub fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
+    pub(crate) fn open(info: DeviceInfo, options: &DeviceOptions) -> Result<Self, DeviceError> {
         let label = info.label();
         let fail = |operation: &'static str, source: DriverError| DeviceError::Driver {
             device: label.clone(),

@@ -27,9 +27,9 @@ pub struct Answer<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RpcFailure {
     #[serde(default)]
-    pub code: Option<i64>,
+    pub(crate) code: Option<i64>,
     #[serde(default, deserialize_with = "short_text")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -61,10 +61,18 @@ fn short_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Strin
 pub enum AnswerError {
     /// Not JSON at all (an HTML error page, a cut body).
     #[error("not JSON ({message})")]
-    NotJson { message: String },
+    NotJson {
+        /// The parser's complaint.
+        message: String,
+    },
     /// JSON, but a value is not what the protocol says it is.
     #[error("{path}: {message}")]
-    Shape { path: String, message: String },
+    Shape {
+        /// Where in the JSON the problem is.
+        path: String,
+        /// The parser's complaint.
+        message: String,
+    },
 }
 
 /// Parses an answer from `reader` as it streams in, `result` as `T`.
@@ -98,8 +106,11 @@ fn classify(e: &serde_path_to_error::Error<serde_json::Error>) -> AnswerError {
 /// why not, or anything else a broken node may send, described, not kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitAnswer {
+    /// The node took the block (a `null` result).
     Accepted,
+    /// The node refused it, saying why (`high-hash`, `duplicate`, …).
     Reason(String),
+    /// An answer that is neither (its first characters).
     Unexpected(String),
 }
 
@@ -156,7 +167,7 @@ impl<'de> Deserialize<'de> for SubmitAnswer {
 /// What solo mining reads of `getblockchaininfo`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ChainInfo {
-    pub chain: String,
+    pub(crate) chain: String,
 }
 
 #[cfg(test)]

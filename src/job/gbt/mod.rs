@@ -36,6 +36,7 @@ const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Everything the solo source is told.
 #[derive(Debug, Clone)]
 pub struct SoloOptions {
+    /// The node's RPC endpoint.
     pub rpc: NodeRpc,
     /// The payout address, checked against the node's network at start.
     pub address: String,
@@ -67,17 +68,27 @@ pub enum SoloError {
     Node(#[from] NodeError),
     /// `getblockchaininfo` named a chain hashrig does not know.
     #[error("unknown chain {chain:?} in getblockchaininfo")]
-    UnknownChain { chain: String },
+    UnknownChain {
+        /// The chain it names.
+        chain: String,
+    },
     /// The payout address does not parse.
     #[error("payout address {address:?} is not an address")]
     NotAnAddress {
+        /// The payout address given.
         address: String,
+        /// rust-bitcoin's parse error.
         #[source]
         source: bitcoin::address::ParseError,
     },
     /// The payout address is for another network than the node's.
     #[error("payout address {address:?} is not an address of the node's network ({network})")]
-    WrongNetwork { address: String, network: Network },
+    WrongNetwork {
+        /// The payout address given.
+        address: String,
+        /// The node's network.
+        network: Network,
+    },
     /// The template updater's thread did not start.
     #[error("could not start the template updater's thread")]
     Thread(#[source] std::io::Error),
@@ -104,6 +115,7 @@ pub struct GbtSource {
 }
 
 impl GbtSource {
+    /// Solo mining with `options`.
     pub fn new(options: SoloOptions) -> Self {
         GbtSource { options }
     }

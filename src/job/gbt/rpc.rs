@@ -25,9 +25,13 @@ const SNIPPET: usize = 120;
 /// How to authenticate to the node.
 #[derive(Debug, Clone)]
 pub enum RpcAuth {
+    /// No authentication.
     None,
+    /// `rpcuser` and `rpcpassword`.
     UserPass {
+        /// The RPC user.
         user: String,
+        /// Its password.
         password: String,
     },
     /// The node's `.cookie` file (`__cookie__:PASSWORD`).
@@ -38,51 +42,84 @@ pub enum RpcAuth {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
+    /// No connection, or it broke.
     #[error("node {url}: cannot connect")]
     Connect {
+        /// The node's RPC URL.
         url: String,
+        /// What failed underneath.
         #[source]
         source: Box<ureq::Transport>,
     },
+    /// The request could not be serialized.
     #[error("node {url}: the {method} request could not be written")]
     Request {
+        /// The node's RPC URL.
         url: String,
+        /// The RPC method called.
         method: String,
+        /// What failed underneath.
         #[source]
         source: serde_json::Error,
     },
+    /// HTTP 401: wrong credentials.
     #[error("node {url}: wrong RPC user/password or cookie (HTTP 401)")]
-    Unauthorized { url: String },
+    Unauthorized {
+        /// The node's RPC URL.
+        url: String,
+    },
+    /// An HTTP error without a JSON-RPC answer.
     #[error("node {url}: HTTP {status} to {method}: {body}")]
     Http {
+        /// The node's RPC URL.
         url: String,
+        /// The RPC method called.
         method: String,
+        /// The HTTP status.
         status: u16,
+        /// The start of the body.
         body: String,
     },
+    /// An answer that is not JSON-RPC.
     #[error("node {url}: answer to {method} is not JSON-RPC: {snippet}")]
     NotJson {
+        /// The node's RPC URL.
         url: String,
+        /// The RPC method called.
         method: String,
+        /// The start of the answer.
         snippet: String,
     },
+    /// A JSON-RPC answer of the wrong shape.
     #[error("node {url}: answer to {method}")]
     BadAnswer {
+        /// The node's RPC URL.
         url: String,
+        /// The RPC method called.
         method: String,
+        /// What is wrong with it.
         #[source]
         problem: AnswerError,
     },
+    /// The node answered with a JSON-RPC error.
     #[error("node: {method} failed: {message} (code {code})")]
     Rpc {
+        /// The RPC method called.
         method: String,
+        /// The JSON-RPC error code (Bitcoin Core's `RPC_*`).
         code: i64,
+        /// The error message.
         message: String,
     },
+    /// The cookie file could not be read.
     #[error("the node's cookie file")]
     Cookie(#[source] crate::files::FileError),
+    /// The cookie file does not hold `USER:PASSWORD`.
     #[error("cookie file {path}: not USER:PASSWORD")]
-    CookieFormat { path: String },
+    CookieFormat {
+        /// The cookie file.
+        path: String,
+    },
 }
 
 impl NodeError {
@@ -104,6 +141,7 @@ impl NodeError {
 /// A node's RPC endpoint.
 #[derive(Debug, Clone)]
 pub struct NodeRpc {
+    /// The node's RPC URL.
     pub url: String,
     auth: RpcAuth,
     agent: ureq::Agent,

@@ -25,26 +25,51 @@ const TIME_ROLL: u32 = 600;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TemplateError {
+    /// A field the template must have is missing.
     #[error("block template: {field} is missing")]
-    Missing { field: &'static str },
+    Missing {
+        /// The template field.
+        field: &'static str,
+    },
+    /// A field of the wrong form.
     #[error("block template: {field} is not {expected}: {value}")]
     Bad {
+        /// The template field.
         field: &'static str,
+        /// What it must be.
         expected: &'static str,
+        /// What it is (its first characters).
         value: String,
     },
+    /// The template is not JSON of the expected shape.
     #[error("block template: {path}: {message}")]
-    Json { path: String, message: String },
+    Json {
+        /// Where in the JSON the problem is.
+        path: String,
+        /// The JSON parser's complaint.
+        message: String,
+    },
+    /// A transaction that is not valid hex or not a transaction.
     #[error("block template: transaction {index}: {problem}")]
-    Transaction { index: usize, problem: String },
+    Transaction {
+        /// The transaction's position in the template.
+        index: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The template is larger than hashrig takes.
     #[error(
         "block template: the block would be {actual} {unit}, over the template's limit of {limit}"
     )]
     TooLarge {
+        /// What is counted: bytes, weight units, transactions.
         unit: &'static str,
+        /// The template's amount.
         actual: u64,
+        /// The most hashrig takes.
         limit: u64,
     },
+    /// The coinbase cannot be built.
     #[error(transparent)]
     Coinbase(#[from] CoinbaseError),
 }
@@ -52,13 +77,17 @@ pub enum TemplateError {
 /// A block template, typed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockTemplate {
+    /// The block version.
     pub version: i32,
+    /// The previous block.
     pub prev_hash: BlockHash,
+    /// The height of the block being built.
     pub height: u32,
+    /// The network target's compact form.
     pub bits: CompactTarget,
-    pub curtime: u32,
-    pub mintime: u32,
-    pub coinbase_value: u64,
+    pub(crate) curtime: u32,
+    pub(crate) mintime: u32,
+    pub(crate) coinbase_value: u64,
     /// The transactions after the coinbase, each checked (its txid is the
     /// hash of its data); shared with every job assembled from it.
     pub transactions: Arc<BlockTransactions>,
@@ -66,12 +95,12 @@ pub struct BlockTemplate {
     pub txids: Vec<Txid>,
     /// Their weight, in all (BIP 141).
     pub transactions_weight: u64,
-    pub longpoll_id: Option<String>,
+    pub(crate) longpoll_id: Option<String>,
     /// `mutable` allows the miner to change the time.
     pub time_mutable: bool,
-    pub size_limit: Option<u64>,
-    pub weight_limit: Option<u64>,
-    pub witness_commitment: Option<ScriptBuf>,
+    pub(crate) size_limit: Option<u64>,
+    pub(crate) weight_limit: Option<u64>,
+    pub(crate) witness_commitment: Option<ScriptBuf>,
 }
 
 /// A template as the node's JSON has it, typed as it is read: only the

@@ -38,6 +38,7 @@ pub struct StratumSource {
 }
 
 impl StratumSource {
+    /// Mining the pools of `options`, first to last.
     pub fn new(options: StratumOptions) -> Self {
         StratumSource { options }
     }
@@ -276,7 +277,9 @@ pub enum ConnectionError {
     /// The Noise link to a V2 pool.
     #[error("{pool}")]
     V2 {
+        /// The pool.
         pool: String,
+        /// Why the link could not be set up.
         #[source]
         source: LinkError,
     },

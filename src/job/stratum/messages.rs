@@ -23,19 +23,29 @@ const MAX_TEXT: usize = 256;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StratumError {
+    /// A message with the wrong number of parameters.
     #[error("{method}: expected {expected} parameters, got {got}")]
     ParamCount {
+        /// The JSON-RPC method.
         method: &'static str,
+        /// What it must be.
         expected: &'static str,
+        /// How many it had.
         got: usize,
     },
+    /// A parameter of the wrong form.
     #[error("{method}: {field} is not {expected}: {value}")]
     BadField {
+        /// The JSON-RPC method.
         method: &'static str,
+        /// The parameter.
         field: &'static str,
+        /// What it must be.
         expected: &'static str,
+        /// What it is (its first characters).
         value: String,
     },
+    /// A line that is not a JSON-RPC message (its first characters).
     #[error("not a JSON-RPC message: {0}")]
     NotJsonRpc(String),
 }
@@ -148,17 +158,23 @@ impl<'a> Fields<'a> {
 /// `mining.notify`: a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notify {
-    pub job_id: String,
+    pub(crate) job_id: String,
     /// The previous block hash, in header byte order (Stratum sends it as
     /// eight 4-byte words, each byte-reversed).
     pub prev_hash: BlockHash,
+    /// The coinbase transaction before the extranonce.
     pub coinbase1: Vec<u8>,
+    /// The coinbase transaction after the extranonce.
     pub coinbase2: Vec<u8>,
+    /// The merkle branch from the coinbase to the root.
     pub merkle_branch: Vec<[u8; 32]>,
+    /// The block version.
     pub version: u32,
+    /// The network target's compact form.
     pub bits: CompactTarget,
+    /// The block time (`ntime`).
     pub time: u32,
-    pub clean: bool,
+    pub(crate) clean: bool,
 }
 
 impl TryFrom<&Value> for Notify {
@@ -199,9 +215,13 @@ impl TryFrom<&Value> for Notify {
 /// negotiated version-rolling mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// The pool's part of the extranonce.
     pub extranonce1: Vec<u8>,
+    /// How many extranonce bytes the miner rolls.
     pub extranonce2_size: usize,
+    /// The share target now in force.
     pub share_target: Target,
+    /// The version bits the pool lets the miner roll (BIP 310); 0 for none.
     pub version_mask: u32,
     /// The pool, as jobs name where they came from.
     pub origin: Origin,
@@ -240,8 +260,9 @@ impl Notify {
 pub struct SubscribeResult {
     /// The session id to resume with on reconnect, if the pool gave one.
     pub session_id: Option<String>,
+    /// The pool's part of the extranonce.
     pub extranonce1: Vec<u8>,
-    pub extranonce2_size: usize,
+    pub(crate) extranonce2_size: usize,
 }
 
 /// extranonce2 sizes a miner can fill: 1 to 8 bytes (0 leaves only ntime
@@ -284,22 +305,33 @@ impl TryFrom<&Value> for SubscribeResult {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ServerMessage {
+    /// `mining.notify`: a new job.
     Notify(Arc<Notify>),
     /// `mining.set_difficulty`: applies to jobs notified after it.
     SetDifficulty(f64),
+    /// `mining.set_extranonce`.
     SetExtranonce {
+        /// The pool's new part of the extranonce.
         extranonce1: Vec<u8>,
+        /// How many extranonce bytes the miner rolls now.
         extranonce2_size: usize,
     },
     /// BIP 310 `mining.set_version_mask`.
     SetVersionMask(u32),
+    /// `client.reconnect`.
     Reconnect {
+        /// Where to connect instead (none: the same pool).
         host: Option<String>,
+        /// Its port (none: the same).
         port: Option<u16>,
+        /// How long to wait first, in seconds.
         wait_s: u64,
     },
+    /// `client.show_message`.
     ShowMessage(String),
+    /// `client.get_version`.
     GetVersion {
+        /// The request id to answer.
         id: Value,
     },
     /// A method this miner does not handle: logged, ignored.

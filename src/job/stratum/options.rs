@@ -8,8 +8,11 @@ use super::url::PoolUrl;
 /// One entry of the failover list.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
+    /// The pool's address.
     pub url: PoolUrl,
+    /// The worker name.
     pub user: String,
+    /// Its password.
     pub password: String,
     /// SHA-256 of the pool's TLS certificate, to pin it.
     pub cert_fingerprint: Option<[u8; 32]>,
@@ -73,11 +76,13 @@ pub struct StratumOptions {
     pub pools: Vec<PoolConfig>,
     /// What `mining.subscribe` and `client.get_version` say.
     pub agent: String,
+    /// A difficulty to suggest to the pool (`mining.suggest_difficulty`).
     pub suggest_difficulty: Option<f64>,
     /// Follow `client.reconnect` to another host.
     pub allow_redirect: bool,
     /// Ask for BIP 310 version rolling.
     pub version_rolling: bool,
+    /// How long to wait for the pool.
     pub timeouts: StratumTimeouts,
     /// The lowest share difficulty taken from a pool.
     pub min_difficulty: f64,
@@ -88,6 +93,7 @@ pub struct StratumOptions {
 }
 
 impl StratumOptions {
+    /// Default options for `pools`.
     pub fn new(pools: Vec<PoolConfig>) -> Self {
         StratumOptions {
             pools,

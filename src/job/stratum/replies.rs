@@ -38,8 +38,8 @@ pub fn subscribe_params(agent: &str, session_id: Option<&str>) -> Value {
 /// object with `code` and `message`, or a bare string.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
-    pub code: i64,
-    pub message: String,
+    pub(crate) code: i64,
+    pub(crate) message: String,
 }
 
 impl RpcError {
@@ -79,9 +79,9 @@ impl RpcError {
 /// A reply to one of the miner's requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    pub id: u64,
-    pub result: Value,
-    pub error: Option<RpcError>,
+    pub(crate) id: u64,
+    pub(crate) result: Value,
+    pub(crate) error: Option<RpcError>,
 }
 
 impl Reply {
@@ -103,7 +103,9 @@ impl Reply {
 /// Any line a pool sends.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
+    /// An answer to a request of ours.
     Reply(Reply),
+    /// A request or notification from the pool.
     Message(ServerMessage),
     /// A reply whose id is not one of ours (pools echo null ids on errors):
     /// logged and ignored.

@@ -32,12 +32,14 @@ pub type PoolLines = Framed<Box<dyn PoolStream>, BoundedLines>;
 /// A line from a pool, or the news that one could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Line {
+    /// A line, without its newline.
     Text(String),
     /// A line whose bytes are not UTF-8 (a pool's Latin-1 message, say):
     /// a bad message like any other, counted and skipped by the session.
     NotUtf8 {
-        /// Its length, and how far it was valid UTF-8.
+        /// Its length.
         len: usize,
+        /// How many bytes are valid UTF-8.
         valid_up_to: usize,
     },
     /// Longer than [`MAX_LINE`]; the rest of it is discarded unread.
@@ -58,7 +60,7 @@ pub struct BoundedLines {
 }
 
 impl BoundedLines {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -146,20 +148,39 @@ impl Encoder<String> for BoundedLines {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
+    /// The connection took too long.
     #[error("connecting to {url}: timed out after {timeout:?}")]
-    Timeout { url: String, timeout: Duration },
+    Timeout {
+        /// The pool.
+        url: String,
+        /// How long it waited.
+        timeout: Duration,
+    },
+    /// The connection failed.
     #[error("connecting to {url}")]
     Io {
+        /// The pool.
         url: String,
+        /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// The host is not a name TLS can check.
     #[error("{url}: {host:?} is not a valid TLS server name")]
-    ServerName { url: String, host: String },
+    ServerName {
+        /// The pool.
+        url: String,
+        /// The host name given.
+        host: String,
+    },
+    /// The system has no root certificates to check the pool's with.
     #[error(
         "{url}: no TLS root certificates found on this system (pin the pool's certificate instead)"
     )]
-    NoRoots { url: String },
+    NoRoots {
+        /// The pool.
+        url: String,
+    },
 }
 
 /// Connects to `host:port` (`url` names the pool in errors), with TLS when

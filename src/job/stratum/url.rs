@@ -13,8 +13,8 @@ use super::v2::key::{AuthorityKey, AuthorityKeyError};
 /// How to reach a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolUrl {
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// TLS (rustls) rather than plain TCP.
     pub tls: bool,
     /// Stratum V2 (Noise-encrypted, binary) with this pinned authority key;
@@ -33,21 +33,50 @@ impl PoolUrl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolUrlError {
+    /// An unknown scheme.
     #[error("pool {url:?}: unknown scheme (use stratum+tcp://, stratum+ssl://, stratum+tls:// or stratum2+tcp://)")]
-    Scheme { url: String },
+    Scheme {
+        /// The address given.
+        url: String,
+    },
+    /// No port.
     #[error("pool {url:?}: no port (write HOST:PORT)")]
-    NoPort { url: String },
+    NoPort {
+        /// The address given.
+        url: String,
+    },
+    /// A port that is not a number from 1 to 65535.
     #[error("pool {url:?}: {port:?} is not a port number")]
-    Port { url: String, port: String },
+    Port {
+        /// The address given.
+        url: String,
+        /// The port text given.
+        port: String,
+    },
+    /// No host.
     #[error("pool {url:?}: no host")]
-    NoHost { url: String },
+    NoHost {
+        /// The address given.
+        url: String,
+    },
+    /// A path, user or query where none belongs.
     #[error("pool {url:?}: unexpected path, user or query in a pool address")]
-    Extra { url: String },
+    Extra {
+        /// The address given.
+        url: String,
+    },
+    /// A V2 address without its authority key.
     #[error("pool {url:?}: a Stratum V2 address ends in the pool's authority key (stratum2+tcp://HOST:PORT/KEY)")]
-    NoAuthorityKey { url: String },
+    NoAuthorityKey {
+        /// The address given.
+        url: String,
+    },
+    /// A V2 address whose authority key is bad.
     #[error("pool {url:?}: {reason}")]
     AuthorityKey {
+        /// The address given.
         url: String,
+        /// What is wrong with the key.
         reason: AuthorityKeyError,
     },
 }

@@ -19,18 +19,40 @@ pub struct AuthorityKey([u8; 32]);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthorityKeyError {
+    /// Not base58check.
     #[error("authority key {key:?} is not base58check: {reason}")]
-    Base58 { key: String, reason: String },
+    Base58 {
+        /// The key text given.
+        key: String,
+        /// The base58check decoder's complaint.
+        reason: String,
+    },
+    /// Not 34 bytes.
     #[error("authority key {key:?} holds {len} bytes, not 34 (version and x-only key)")]
-    Length { key: String, len: usize },
+    Length {
+        /// The key text given.
+        key: String,
+        /// How many bytes it decodes to.
+        len: usize,
+    },
+    /// A version other than 1.
     #[error("authority key {key:?} has version {version}, not 1")]
-    Version { key: String, version: u16 },
+    Version {
+        /// The key text given.
+        key: String,
+        /// The version it carries.
+        version: u16,
+    },
+    /// Not a point on secp256k1.
     #[error("authority key {key:?} is not a point on secp256k1")]
-    NotOnCurve { key: String },
+    NotOnCurve {
+        /// The key text given.
+        key: String,
+    },
 }
 
 impl AuthorityKey {
-    pub fn to_bytes(self) -> [u8; 32] {
+    pub(crate) fn to_bytes(self) -> [u8; 32] {
         self.0
     }
 }

@@ -21,55 +21,88 @@ const MAX_TEXT: usize = 128;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum PoolMessage {
+    /// `SetupConnection.Success`.
     SetupConnectionSuccess {
+        /// The protocol version the pool chose.
         used_version: u16,
+        /// The `SetupConnection` flags the pool answers with.
         flags: u32,
     },
+    /// `SetupConnection.Error`: the pool refused the connection.
     SetupConnectionError {
+        /// The `SetupConnection` flags the pool answers with.
         flags: u32,
+        /// The pool's error code (`invalid-channel-id`, …).
         error_code: String,
     },
     /// `OpenExtendedMiningChannel.Success` or
     /// `OpenStandardMiningChannel.Success` (then `extranonce_size` is 0).
     ChannelOpened(OpenedChannel),
+    /// `OpenMiningChannel.Error`: the pool refused the channel.
     OpenChannelError {
+        /// The request this answers.
         request_id: u32,
+        /// The pool's error code (`invalid-channel-id`, …).
         error_code: String,
     },
+    /// `NewExtendedMiningJob`.
     ExtendedJob(ExtendedJob),
+    /// `NewMiningJob` (standard channels).
     StandardJob(StandardJob),
+    /// `SetNewPrevHash`.
     SetNewPrevHash(NewPrevHash),
+    /// `SetTarget`: the share target from now on.
     SetTarget {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The new share target.
         target: Target,
     },
+    /// `SetExtranoncePrefix`.
     SetExtranoncePrefix {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The pool's new part of the extranonce.
         prefix: Vec<u8>,
     },
     /// Shares up to `last_sequence_number` not answered otherwise were
     /// accepted.
     SubmitSharesSuccess {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The highest sequence number the acknowledgement covers.
         last_sequence_number: u32,
+        /// How many shares it accepts.
         accepted: u32,
     },
+    /// `SubmitShares.Error`: one share refused.
     SubmitSharesError {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The sequence number of the refused share.
         sequence_number: u32,
+        /// The pool's error code (`invalid-channel-id`, …).
         error_code: String,
     },
+    /// `UpdateChannel.Error`.
     UpdateChannelError {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The pool's error code (`invalid-channel-id`, …).
         error_code: String,
     },
+    /// `CloseChannel`: the pool ends the channel.
     CloseChannel {
+        /// The channel the message is for.
         channel_id: u32,
+        /// The pool's reason.
         reason: String,
     },
     /// `Reconnect`: an empty host means the same host.
     Reconnect {
+        /// The host to connect to instead.
         host: String,
+        /// Its port.
         port: u16,
     },
     /// Valid, and nothing for a miner to do (`SetGroupChannel`,
@@ -80,47 +113,54 @@ pub enum PoolMessage {
 /// A channel the pool opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenedChannel {
-    pub request_id: u32,
-    pub channel_id: u32,
-    pub target: Target,
-    pub extranonce_prefix: Vec<u8>,
+    pub(crate) request_id: u32,
+    pub(crate) channel_id: u32,
+    pub(crate) target: Target,
+    pub(crate) extranonce_prefix: Vec<u8>,
     /// Bytes of extranonce the miner rolls (extended channels).
     pub extranonce_size: usize,
-    pub extended: bool,
+    pub(crate) extended: bool,
 }
 
 /// `NewExtendedMiningJob`: the coinbase around the extranonce, and the
 /// merkle path from it to the root.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtendedJob {
-    pub channel_id: u32,
-    pub job_id: u32,
+    pub(crate) channel_id: u32,
+    pub(crate) job_id: u32,
     /// `None`: a future job, mined once a `SetNewPrevHash` names it.
     pub min_ntime: Option<u32>,
+    /// The block version (the base that version rolling changes).
     pub version: u32,
-    pub version_rolling_allowed: bool,
+    pub(crate) version_rolling_allowed: bool,
+    /// The merkle path from the coinbase to the root.
     pub merkle_path: Vec<[u8; 32]>,
+    /// The coinbase transaction before the extranonce.
     pub coinbase_prefix: Vec<u8>,
+    /// The coinbase transaction after the extranonce.
     pub coinbase_suffix: Vec<u8>,
 }
 
 /// `NewMiningJob` (standard channels): the merkle root is fixed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StandardJob {
-    pub channel_id: u32,
-    pub job_id: u32,
-    pub min_ntime: Option<u32>,
+    pub(crate) channel_id: u32,
+    pub(crate) job_id: u32,
+    pub(crate) min_ntime: Option<u32>,
+    /// The block version.
     pub version: u32,
-    pub merkle_root: [u8; 32],
+    pub(crate) merkle_root: [u8; 32],
 }
 
 /// `SetNewPrevHash` (mining protocol): the job to mine on a new block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPrevHash {
-    pub channel_id: u32,
-    pub job_id: u32,
+    pub(crate) channel_id: u32,
+    pub(crate) job_id: u32,
+    /// The previous block.
     pub prev_hash: BlockHash,
-    pub min_ntime: u32,
+    pub(crate) min_ntime: u32,
+    /// The network target's compact form.
     pub bits: CompactTarget,
 }
 
@@ -128,18 +168,36 @@ pub struct NewPrevHash {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
+    /// SRI's decoder refused the payload.
     #[error("undecodable message type {message_type:#04x}: {detail}")]
-    Decode { message_type: u8, detail: String },
-    #[error("message type {message_type:#04x} of {len} bytes, longer than any a pool sends ({MAX_POOL_PAYLOAD}); dropped")]
-    TooLong { message_type: u8, len: usize },
-    #[error("{message}: {detail}")]
-    Invalid {
-        message: &'static str,
+    Decode {
+        /// The frame's message type byte.
+        message_type: u8,
+        /// The decoder's complaint.
         detail: String,
     },
+    /// A payload longer than any pool message (see `MAX_POOL_PAYLOAD`).
+    #[error("message type {message_type:#04x} of {len} bytes, longer than any a pool sends ({MAX_POOL_PAYLOAD}); dropped")]
+    TooLong {
+        /// The frame's message type byte.
+        message_type: u8,
+        /// The payload length the pool sent.
+        len: usize,
+    },
+    /// A message that decodes but says something impossible.
+    #[error("{message}: {detail}")]
+    Invalid {
+        /// The message whose field is wrong.
+        message: &'static str,
+        /// What is impossible about it.
+        detail: String,
+    },
+    /// A message a pool never sends a miner.
     #[error("message type {message_type:#04x} ({name}) is not one a pool sends to a miner")]
     Unexpected {
+        /// The frame's message type byte.
         message_type: u8,
+        /// The message's name in the specification.
         name: &'static str,
     },
 }

@@ -41,46 +41,89 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
+    /// The URL has no authority key: not a V2 pool.
     #[error("not a Stratum V2 pool (no authority key in its URL)")]
-    NotV2 { peer: String },
+    NotV2 {
+        /// The other end, as its URL or address.
+        peer: String,
+    },
+    /// The handshake did not finish in time.
     #[error("the Noise handshake timed out")]
-    HandshakeTimeout { peer: String },
+    HandshakeTimeout {
+        /// The other end, as its URL or address.
+        peer: String,
+    },
+    /// The pool's certificate is not the pinned key's, or not valid now.
     #[error("the pool's certificate is not signed by the pinned authority key {key}, or is outside its validity window (valid from {valid_from} to {not_valid_after}, Unix time)")]
     Certificate {
+        /// The other end, as its URL or address.
         peer: String,
+        /// The pinned authority key.
         key: String,
+        /// Start of the certificate's validity, Unix time.
         valid_from: u32,
+        /// End of the certificate's validity, Unix time.
         not_valid_after: u32,
     },
+    /// The Noise handshake failed.
     #[error("Noise handshake failed")]
     Handshake {
+        /// The other end, as its URL or address.
         peer: String,
+        /// What failed underneath.
         #[source]
         source: CodecError,
     },
+    /// A handshake message of the wrong length.
     #[error("Noise handshake failed: the {message} has the wrong length")]
-    HandshakeLength { peer: String, message: &'static str },
+    HandshakeLength {
+        /// The other end, as its URL or address.
+        peer: String,
+        /// Which message.
+        message: &'static str,
+    },
+    /// A read, a write or a connect failed.
     #[error("{operation} failed")]
     Io {
+        /// The other end, as its URL or address.
         peer: String,
+        /// What was being done: connecting, reading, writing.
         operation: String,
+        /// What failed underneath.
         #[source]
         source: std::io::Error,
     },
+    /// A connect or a write took too long.
     #[error("{operation} timed out")]
-    Timeout { peer: String, operation: String },
+    Timeout {
+        /// The other end, as its URL or address.
+        peer: String,
+        /// What was being done: connecting, reading, writing.
+        operation: String,
+    },
+    /// The pool closed the connection.
     #[error("the pool closed the connection")]
-    Closed { peer: String },
+    Closed {
+        /// The other end, as its URL or address.
+        peer: String,
+    },
+    /// A message could not be framed or encrypted.
     #[error("could not {operation} a frame")]
     Encode {
+        /// The other end, as its URL or address.
         peer: String,
+        /// The step that failed.
         operation: &'static str,
+        /// What failed underneath.
         #[source]
         source: CodecError,
     },
+    /// A frame that does not decrypt or decode.
     #[error("undecodable frame")]
     Frame {
+        /// The other end, as its URL or address.
         peer: String,
+        /// What failed underneath.
         #[source]
         source: CodecError,
     },
@@ -95,9 +138,11 @@ pub struct CodecError(pub String);
 /// One decrypted frame: its header fields and payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// The message type byte.
     pub message_type: u8,
     /// The extension type, without the channel bit.
     pub extension_type: u16,
+    /// Whether the channel-message bit is set (the message names a channel).
     pub channel_msg: bool,
     /// Empty when the pool sent more than [`MAX_POOL_PAYLOAD`].
     pub payload: Vec<u8>,
@@ -108,6 +153,7 @@ pub struct Frame {
 /// An encrypted, framed connection: frames in from the reader task, frames
 /// out through [`Link::send`].
 pub struct Link {
+    /// Frames in, from the reader task; its last item says why the link broke.
     pub incoming: mpsc::Receiver<Result<Frame, LinkError>>,
     writer: OwnedWriteHalf,
     encoder: NoiseEncoder,
