@@ -243,13 +243,13 @@ impl WorkSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::bench::bench_job;
+    use crate::job::synthetic::synthetic_job;
     use std::collections::HashSet;
 
     #[test]
     fn work_units_are_distinct_headers() {
         let ws = WorkSource::new();
-        ws.publish(bench_job());
+        ws.publish(synthetic_job());
         let mut seen = HashSet::new();
         for _ in 0..500 {
             let w = ws.next_work().unwrap();
@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn rolls_version_then_time_when_extranonce2_is_exhausted() {
         let ws = WorkSource::new();
-        let mut job = bench_job();
+        let mut job = synthetic_job();
         job.extranonce2_size = 1;
         job.version_mask = 0x0000_6000; // two bits: four versions
         job.max_time_roll = 2;
@@ -278,12 +278,12 @@ mod tests {
     #[test]
     fn clean_jobs_make_old_work_stale() {
         let ws = WorkSource::new();
-        let first = ws.publish(bench_job());
-        let mut not_clean = bench_job();
+        let first = ws.publish(synthetic_job());
+        let mut not_clean = synthetic_job();
         not_clean.clean = false;
         ws.publish(not_clean);
         assert!(!ws.is_stale(first.generation));
-        ws.publish(bench_job());
+        ws.publish(synthetic_job());
         assert!(ws.is_stale(first.generation));
         assert_eq!(ws.generation(), 3);
     }
@@ -291,9 +291,9 @@ mod tests {
     #[test]
     fn a_job_published_again_continues_the_extranonce2_count() {
         let ws = WorkSource::new();
-        ws.publish(bench_job());
+        ws.publish(synthetic_job());
         let first: Vec<_> = (0..10).map(|_| ws.next_work().unwrap()).collect();
-        ws.publish(bench_job());
+        ws.publish(synthetic_job());
         let again = ws.next_work().unwrap();
         assert!(first.iter().all(|w| w.header != again.header));
     }
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn an_easy_block_target_is_hunted_until_dropped() {
         let ws = WorkSource::new();
-        let mut job = bench_job();
+        let mut job = synthetic_job();
         job.bits = bitcoin::CompactTarget::from_consensus(0x207f_ffff); // regtest
         ws.publish(job);
         let work = ws.next_work().unwrap();
@@ -311,7 +311,7 @@ mod tests {
         assert!(!shares.hunts_block());
         assert_eq!(shares.kernel.target_top, 0); // difficulty 1
         assert_eq!(shares.header, work.header);
-        ws.publish(bench_job());
+        ws.publish(synthetic_job());
         assert!(!ws.next_work().unwrap().hunts_block());
     }
 

@@ -15,7 +15,7 @@
 #[path = "bounded_alloc.rs"]
 mod bounded_alloc;
 
-use hashrig::files::BoundedLines;
+use hashrig::untrusted_files::BoundedLines;
 use hashrig::found::journal::unsubmitted_in;
 
 bounded_fuzz_target!(|data: &[u8]| {

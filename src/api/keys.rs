@@ -135,9 +135,9 @@ pub enum KeysError {
         /// The key name given.
         name: String,
     },
-    /// The keys file cannot be read as it is (see [`crate::files::FileError`]).
+    /// The keys file cannot be read as it is (see [`crate::untrusted_files::FileError`]).
     #[error("keys file")]
-    File(#[from] crate::files::FileError),
+    File(#[from] crate::untrusted_files::FileError),
 }
 
 /// Why a request was not let in. The message is what the client is told.
@@ -176,8 +176,8 @@ const MAX_KEYS_FILE: u64 = 1 << 20;
 /// The file's keys; `None` when there is no file. Refused when another
 /// user may write it or its folder, or when it is not a regular file.
 fn read_file(path: &Path) -> Result<Option<KeysFile>, KeysError> {
-    crate::files::check_private(path)?;
-    let text = match crate::files::read_text(path, MAX_KEYS_FILE) {
+    crate::untrusted_files::check_private(path)?;
+    let text = match crate::untrusted_files::read_text(path, MAX_KEYS_FILE) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -241,8 +241,8 @@ fn write_file(path: &Path, file: &KeysFile) -> Result<(), KeysError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    crate::files::check_private(path)?;
-    crate::files::replace(path, text.as_bytes()).map_err(io)
+    crate::untrusted_files::check_private(path)?;
+    crate::untrusted_files::replace(path, text.as_bytes()).map_err(io)
 }
 
 /// SHA-256 of a token, as stored.

@@ -484,7 +484,7 @@ impl ProgramCache {
         use bitcoin::hashes::{sha256, Hash};
         // Our own folder, but a file there may still be a link to a device
         // or a FIFO: only a regular file of a program's size is read.
-        let data = crate::files::read_bytes(&self.path, MAX_CACHE_ENTRY).ok()?;
+        let data = crate::untrusted_files::read_bytes(&self.path, MAX_CACHE_ENTRY).ok()?;
         let (magic, rest) = data.split_at_checked(8)?;
         let (key, rest) = rest.split_at_checked(32)?;
         let (checksum, binary) = rest.split_at_checked(32)?;

@@ -83,7 +83,7 @@ struct TuningDocument {
 pub enum TuningError {
     /// The tuning file cannot be read as it is.
     #[error("tuning file")]
-    File(#[from] crate::files::FileError),
+    File(#[from] crate::untrusted_files::FileError),
     /// The tuning file is not JSON of the expected shape, or holds a bad value.
     #[error("tuning file {path}: {detail}")]
     Invalid {
@@ -123,7 +123,7 @@ impl TuningFile {
             path: path.display().to_string(),
             detail,
         };
-        let text = match crate::files::read_text(path, MAX_BYTES) {
+        let text = match crate::untrusted_files::read_text(path, MAX_BYTES) {
             Ok(text) => text,
             Err(e) if e.is_not_found() => return Ok(TuningFile::empty(path)),
             Err(e) => return Err(e.into()),
@@ -199,7 +199,7 @@ impl TuningFile {
                 detail: e.to_string(),
             })?;
         text.push('\n');
-        crate::files::replace(&self.path, text.as_bytes()).map_err(write)
+        crate::untrusted_files::replace(&self.path, text.as_bytes()).map_err(write)
     }
 }
 

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::MAX_DEVICE_INDEX;
 use super::mine::RunArgs;
-use super::rig::{DeviceOverride, RigArgs};
+use super::rig_services::{DeviceOverride, RigArgs};
 use super::{
     defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs, VariantChoice,
 };
@@ -221,7 +221,7 @@ const MAX_CONFIG: u64 = 1 << 20;
 /// not block, a huge file must not be read), then every value, the way a
 /// start checks its flags.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let text = hashrig::files::read_text(path, MAX_CONFIG).context("config")?;
+    let text = hashrig::untrusted_files::read_text(path, MAX_CONFIG).context("config")?;
     let config: Config = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), describe(&e, &text)))?;
     config

@@ -9,14 +9,14 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 pub mod config;
 mod devices;
 mod mine;
-mod rig;
+mod rig_services;
 mod solo;
 
 pub use devices::{
     inventory, select_devices, tuning_path, BackendChoice, DeviceArgs, VariantChoice,
 };
 pub use mine::{MineArgs, RunSettings};
-pub use rig::{RigArgs, RigSettings};
+pub use rig_services::{RigArgs, RigSettings};
 pub use solo::{NodeArgs, SoloArgs};
 
 #[derive(Debug, Parser)]

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use hashrig::backend::{DeviceInfo, Shape};
-use hashrig::job::bench::BenchSource;
+use hashrig::job::synthetic::SyntheticSource;
 use hashrig::stats::{format_hashrate, DeviceSnapshot};
 
-use super::miner::{self, Run};
+use super::rig_run::{self, RigRun};
 use crate::cli::BenchArgs;
 
 pub fn run(
@@ -17,8 +17,8 @@ pub fn run(
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
-    let tunings = miner::load_tunings(args.devices.tuning_path().as_deref());
-    let devices = miner::open_devices_tuned(&args.devices, tunings.as_ref())?;
+    let tunings = rig_run::load_tunings(args.devices.tuning_path().as_deref());
+    let devices = rig_run::open_devices_tuned(&args.devices, tunings.as_ref())?;
     // The devices that passed their self-test, in scheduler order.
     let benched: Vec<Benched> = devices
         .iter()
@@ -35,10 +35,10 @@ pub fn run(
             }
         })
         .collect();
-    let stats = Arc::new(miner::stats_for(&devices));
-    let outcome = miner::run(Run {
+    let stats = Arc::new(rig_run::stats_for(&devices));
+    let outcome = rig_run::run(RigRun {
         devices,
-        source: Box::new(BenchSource),
+        source: Box::new(SyntheticSource),
         stats,
         duration: Some(settings.duration),
         batch_time: settings.batch_time,

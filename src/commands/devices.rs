@@ -9,7 +9,7 @@ pub fn run(json: bool, tuning_file: Option<&std::path::Path>) -> anyhow::Result<
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
-    let tunings = super::miner::load_tunings(tuning_file);
+    let tunings = super::rig_run::load_tunings(tuning_file);
     for d in &inventory.devices {
         let tuning = tunings.as_ref().and_then(|t| t.find(d));
         if json {

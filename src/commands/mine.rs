@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use hashrig::job::stratum::StratumSource;
 
-use super::miner;
+use super::rig_run;
 use crate::cli::MineArgs;
 
 pub fn run(
@@ -20,8 +20,8 @@ pub fn run(
         .iter()
         .map(|p| p.url.to_string())
         .collect();
-    miner::mine_from(
-        miner::Feed {
+    rig_run::mine_from(
+        rig_run::Feed {
             source: Box::new(StratumSource::new(settings.stratum)),
             kind: hashrig::api::cgminer::SourceKind::Stratum,
             pools,

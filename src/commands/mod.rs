@@ -4,9 +4,9 @@ mod bench;
 mod devices;
 mod found_blocks;
 mod mine;
-mod miner;
 mod outcome;
 mod report;
+mod rig_run;
 mod scan;
 mod signals;
 
@@ -181,7 +181,7 @@ fn init_logging(quiet: bool, filter: Option<&str>, file: Option<&Path>) -> anyho
         .with_filter(make_filter());
     let file_layer = match file {
         Some(path) => {
-            let log = hashrig::files::open_append(path)
+            let log = hashrig::untrusted_files::open_append(path)
                 .with_context(|| format!("--log-file {}", path.display()))?;
             Some(
                 tracing_subscriber::fmt::layer()

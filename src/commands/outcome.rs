@@ -1,5 +1,5 @@
 //! What a run of `bench`, `mine` or `solo` leaves, and whether it failed:
-//! made by the run loop (`miner.rs`), printed by `report.rs`.
+//! made by the run loop (`rig_run.rs`), printed by `report.rs`.
 
 use std::process::ExitCode;
 

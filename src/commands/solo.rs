@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use hashrig::job::gbt::GbtSource;
 
-use super::miner;
+use super::rig_run;
 use crate::cli::SoloArgs;
 
 pub fn run(
@@ -14,8 +14,8 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let node = vec![settings.solo.rpc.url.clone()];
-    miner::mine_from(
-        miner::Feed {
+    rig_run::mine_from(
+        rig_run::Feed {
             source: Box::new(GbtSource::new(settings.solo)),
             kind: hashrig::api::cgminer::SourceKind::Node,
             pools: node,

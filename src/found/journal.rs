@@ -20,9 +20,9 @@ use std::sync::Mutex;
 use serde_json::{json, Value};
 
 use super::Found;
-use crate::files::BoundedLines;
 use crate::pow::header::header_bytes;
 use crate::stats::ShareResult;
+use crate::untrusted_files::BoundedLines;
 
 /// The largest the file may grow: far beyond any honest use (a block per
 /// parent), far below a full disk.
@@ -54,7 +54,7 @@ pub enum JournalError {
     /// The file could not be opened for reading as it is (not a regular
     /// file, say).
     #[error(transparent)]
-    Read(#[from] crate::files::FileError),
+    Read(#[from] crate::untrusted_files::FileError),
     /// A record changed under hashrig while it marked it.
     #[error("{path}: line {line} changed since it was read: {why}")]
     Changed {
@@ -86,7 +86,7 @@ impl FoundBlockLog {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let file = crate::files::open_append(path)?;
+        let file = crate::untrusted_files::open_append(path)?;
         Ok(FoundBlockLog {
             path: path.to_owned(),
             file: Mutex::new(file),
@@ -287,7 +287,7 @@ fn parse_record(line: &[u8]) -> Result<StoredRecord, String> {
 /// Opens the file, refusing what is not a regular file (a FIFO would block
 /// forever, a link to `/dev/zero` would never end).
 fn open_records(path: &Path) -> Result<BoundedLines<BufReader<File>>, JournalError> {
-    let (file, _) = crate::files::open_regular(path)?;
+    let (file, _) = crate::untrusted_files::open_regular(path)?;
     Ok(BoundedLines::new(
         BufReader::with_capacity(1 << 16, file),
         MAX_RECORD,
@@ -369,7 +369,7 @@ pub fn read_block(path: &Path, wanted: &UnsubmittedBlock) -> Result<String, Jour
         path: path.display().to_string(),
         source,
     };
-    let (mut file, _) = crate::files::open_regular(path)?;
+    let (mut file, _) = crate::untrusted_files::open_regular(path)?;
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(wanted.offset))
         .map_err(io)?;

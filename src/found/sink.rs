@@ -295,7 +295,7 @@ impl Drop for FoundProducer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::bench::bench_job;
+    use crate::job::synthetic::synthetic_job;
     use crate::work::Work;
     use bitcoin::hashes::Hash;
 
@@ -321,11 +321,11 @@ mod tests {
     fn a_full_sink_drops_shares_but_never_blocks() {
         let (sink, stats) = sink(2);
         let producer = sink.producer();
-        let job = Arc::new(bench_job());
+        let job = Arc::new(synthetic_job());
         for nonce in 0..5 {
             producer.offer(found(&job, nonce, true, false));
         }
-        let mut other_parent = bench_job();
+        let mut other_parent = synthetic_job();
         other_parent.prev_hash = BlockHash::from_byte_array([7; 32]);
         producer.offer(found(&Arc::new(other_parent), 9, false, true));
         assert_eq!(stats.snapshot().devices[0].dropped, 3);
@@ -340,7 +340,7 @@ mod tests {
     fn one_block_per_parent_and_origin() {
         let (sink, stats) = sink(16);
         let producer = sink.producer();
-        let job = Arc::new(bench_job());
+        let job = Arc::new(synthetic_job());
         assert!(!producer.is_solved(&job));
         producer.offer(found(&job, 1, false, true));
         assert!(producer.is_solved(&job));
@@ -348,7 +348,7 @@ mod tests {
         producer.offer(found(&job, 2, false, true));
         producer.offer(found(&job, 3, true, true));
         // The same parent from another pool is another block.
-        let mut other_pool = bench_job();
+        let mut other_pool = synthetic_job();
         other_pool.origin.index = 1;
         producer.offer(found(&Arc::new(other_pool), 4, false, true));
         let taken: Vec<(u32, bool)> = std::iter::from_fn(|| sink.try_take())
@@ -363,7 +363,7 @@ mod tests {
         let (sink, _) = sink(4);
         let first = sink.producer();
         let second = sink.producer();
-        first.offer(found(&Arc::new(bench_job()), 1, true, false));
+        first.offer(found(&Arc::new(synthetic_job()), 1, true, false));
         drop(first);
         assert!(matches!(
             sink.wait(Duration::from_millis(1)),
@@ -383,7 +383,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let job = Arc::new(bench_job());
+        let job = Arc::new(synthetic_job());
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             producer.offer(found(&job, 5, true, false));

@@ -3,10 +3,10 @@
 //! [`Job`]s, and submits what the devices found ([`crate::found`]) through
 //! the sink it is given ([`source`]).
 
-pub mod bench;
 pub mod gbt;
 pub mod source;
 pub mod stratum;
+pub mod synthetic;
 
 use std::sync::Arc;
 

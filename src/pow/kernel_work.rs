@@ -48,9 +48,10 @@ pub struct KernelWork {
     pub round3_t1: u32,
     /// Round 3's T2, `Σ0(a) + Maj(a,b,c)`: nonce-free. Word 20.
     pub round3_t2: u32,
-    /// W[16] and W[17]: nonce-free. Words 21, 22.
+    /// W[16]: nonce-free. Word 21.
     pub w16: u32,
-    pub(crate) w17: u32,
+    /// W[17]: nonce-free. Word 22.
+    pub w17: u32,
     /// W[18] without σ0(W[3]). Word 23.
     pub w18_part: u32,
     /// W[19] without W[3]. Word 24.

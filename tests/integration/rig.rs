@@ -11,7 +11,7 @@ use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo, DriverError};
 use hashrig::control::{Health, Readings, RigControl};
 use hashrig::found::{FoundSink, SINK_CAPACITY};
-use hashrig::job::bench::bench_job;
+use hashrig::job::synthetic::synthetic_job;
 use hashrig::job::Job;
 use hashrig::pow::KernelWork;
 use hashrig::scheduler::{Scheduler, SchedulerConfig, WatchdogConfig};
@@ -111,7 +111,7 @@ impl Drop for Rig {
 fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
     let job = Job {
         share_target: loose_target(0x0000_ffff),
-        ..bench_job()
+        ..synthetic_job()
     };
     start_devices(
         vec![Box::new(CpuDevice::new(cpu::info(), 1)), second],
@@ -346,7 +346,7 @@ fn when_every_device_fails_the_rig_says_so() {
     let (broken_first, broken_second) = (first.broken.clone(), second.broken.clone());
     let mut rig = start_devices(
         vec![Box::new(first), Box::new(second)],
-        bench_job(),
+        synthetic_job(),
         WatchdogConfig::default(),
     );
     wait_until("both devices mining", PATIENCE, || {

@@ -12,7 +12,7 @@ use bitcoin::{CompactTarget, Transaction};
 use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::{Device, DeviceError, DeviceInfo};
 use hashrig::found::{Found, FoundSink, Taken, SINK_CAPACITY};
-use hashrig::job::bench::bench_job;
+use hashrig::job::synthetic::synthetic_job;
 use hashrig::job::Job;
 use hashrig::pow::KernelWork;
 use hashrig::scheduler::{Scheduler, SchedulerConfig};
@@ -138,7 +138,7 @@ impl Drop for Rig {
 fn easy_job() -> Job {
     Job {
         share_target: loose_target(0x0000_ffff),
-        ..bench_job()
+        ..synthetic_job()
     }
 }
 
@@ -186,7 +186,7 @@ fn blocks_are_recognised_on_an_easy_network() {
     // Regtest's nBits: every other hash solves a block.
     rig.work.publish(Job {
         bits: CompactTarget::from_consensus(0x207f_ffff),
-        ..bench_job()
+        ..synthetic_job()
     });
     let found = rig.next_found(Duration::from_secs(30)).expect("a block");
     // One block per parent: then the device hunts shares (difficulty 1)
@@ -226,7 +226,7 @@ fn blocks_are_recognised_on_an_easy_network() {
 #[test]
 fn wrong_answers_are_hardware_errors() {
     let mut rig = Rig::start(1, true, Duration::from_millis(20));
-    rig.work.publish(bench_job());
+    rig.work.publish(synthetic_job());
     let stats = rig.stats.clone();
     crate::common::wait_until("a hardware error", PATIENCE, || {
         stats.snapshot().devices[0].hw_errors > 0
@@ -241,12 +241,12 @@ fn wrong_answers_are_hardware_errors() {
 #[test]
 fn a_clean_job_reaches_every_device_within_one_batch() {
     let mut rig = Rig::start(2, false, Duration::from_millis(40));
-    rig.work.publish(bench_job());
+    rig.work.publish(synthetic_job());
     // Every device busy on the first job, a few batches in.
     crate::common::wait_until("batches of the first job", PATIENCE, || {
         rig.logs.iter().all(|log| log.lock().unwrap().len() >= 3)
     });
-    let mut second = bench_job();
+    let mut second = synthetic_job();
     second.time += 1000;
     let switched_at = Instant::now();
     let second = rig.work.publish(second);
@@ -284,7 +284,7 @@ fn a_clean_job_reaches_every_device_within_one_batch() {
 #[test]
 fn devices_never_hash_the_same_header_and_nonce() {
     let mut rig = Rig::start(2, false, Duration::from_millis(20));
-    let mut job = bench_job();
+    let mut job = synthetic_job();
     // A tiny nonce budget per work unit is not possible (2^32 always), so
     // check that work units differ between devices and ranges never overlap.
     job.extranonce2_size = 2;

@@ -113,7 +113,7 @@ pub enum NodeError {
     },
     /// The cookie file could not be read.
     #[error("the node's cookie file")]
-    Cookie(#[source] crate::files::FileError),
+    Cookie(#[source] crate::untrusted_files::FileError),
     /// The cookie file does not hold `USER:PASSWORD`.
     #[error("cookie file {path}: not USER:PASSWORD")]
     CookieFormat {
@@ -172,7 +172,8 @@ impl NodeRpc {
             RpcAuth::UserPass { user, password } => format!("{user}:{password}"),
             RpcAuth::Cookie(path) => {
                 // A cookie is one short line; a FIFO or a huge file is not one.
-                let text = crate::files::read_text(path, 4096).map_err(NodeError::Cookie)?;
+                let text =
+                    crate::untrusted_files::read_text(path, 4096).map_err(NodeError::Cookie)?;
                 let text = text.trim();
                 if !text.contains(':') || text.len() > 1024 {
                     return Err(NodeError::CookieFormat {

@@ -585,7 +585,7 @@ mod tests {
 
     #[test]
     fn submit_carries_rolled_version_bits() {
-        let mut job = crate::job::bench::bench_job();
+        let mut job = crate::job::synthetic::synthetic_job();
         job.version_mask = 0x1fffe000;
         job.id = "j1".into();
         let params = submit_params(

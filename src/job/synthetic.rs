@@ -16,12 +16,12 @@ use crate::stats::ShareResult;
 /// The benchmark job source. Every verified share counts as accepted: there
 /// is no pool to reject it, and the scheduler has already re-checked it.
 #[derive(Debug, Default)]
-pub struct BenchSource;
+pub struct SyntheticSource;
 
 /// The benchmark's job: mainnet-shaped (nBits of block 840,000, so no
 /// benchmark share is ever taken for a block), a difficulty-1 share target,
 /// a coinbase with room for 4 + 8 bytes of extranonce.
-pub fn bench_job() -> Job {
+pub fn synthetic_job() -> Job {
     let coinbase1 = hex_bytes(
         "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff2003a08601",
     );
@@ -55,13 +55,13 @@ fn hex_bytes(text: &str) -> Vec<u8> {
     hex::decode(text).unwrap_or_default()
 }
 
-impl JobSource for BenchSource {
+impl JobSource for SyntheticSource {
     fn name(&self) -> String {
         "bench".into()
     }
 
     fn run(&mut self, ctx: SourceContext) -> Result<(), JobSourceError> {
-        ctx.work.publish(bench_job());
+        ctx.work.publish(synthetic_job());
         ctx.stats.set_share_difficulty(Some(1.0));
         // Until the devices are done: what they found in their last batch
         // counts too.
@@ -81,8 +81,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bench_job_hex_is_valid() {
-        let job = bench_job();
+    fn synthetic_job_hex_is_valid() {
+        let job = synthetic_job();
         assert!(!job.coinbase1.is_empty());
         assert!(!job.coinbase2.is_empty());
     }

@@ -36,7 +36,7 @@ use crate::failure::Failure;
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// One mining run.
-pub struct Run {
+pub struct RigRun {
     pub devices: Vec<Box<dyn Device>>,
     pub source: Box<dyn JobSource>,
     pub stats: Arc<Stats>,
@@ -195,7 +195,7 @@ pub fn mine_from(
         run.found_blocks.display()
     );
     let stats = Arc::new(stats_for(&devices).with_pools(pools));
-    let outcome = self::run(Run {
+    let outcome = self::run(RigRun {
         devices,
         source,
         stats,
@@ -248,7 +248,7 @@ fn device_details(devices: &[Box<dyn Device>]) -> Vec<cgminer::DeviceDetails> {
 
 /// The scheduler's settings for these devices: controls (with the config
 /// file's per-device overrides applied), batch times, watchdog.
-fn scheduler_config(infos: &[DeviceInfo], pools: usize, run: &Run) -> SchedulerConfig {
+fn scheduler_config(infos: &[DeviceInfo], pools: usize, run: &RigRun) -> SchedulerConfig {
     let rig = &run.rig;
     let control = Arc::new(RigControl::new(infos.len(), pools));
     let mut device_batch_times = vec![None; infos.len()];
@@ -295,12 +295,12 @@ fn failed_devices(infos: &[DeviceInfo], control: &RigControl) -> String {
         .join("; ")
 }
 
-pub fn run(mut run: Run) -> anyhow::Result<Outcome> {
+pub fn run(mut run: RigRun) -> anyhow::Result<Outcome> {
     let devices = std::mem::take(&mut run.devices);
     let infos: Vec<DeviceInfo> = devices.iter().map(|d| d.info().clone()).collect();
     let details = device_details(&devices);
     let scheduler = scheduler_config(&infos, run.stats.snapshot().pools.len(), &run);
-    let Run {
+    let RigRun {
         source,
         stats,
         duration,
