@@ -396,12 +396,12 @@ impl Config {
         }
         fill(&mut args.device, &d.select);
         fill(&mut args.cpu_threads, &d.cpu_threads);
-        fill(&mut args.worksize, &d.worksize);
-        fill(&mut args.vectors, &d.vectors);
-        fill(&mut args.vulkan_nonces, &d.vulkan_nonces);
+        fill(&mut args.shape.worksize, &d.worksize);
+        fill(&mut args.shape.vectors, &d.vectors);
+        fill(&mut args.shape.vulkan_nonces, &d.vulkan_nonces);
         fill(&mut args.tuning_file, &d.tuning_file);
-        if args.kernel_variant.is_none() {
-            args.kernel_variant = d
+        if args.shape.kernel_variant.is_none() {
+            args.shape.kernel_variant = d
                 .kernel_variant
                 .as_deref()
                 .and_then(|v| VariantChoice::from_str(v, true).ok());

@@ -35,19 +35,8 @@ pub struct DeviceArgs {
     /// Use software Vulkan adapters (lavapipe, …) with `--backend all`.
     #[arg(long)]
     pub vulkan_cpu: bool,
-    /// Work-group size for GPU kernels (default per device).
-    #[arg(long, value_name = "N")]
-    pub worksize: Option<usize>,
-    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
-    #[arg(long, value_name = "N")]
-    pub vectors: Option<u32>,
-    /// Vulkan nonces per shader invocation.
-    #[arg(long, value_name = "N")]
-    pub vulkan_nonces: Option<u32>,
-    /// Kernel build (default auto: by the device's vendor, or a stored
-    /// tuning).
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    pub kernel_variant: Option<VariantChoice>,
+    #[command(flatten)]
+    pub shape: KernelShapeArgs,
     /// The tuning file `tune` writes and every command reads (default:
     /// $XDG_DATA_HOME/hashrig/tuning.json).
     #[arg(long, value_name = "FILE")]
@@ -64,6 +53,43 @@ impl DeviceArgs {
 /// The tuning file `given` (by flag or config key), else the default.
 pub fn tuning_path(given: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
     given.or_else(hashrig::backend::tuning::TuningFile::default_path)
+}
+
+/// The launch-shape flags: how a device runs its kernel. Shared by every
+/// command that opens devices (`scan` included), so each flag is declared,
+/// documented and checked once.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KernelShapeArgs {
+    /// Work-group size for GPU kernels (default per device).
+    #[arg(long, value_name = "N")]
+    pub worksize: Option<usize>,
+    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
+    #[arg(long, value_name = "N")]
+    pub vectors: Option<u32>,
+    /// Vulkan nonces per shader invocation.
+    #[arg(long, value_name = "N")]
+    pub vulkan_nonces: Option<u32>,
+    /// Kernel build (default auto: by the device's vendor, or a stored
+    /// tuning).
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    pub kernel_variant: Option<VariantChoice>,
+}
+
+impl KernelShapeArgs {
+    /// The library's launch-shape bounds, naming the flag.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use hashrig::backend::{check_nonces, check_vectors, check_worksize};
+        if let Some(v) = self.vectors {
+            check_vectors(v).context("--vectors")?;
+        }
+        if let Some(w) = self.worksize {
+            check_worksize(w as u64).context("--worksize")?;
+        }
+        if let Some(n) = self.vulkan_nonces {
+            check_nonces(n).context("--vulkan-nonces")?;
+        }
+        Ok(())
+    }
 }
 
 /// `--kernel-variant`: a build of the kernel, or `auto`.
@@ -205,16 +231,7 @@ fn cores() -> usize {
 impl DeviceArgs {
     /// Every check that needs no device: the selection, in order.
     pub fn check(&self) -> anyhow::Result<Option<Vec<DeviceSelector>>> {
-        use hashrig::backend::{check_nonces, check_vectors, check_worksize};
-        if let Some(v) = self.vectors {
-            check_vectors(v).context("--vectors")?;
-        }
-        if let Some(w) = self.worksize {
-            check_worksize(w as u64).context("--worksize")?;
-        }
-        if let Some(n) = self.vulkan_nonces {
-            check_nonces(n).context("--vulkan-nonces")?;
-        }
+        self.shape.check()?;
         match self.cpu_threads {
             Some(0) => bail!(
                 "--cpu-threads 0: must be at least 1 (to mine without the CPU, leave it out: it is off when GPUs mine)"
@@ -304,10 +321,10 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         devices: chosen,
         options: DeviceOptions {
             cpu_threads,
-            worksize: args.worksize,
-            vectors: args.vectors,
-            vulkan_nonces: args.vulkan_nonces,
-            kernel_variant: args.kernel_variant.and_then(VariantChoice::variant),
+            worksize: args.shape.worksize,
+            vectors: args.shape.vectors,
+            vulkan_nonces: args.shape.vulkan_nonces,
+            kernel_variant: args.shape.kernel_variant.and_then(VariantChoice::variant),
             cache_dir: None,
         },
     })

@@ -13,7 +13,8 @@ mod rig_services;
 mod solo;
 
 pub use devices::{
-    inventory, select_devices, tuning_path, BackendChoice, DeviceArgs, VariantChoice,
+    inventory, select_devices, tuning_path, BackendChoice, DeviceArgs, KernelShapeArgs,
+    VariantChoice,
 };
 pub use mine::{MineArgs, RunSettings};
 pub use rig_services::{RigArgs, RigSettings};
@@ -179,8 +180,9 @@ pub struct ScanArgs {
     /// 64 hex digits, most significant first (default: the header's nBits).
     #[arg(long, value_name = "HEX64")]
     pub target: Option<String>,
-    // Not `DeviceArgs` flattened: a scan runs one device, the CPU by
-    // default, software OpenCL and Vulkan devices included.
+    // Not all of `DeviceArgs`: a scan runs one device, the CPU by default,
+    // software OpenCL and Vulkan devices included. The shape flags are
+    // shared.
     /// The backend of the device that scans.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendChoice,
@@ -191,18 +193,8 @@ pub struct ScanArgs {
     /// CPU hashing threads (default: all cores).
     #[arg(long, value_name = "N")]
     pub cpu_threads: Option<usize>,
-    /// Work-group size for GPU kernels (default per device).
-    #[arg(long, value_name = "N")]
-    pub worksize: Option<usize>,
-    /// OpenCL nonces per work-item, as vector lanes: 1, 2, 4, 8 or 16.
-    #[arg(long, value_name = "N")]
-    pub vectors: Option<u32>,
-    /// Vulkan nonces per shader invocation.
-    #[arg(long, value_name = "N")]
-    pub vulkan_nonces: Option<u32>,
-    /// Kernel build (default auto: by the device's vendor).
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    pub kernel_variant: Option<VariantChoice>,
+    #[command(flatten)]
+    pub shape: KernelShapeArgs,
     /// One JSON object per line, per nonce found.
     #[arg(long)]
     pub json: bool,
@@ -308,10 +300,7 @@ impl ScanArgs {
             cpu_threads: self.cpu_threads,
             opencl_cpu: true,
             vulkan_cpu: true,
-            worksize: self.worksize,
-            vectors: self.vectors,
-            vulkan_nonces: self.vulkan_nonces,
-            kernel_variant: self.kernel_variant,
+            shape: self.shape.clone(),
             tuning_file: None,
         }
     }
