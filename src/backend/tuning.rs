@@ -84,13 +84,33 @@ pub enum TuningError {
     /// The tuning file cannot be read as it is.
     #[error("tuning file")]
     File(#[from] crate::untrusted_files::FileError),
-    /// The tuning file is not JSON of the expected shape, or holds a bad value.
-    #[error("tuning file {path}: {detail}")]
-    Invalid {
+    /// The tuning file is not JSON of the expected shape.
+    #[error("tuning file {path}: not a tuning document")]
+    Json {
         /// The tuning file.
         path: String,
-        /// What is wrong with it.
-        detail: String,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The tuning file was written by a hashrig of another format version.
+    #[error("tuning file {path}: version {version} (this hashrig writes {VERSION})")]
+    Version {
+        /// The tuning file.
+        path: String,
+        /// The version it holds.
+        version: u32,
+    },
+    /// A stored launch shape is out of the backend's bounds.
+    #[error("tuning file {path}: devices[{device}].{}", source.field())]
+    Shape {
+        /// The tuning file.
+        path: String,
+        /// The entry's position in `devices`.
+        device: usize,
+        /// Which bound it breaks.
+        #[source]
+        source: super::ShapeError,
     },
     /// The tuning file could not be written.
     #[error("tuning file {path}: could not write it")]
@@ -119,28 +139,29 @@ impl TuningFile {
     /// Reads the file; a missing one is empty. Every entry is checked as a
     /// flag would be: the file is ours, but anything on disk can be edited.
     pub fn load(path: &Path) -> Result<Self, TuningError> {
-        let invalid = |detail: String| TuningError::Invalid {
-            path: path.display().to_string(),
-            detail,
-        };
+        let path_text = || path.display().to_string();
         let text = match crate::untrusted_files::read_text(path, MAX_BYTES) {
             Ok(text) => text,
             Err(e) if e.is_not_found() => return Ok(TuningFile::empty(path)),
             Err(e) => return Err(e.into()),
         };
         let document: TuningDocument =
-            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            serde_json::from_str(&text).map_err(|source| TuningError::Json {
+                path: path_text(),
+                source,
+            })?;
         if document.version != VERSION {
-            return Err(invalid(format!(
-                "version {} (this hashrig writes {VERSION})",
-                document.version
-            )));
+            return Err(TuningError::Version {
+                path: path_text(),
+                version: document.version,
+            });
         }
-        for (i, tuning) in document.devices.iter().enumerate() {
-            tuning
-                .shape
-                .check()
-                .map_err(|e| invalid(format!("devices[{i}].{}: {e}", e.field())))?;
+        for (device, tuning) in document.devices.iter().enumerate() {
+            tuning.shape.check().map_err(|source| TuningError::Shape {
+                path: path_text(),
+                device,
+                source,
+            })?;
         }
         Ok(TuningFile {
             path: path.to_path_buf(),
@@ -194,9 +215,9 @@ impl TuningFile {
             devices: self.entries.clone(),
         };
         let mut text =
-            serde_json::to_string_pretty(&document).map_err(|e| TuningError::Invalid {
+            serde_json::to_string_pretty(&document).map_err(|source| TuningError::Json {
                 path: self.path.display().to_string(),
-                detail: e.to_string(),
+                source,
             })?;
         text.push('\n');
         crate::untrusted_files::replace(&self.path, text.as_bytes()).map_err(write)
@@ -302,7 +323,7 @@ mod tests {
             ("\"nvidia\"", "\"cuda\"", "unknown variant"),
         ] {
             std::fs::write(&path, text.replace(from, to)).unwrap();
-            let err = TuningFile::load(&path).unwrap_err().to_string();
+            let err = crate::error_chain::Chain(&TuningFile::load(&path).unwrap_err()).to_string();
             assert!(err.contains(want) && err.contains("tuning.json"), "{err}");
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();

@@ -7,6 +7,7 @@
 
 mod carry;
 pub mod client;
+mod drain;
 mod end;
 pub mod messages;
 pub mod options;

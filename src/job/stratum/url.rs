@@ -72,11 +72,12 @@ pub enum PoolUrlError {
         url: String,
     },
     /// A V2 address whose authority key is bad.
-    #[error("pool {url:?}: {reason}")]
+    #[error("pool {url:?}")]
     AuthorityKey {
         /// The address given.
         url: String,
         /// What is wrong with the key.
+        #[source]
         reason: AuthorityKeyError,
     },
 }

@@ -29,12 +29,14 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::carry::{Carry, Optional};
+use super::drain::{drain, Draining};
 use super::end::{redirect, wait_failback, End};
 use super::messages::{Notify, ServerMessage, Session, SubscribeResult};
 use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, Incoming, Reply};
 use super::tracking::{Awaiting, RecentJobs};
 use super::transport::{Line, PoolLines, MAX_LINE};
+use crate::found::Found;
 use crate::job::source::SourceContext;
 use crate::job::{Origin, SourceKind};
 use crate::pow::target::{share_target, DIFF1_TARGET};
@@ -217,20 +219,7 @@ impl<'a> Connection<'a> {
                 .stop_deadline()
                 .unwrap_or_else(|| Instant::now() + self.ctx.grace);
             let sink = self.ctx.found.clone();
-            let mut devices_done = false;
-            while !(devices_done && self.submits.is_empty()) {
-                let step = tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => break,
-                    found = sink.next(), if !devices_done => match found {
-                        Some(found) => self.on_found(found).await,
-                        None => { devices_done = true; Ok(()) }
-                    },
-                    line = self.lines.next() => self.on_line(line).await,
-                };
-                if step.is_err() {
-                    break;
-                }
-            }
+            drain(&mut self, &sink, deadline).await;
         }
         let shutdown = matches!(end, End::Shutdown);
         self.submits
@@ -482,5 +471,26 @@ impl<'a> Connection<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Draining for Connection<'_> {
+    type Incoming = Option<Result<Line, std::io::Error>>;
+
+    async fn next_incoming(&mut self) -> Self::Incoming {
+        // StreamExt::next on a framed reader is cancel-safe.
+        self.lines.next().await
+    }
+
+    async fn handle_incoming(&mut self, line: Self::Incoming) -> Result<(), End> {
+        self.on_line(line).await
+    }
+
+    async fn submit_found(&mut self, found: Found) -> Result<(), End> {
+        self.on_found(found).await
+    }
+
+    fn awaiting_answers(&self) -> bool {
+        !self.submits.is_empty()
     }
 }

@@ -20,12 +20,13 @@ pub struct AuthorityKey([u8; 32]);
 #[non_exhaustive]
 pub enum AuthorityKeyError {
     /// Not base58check.
-    #[error("authority key {key:?} is not base58check: {reason}")]
+    #[error("authority key {key:?} is not base58check")]
     Base58 {
         /// The key text given.
         key: String,
         /// The base58check decoder's complaint.
-        reason: String,
+        #[source]
+        source: bitcoin::base58::Error,
     },
     /// Not 34 bytes.
     #[error("authority key {key:?} holds {len} bytes, not 34 (version and x-only key)")]
@@ -62,11 +63,8 @@ impl FromStr for AuthorityKey {
 
     fn from_str(text: &str) -> Result<Self, AuthorityKeyError> {
         let key = || text.chars().take(120).collect::<String>();
-        let decoded =
-            bitcoin::base58::decode_check(text).map_err(|e| AuthorityKeyError::Base58 {
-                key: key(),
-                reason: e.to_string(),
-            })?;
+        let decoded = bitcoin::base58::decode_check(text)
+            .map_err(|source| AuthorityKeyError::Base58 { key: key(), source })?;
         let (version, point) = match decoded.as_slice() {
             [v0, v1, point @ ..] if point.len() == 32 => (u16::from_le_bytes([*v0, *v1]), point),
             _ => {

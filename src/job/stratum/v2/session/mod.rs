@@ -27,10 +27,12 @@ use tokio::sync::oneshot;
 
 use super::connect::{connect, setup_connection};
 use super::messages::{NewPrevHash, PoolMessage};
-use super::transport::{Link, LinkError};
+use super::transport::{Frame, Link, LinkError};
 use crate::error_chain::Chain;
+use crate::found::Found;
 use crate::job::source::SourceContext;
 use crate::job::stratum::carry::{Carry, Optional};
+use crate::job::stratum::drain::{drain, Draining};
 use crate::job::stratum::end::{redirect, wait_failback, End};
 use crate::job::stratum::options::{PoolConfig, StratumOptions, Sv2Channel};
 use crate::job::stratum::tracking::{Awaiting, RecentJobs};
@@ -449,31 +451,41 @@ impl<'a> Session<'a> {
                 .stop_deadline()
                 .unwrap_or_else(|| Instant::now() + self.ctx.grace);
             let sink = self.ctx.found.clone();
-            let mut devices_done = false;
-            while !(devices_done && self.submits.is_empty()) {
-                let step = tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => break,
-                    found = sink.next(), if !devices_done => match found {
-                        Some(found) => self.on_found(found).await,
-                        None => { devices_done = true; Ok(()) }
-                    },
-                    frame = self.link.incoming.recv() => match frame {
-                        Some(Ok(frame)) => match PoolMessage::try_from(frame) {
-                            Ok(message) => self.on_message(message).await,
-                            Err(_) => Ok(()),
-                        },
-                        _ => Err(End::Shutdown),
-                    },
-                };
-                if step.is_err() {
-                    break;
-                }
-            }
+            drain(&mut self, &sink, deadline).await;
         }
         let shutdown = matches!(end, End::Shutdown);
         self.submits
             .settle(shutdown, self.ctx, self.pool_index, self.carry);
         end
+    }
+}
+
+impl Draining for Session<'_> {
+    type Incoming = Option<Result<Frame, LinkError>>;
+
+    async fn next_incoming(&mut self) -> Self::Incoming {
+        // mpsc::Receiver::recv is cancel-safe.
+        self.link.incoming.recv().await
+    }
+
+    async fn handle_incoming(&mut self, frame: Self::Incoming) -> Result<(), End> {
+        match frame {
+            Some(Ok(frame)) => match PoolMessage::try_from(frame) {
+                Ok(message) => self.on_message(message).await,
+                // Past shutdown, a bad frame is not worth a count.
+                Err(_) => Ok(()),
+            },
+            // The link is gone: nothing more will be answered.
+            _ => Err(End::Shutdown),
+        }
+    }
+
+    async fn submit_found(&mut self, found: Found) -> Result<(), End> {
+        self.on_found(found).await
+    }
+
+    fn awaiting_answers(&self) -> bool {
+        !self.submits.is_empty()
     }
 }
 
