@@ -69,8 +69,8 @@ pub struct KernelShapeArgs {
     /// Vulkan nonces per shader invocation.
     #[arg(long, value_name = "N")]
     pub vulkan_nonces: Option<u32>,
-    /// Kernel build (default auto: by the device's vendor, or a stored
-    /// tuning).
+    /// Kernel build (default auto: a stored tuning where `mine`, `solo` or
+    /// `bench` has one, else by the device's vendor).
     #[arg(long, value_enum, value_name = "VARIANT")]
     pub kernel_variant: Option<VariantChoice>,
 }

@@ -2,6 +2,7 @@
 //! (found while the node was down, or still unsubmitted when the miner
 //! stopped), sent to a node, each answer appended to the file.
 
+use hashrig::error_chain::Chain;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<Exi
         let hex = match read_block(file, block) {
             Ok(hex) => hex,
             Err(e) => {
-                tracing::warn!("{}: {e}; skipped", block.hash);
+                tracing::warn!("{}: {}; skipped", block.hash, Chain(&e));
                 continue;
             }
         };

@@ -38,7 +38,7 @@ pub fn run(args: &TuneArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         Ok(file) => file,
         // --reset is how a damaged file is cleared.
         Err(e) if args.reset => {
-            tracing::warn!("{e}: replaced");
+            tracing::warn!("{}: replaced", Chain(&e));
             TuningFile::empty(&path)
         }
         Err(e) => return Err(e.into()),
