@@ -50,53 +50,10 @@ use serde::{Deserialize, Serialize};
 use super::devices::MAX_DEVICE_INDEX;
 use super::mine::RunArgs;
 use super::rig_services::{DeviceOverride, RigArgs};
+use super::terms::Terms;
 use super::{
     defaults, BackendChoice, Command, DeviceArgs, MineArgs, NodeArgs, SoloArgs, VariantChoice,
 };
-
-/// Each flag and the config key that sets it, for errors found by the
-/// flags' checks in a config file's values. Longer flags first: `--pool`
-/// is a prefix of `--pool-cert-sha256`.
-const FLAG_KEYS: &[(&str, &str)] = &[
-    ("--pool-cert-sha256", "pool.cert_sha256"),
-    ("--max-submit-rate", "stratum.max_submit_rate"),
-    ("--min-difficulty", "stratum.min_difficulty"),
-    ("--shutdown-grace", "shutdown_grace"),
-    ("--vulkan-nonces", "devices.vulkan_nonces"),
-    ("--found-blocks", "found_blocks"),
-    ("--coinbase-sig", "solo.coinbase_sig"),
-    ("--temp-target", "thermal.temp_target"),
-    ("--temp-cutoff", "thermal.temp_cutoff"),
-    ("--power-watts", "power.watts"),
-    ("--cpu-threads", "devices.cpu_threads"),
-    ("--rpc-cookie", "solo.rpc_cookie"),
-    ("--kwh-price", "power.kwh_price"),
-    ("--kernel-variant", "devices.kernel_variant"),
-    ("--tuning-file", "devices.tuning_file"),
-    ("--worksize", "devices.worksize"),
-    ("--cgminer-api-allow", "cgminer_api.allow"),
-    ("--cgminer-api", "cgminer_api.bind"),
-    ("--api-bind", "api.bind"),
-    ("--api-keys", "api.keys_file"),
-    ("--batch-ms", "devices.batch_ms"),
-    ("--rpc-user", "solo.rpc_user"),
-    ("--rpc-pass", "solo.rpc_pass"),
-    ("--rpc-url", "solo.rpc_url"),
-    ("--address", "solo.address"),
-    ("--vectors", "devices.vectors"),
-    ("--device", "devices.select"),
-    ("--pool", "pool.url"),
-    ("--user", "pool.user"),
-];
-
-/// An error from the flags' checks, naming the config keys instead.
-fn in_config_terms(error: anyhow::Error) -> anyhow::Error {
-    let mut text = format!("{error:#}");
-    for (flag, key) in FLAG_KEYS {
-        text = text.replace(flag, key);
-    }
-    anyhow::anyhow!(text)
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +171,18 @@ pub fn default_path() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
+/// The config file given, else the default one when it exists.
+pub fn load_given_or_default(given: Option<&Path>) -> anyhow::Result<Option<Config>> {
+    match (given, default_path()) {
+        (Some(path), _) => Ok(Some(load(path)?)),
+        (None, Some(path)) => {
+            tracing::info!("config: {}", path.display());
+            Ok(Some(load(&path)?))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// Config files are small; anything bigger is not one.
 const MAX_CONFIG: u64 = 1 << 20;
 
@@ -308,18 +277,16 @@ impl Config {
             bail!("internal: no mine command");
         };
         self.apply_mine(&mut mine, &matches);
-        let checked = mine
-            .devices
-            .check()
-            .and_then(|_| mine.run.settings())
-            .and_then(|_| mine.rig.check_values())
-            .and_then(|_| mine.stratum());
-        checked.map_err(in_config_terms)?;
+        let terms = Terms::Config;
+        mine.devices.settings(terms)?;
+        mine.run.settings(terms)?;
+        mine.rig.check_values(terms)?;
+        mine.stratum(terms)?;
         let (Command::Solo(mut solo), matches) = defaults("solo")? else {
             bail!("internal: no solo command");
         };
         self.apply_solo(&mut solo, &matches);
-        solo.check().map_err(in_config_terms)?;
+        solo.check(terms)?;
         Ok(())
     }
 
@@ -330,7 +297,7 @@ impl Config {
     pub fn check_as_start(&self) -> anyhow::Result<()> {
         let mut rig = RigArgs::default();
         self.fill_rig(&mut rig);
-        rig.check().map_err(in_config_terms)?;
+        rig.check(Terms::Config)?;
         if let Some(keys) = &rig.api_keys {
             hashrig::api::keys::KeyStore::load(keys).context("api.keys_file")?;
         }
@@ -394,7 +361,10 @@ impl Config {
                 args.backend = b;
             }
         }
-        fill(&mut args.device, &d.select);
+        if args.device.is_none() && d.select.is_some() {
+            args.device.clone_from(&d.select);
+            args.select_from_config = true;
+        }
         fill(&mut args.cpu_threads, &d.cpu_threads);
         fill(&mut args.shape.worksize, &d.worksize);
         fill(&mut args.shape.vectors, &d.vectors);
@@ -603,12 +573,32 @@ kwh_price = 0.12
                 "device[0].index 18446744073709551615",
             ),
             ("[solo]\nrpc_url = \"ftp://node\"\n", "solo.rpc_url"),
-            ("[solo]\ncoinbase_sig = \"{}\"\n", "solo.coinbase_sig"),
+            ("[solo]\ncoinbase_sig = \"{81}\"\n", "solo.coinbase_sig"),
             ("[devices]\nbatch_ms = 0\n", "devices.batch_ms 0"),
+            (
+                "[solo]\nrpc_url = \"http://n:8332\"\nrpc_user = \"u\"\n",
+                "solo.rpc_user: needs solo.rpc_pass",
+            ),
+            (
+                "[cgminer_api]\nallow = \"W:127.0.0.1/32\"\n",
+                "cgminer_api.allow: needs cgminer_api.bind",
+            ),
+            (
+                "[thermal]\ntemp_target = 90\ntemp_cutoff = 80\n",
+                "thermal.temp_cutoff 80: must be above thermal.temp_target 90",
+            ),
+            (
+                "[[pool]]\nurl = \"stratum+tcp://p:3333\"\nuser = \"{300}\"\n",
+                "pool.user",
+            ),
         ] {
-            let text = text.replace("{}", &"x".repeat(81));
+            let text = text
+                .replace("{81}", &"x".repeat(81))
+                .replace("{300}", &"x".repeat(300));
             let err = format!("{:#}", parse(&text).unwrap_err());
             assert!(err.contains(named), "{text}: {err}");
+            // Checked as a file, the error speaks the file's terms only.
+            assert!(!err.contains("--"), "{text}: {err}");
         }
     }
 

@@ -1,10 +1,14 @@
 //! The device flags every mining command shares, and the selection they
 //! make from what is installed.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory, KernelVariant};
+
+use super::terms::{self, Terms};
 
 /// Which backends to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,18 +44,15 @@ pub struct DeviceArgs {
     /// The tuning file `tune` writes and every command reads (default:
     /// $XDG_DATA_HOME/hashrig/tuning.json).
     #[arg(long, value_name = "FILE")]
-    pub tuning_file: Option<std::path::PathBuf>,
-}
-
-impl DeviceArgs {
-    /// The tuning file: the flag's (or config key's), else the default.
-    pub fn tuning_path(&self) -> Option<std::path::PathBuf> {
-        tuning_path(self.tuning_file.clone())
-    }
+    pub tuning_file: Option<PathBuf>,
+    /// Whether `device` came from the config file (`devices.select`), so
+    /// that a selection the installed devices refuse is named as given.
+    #[arg(skip)]
+    pub select_from_config: bool,
 }
 
 /// The tuning file `given` (by flag or config key), else the default.
-pub fn tuning_path(given: Option<std::path::PathBuf>) -> Option<std::path::PathBuf> {
+pub fn tuning_path(given: Option<PathBuf>) -> Option<PathBuf> {
     given.or_else(hashrig::backend::tuning::TuningFile::default_path)
 }
 
@@ -75,20 +76,35 @@ pub struct KernelShapeArgs {
     pub kernel_variant: Option<VariantChoice>,
 }
 
+/// Validated [`KernelShapeArgs`]: what the operator fixed of each
+/// device's launch shape (the rest is the device's default or tuning).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelShape {
+    pub worksize: Option<usize>,
+    pub vectors: Option<u32>,
+    pub vulkan_nonces: Option<u32>,
+    pub kernel_variant: Option<KernelVariant>,
+}
+
 impl KernelShapeArgs {
-    /// The library's launch-shape bounds, naming the flag.
-    pub fn check(&self) -> anyhow::Result<()> {
+    /// Checked against the library's launch-shape bounds.
+    pub fn settings(&self, terms: Terms) -> anyhow::Result<KernelShape> {
         use hashrig::backend::{check_nonces, check_vectors, check_worksize};
         if let Some(v) = self.vectors {
-            check_vectors(v).context("--vectors")?;
+            check_vectors(v).context(terms.name(terms::VECTORS))?;
         }
         if let Some(w) = self.worksize {
-            check_worksize(w as u64).context("--worksize")?;
+            check_worksize(w as u64).context(terms.name(terms::WORKSIZE))?;
         }
         if let Some(n) = self.vulkan_nonces {
-            check_nonces(n).context("--vulkan-nonces")?;
+            check_nonces(n).context(terms.name(terms::VULKAN_NONCES))?;
         }
-        Ok(())
+        Ok(KernelShape {
+            worksize: self.worksize,
+            vectors: self.vectors,
+            vulkan_nonces: self.vulkan_nonces,
+            kernel_variant: self.kernel_variant.and_then(VariantChoice::variant),
+        })
     }
 }
 
@@ -131,7 +147,7 @@ impl BackendChoice {
     }
 }
 
-/// Validated device choices.
+/// The devices chosen from those installed, and how to open them.
 #[derive(Debug, Clone)]
 pub struct DeviceSettings {
     pub devices: Vec<DeviceInfo>,
@@ -157,9 +173,18 @@ fn parse_pci(text: &str) -> Option<String> {
     hashrig::backend::pci::normalize(text.strip_prefix("pci:")?)
 }
 
+/// A checked device selection, and the name it was given under (the flag
+/// or the config key), for the errors of matching it to what is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub selectors: Vec<DeviceSelector>,
+    named: &'static str,
+}
+
 /// Parses `--device 0,2,pci:0000:0a:00.0`.
-fn parse_selection(text: &str) -> anyhow::Result<Vec<DeviceSelector>> {
-    text.split(',')
+fn parse_selection(text: &str, named: &'static str) -> anyhow::Result<Selection> {
+    let selectors = text
+        .split(',')
         .map(|part| {
             let part = part.trim();
             if let Some(id) = parse_pci(part) {
@@ -168,32 +193,34 @@ fn parse_selection(text: &str) -> anyhow::Result<Vec<DeviceSelector>> {
             match part.parse::<usize>() {
                 Ok(i) if i <= MAX_DEVICE_INDEX => Ok(DeviceSelector::Index(i)),
                 _ => bail!(
-                    "--device {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them) or a PCI bus id (pci:0000:0a:00.0)"
+                    "{named} {text:?}: {part:?} is not a device index (0 to {MAX_DEVICE_INDEX}, as `hashrig devices` numbers them) or a PCI bus id (pci:0000:0a:00.0)"
                 ),
             }
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Selection { selectors, named })
 }
 
 /// The inventory indexes a selection names, each checked against the
 /// backends asked for. A PCI bus id names a card: with `--backend all` it
 /// is mined through OpenCL when both APIs list it (one card, one API).
 fn resolve_selection(
-    selection: &[DeviceSelector],
+    selection: &Selection,
     inventory: &Inventory,
     backend: BackendChoice,
 ) -> anyhow::Result<Vec<usize>> {
+    let named = selection.named;
     let wanted = backend.backends();
     let backend_name = backend
         .to_possible_value()
         .map_or("?".into(), |v| v.get_name().to_owned());
     let mut indexes = Vec::new();
-    for selector in selection {
+    for selector in &selection.selectors {
         match selector {
             DeviceSelector::Index(i) => match inventory.devices.iter().find(|d| d.index == *i) {
-                None => bail!("--device {i}: no such device (see `hashrig devices`)"),
+                None => bail!("{named} {i}: no such device (see `hashrig devices`)"),
                 Some(d) if !wanted.contains(&d.backend) => bail!(
-                    "--device {i}: {} is not a device of --backend {backend_name}",
+                    "{named} {i}: {} is not a device of backend {backend_name}",
                     d.label()
                 ),
                 Some(_) => indexes.push(*i),
@@ -205,14 +232,14 @@ fn resolve_selection(
                     .filter(|d| d.pci_bus_id.as_deref() == Some(id.as_str()))
                     .collect();
                 if on_bus.is_empty() {
-                    bail!("--device pci:{id}: no device with that PCI bus id (`hashrig devices --json` shows them)");
+                    bail!("{named} pci:{id}: no device with that PCI bus id (`hashrig devices --json` shows them)");
                 }
                 let mut matched: Vec<&DeviceInfo> = on_bus
                     .into_iter()
                     .filter(|d| wanted.contains(&d.backend))
                     .collect();
                 if matched.is_empty() {
-                    bail!("--device pci:{id}: not a device of --backend {backend_name}");
+                    bail!("{named} pci:{id}: not a device of backend {backend_name}");
                 }
                 if matched.iter().any(|d| d.backend == Backend::OpenCl) {
                     matched.retain(|d| d.backend != Backend::Vulkan);
@@ -228,20 +255,55 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Validated [`DeviceArgs`]: what to look for among the installed
+/// devices (which are not looked at until the command runs).
+#[derive(Debug, Clone)]
+pub struct DeviceChoice {
+    pub backend: BackendChoice,
+    pub selection: Option<Selection>,
+    /// As given; the default depends on what else mines.
+    pub cpu_threads: Option<usize>,
+    pub opencl_cpu: bool,
+    pub vulkan_cpu: bool,
+    pub shape: KernelShape,
+    /// The tuning file: the one given, else the default (none when there
+    /// is no data directory).
+    pub tuning_file: Option<PathBuf>,
+}
+
 impl DeviceArgs {
-    /// Every check that needs no device: the selection, in order.
-    pub fn check(&self) -> anyhow::Result<Option<Vec<DeviceSelector>>> {
-        self.shape.check()?;
+    /// Every check that needs no device.
+    pub fn settings(&self, terms: Terms) -> anyhow::Result<DeviceChoice> {
+        let shape = self.shape.settings(terms)?;
+        let threads = terms.name(terms::CPU_THREADS);
         match self.cpu_threads {
             Some(0) => bail!(
-                "--cpu-threads 0: must be at least 1 (to mine without the CPU, leave it out: it is off when GPUs mine)"
+                "{threads} 0: must be at least 1 (to mine without the CPU, leave it out: it is off when GPUs mine)"
             ),
             Some(n) if n > 4 * cores() => {
-                bail!("--cpu-threads {n}: more than 4× the {} cores here", cores())
+                bail!("{threads} {n}: more than 4× the {} cores here", cores())
             }
             _ => {}
         }
-        self.device.as_deref().map(parse_selection).transpose()
+        let select_terms = if self.select_from_config {
+            Terms::Config
+        } else {
+            terms
+        };
+        let selection = self
+            .device
+            .as_deref()
+            .map(|text| parse_selection(text, select_terms.name(terms::DEVICE)))
+            .transpose()?;
+        Ok(DeviceChoice {
+            backend: self.backend,
+            selection,
+            cpu_threads: self.cpu_threads,
+            opencl_cpu: self.opencl_cpu,
+            vulkan_cpu: self.vulkan_cpu,
+            shape,
+            tuning_file: tuning_path(self.tuning_file.clone()),
+        })
     }
 }
 
@@ -249,8 +311,8 @@ impl DeviceArgs {
 /// `--device` are the ones `hashrig devices` prints, which number every
 /// backend's devices, so then every backend is listed (and `select_devices`
 /// keeps the asked-for backend's); without, only the asked-for backends.
-pub fn inventory(args: &DeviceArgs) -> Inventory {
-    if args.device.is_some() {
+pub fn inventory(args: &DeviceChoice) -> Inventory {
+    if args.selection.is_some() {
         hashrig::backend::enumerate(&BackendChoice::All.backends())
     } else {
         hashrig::backend::enumerate(&args.backend.backends())
@@ -258,8 +320,10 @@ pub fn inventory(args: &DeviceArgs) -> Inventory {
 }
 
 /// Chooses the devices to run from what is installed.
-pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Result<DeviceSettings> {
-    let selection = args.check()?;
+pub fn select_devices(
+    args: &DeviceChoice,
+    inventory: &Inventory,
+) -> anyhow::Result<DeviceSettings> {
     let wanted = args.backend.backends();
     let mut chosen: Vec<DeviceInfo> = inventory
         .devices
@@ -267,8 +331,8 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
         .filter(|d| wanted.contains(&d.backend))
         .cloned()
         .collect();
-    if let Some(selection) = selection {
-        let indexes = resolve_selection(&selection, inventory, args.backend)?;
+    if let Some(selection) = &args.selection {
+        let indexes = resolve_selection(selection, inventory, args.backend)?;
         chosen.retain(|d| indexes.contains(&d.index));
     } else if args.backend == BackendChoice::All {
         // Software devices would fight the CPU backend for cores.
@@ -324,7 +388,7 @@ pub fn select_devices(args: &DeviceArgs, inventory: &Inventory) -> anyhow::Resul
             worksize: args.shape.worksize,
             vectors: args.shape.vectors,
             vulkan_nonces: args.shape.vulkan_nonces,
-            kernel_variant: args.shape.kernel_variant.and_then(VariantChoice::variant),
+            kernel_variant: args.shape.kernel_variant,
             cache_dir: None,
         },
     })
@@ -371,7 +435,9 @@ mod tests {
         ] {
             assert_eq!(parse_pci(bad), None, "{bad}");
         }
-        let err = parse_selection("0,pci:0a:00").unwrap_err().to_string();
+        let err = parse_selection("0,pci:0a:00", "--device")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("\"pci:0a:00\"") && err.contains("PCI bus id"),
             "{err}"
@@ -394,7 +460,11 @@ mod tests {
             notes: Vec::new(),
         };
         let pick = |text: &str, backend| {
-            resolve_selection(&parse_selection(text).unwrap(), &inventory, backend)
+            resolve_selection(
+                &parse_selection(text, "devices.select").unwrap(),
+                &inventory,
+                backend,
+            )
         };
         assert_eq!(pick("pci:0a:00.0", BackendChoice::All).unwrap(), [2]);
         assert_eq!(
@@ -410,12 +480,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("pci:0000:0b:00.0") && err.contains("no device"),
+            err.contains("devices.select pci:0000:0b:00.0") && err.contains("no device"),
             "{err}"
         );
         let err = pick("pci:0a:00.0", BackendChoice::Cpu)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not a device of --backend cpu"), "{err}");
+        assert!(err.contains("not a device of backend cpu"), "{err}");
     }
 }

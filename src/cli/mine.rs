@@ -12,6 +12,8 @@ use hashrig::job::stratum::transport::parse_fingerprint;
 use hashrig::job::stratum::{PoolConfig, PoolUrl, StratumOptions, StratumTimeouts, Sv2Channel};
 use hashrig::scheduler::DEFAULT_SHUTDOWN_GRACE;
 
+use super::devices::DeviceChoice;
+use super::terms::{self, Terms};
 use super::DeviceArgs;
 
 /// Flags shared by the long-running mining modes.
@@ -49,7 +51,7 @@ pub struct RunSettings {
 }
 
 impl RunArgs {
-    pub fn settings(&self) -> anyhow::Result<RunSettings> {
+    pub fn settings(&self, terms: Terms) -> anyhow::Result<RunSettings> {
         let duration = match self.duration {
             None => None,
             Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 * 3650.0 => {
@@ -57,21 +59,23 @@ impl RunArgs {
             }
             Some(s) => bail!("--duration {s}: must be a positive number of seconds"),
         };
-        if !(1..=60_000).contains(&self.batch_ms) {
-            bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);
-        }
+        let batch_time = batch_time(self.batch_ms, terms)?;
         let found_blocks = match &self.found_blocks {
             Some(p) => p.clone(),
-            None => FoundBlockLog::default_path()
-                .context("no data directory for the found-blocks file; give --found-blocks FILE")?,
+            None => FoundBlockLog::default_path().with_context(|| {
+                format!(
+                    "no data directory for the found-blocks file; give {}",
+                    terms.wanted(terms::FOUND_BLOCKS)
+                )
+            })?,
         };
         let shutdown_grace = match self.shutdown_grace {
             None => DEFAULT_SHUTDOWN_GRACE,
-            Some(s) => seconds("--shutdown-grace", s, 600.0)?,
+            Some(s) => seconds(terms.name(terms::SHUTDOWN_GRACE), s, 600.0)?,
         };
         Ok(RunSettings {
             duration,
-            batch_time: Duration::from_millis(self.batch_ms),
+            batch_time,
             json: self.json,
             found_blocks,
             shutdown_grace,
@@ -140,9 +144,21 @@ pub struct MineArgs {
 /// Validated `mine` settings.
 #[derive(Debug, Clone)]
 pub struct MineSettings {
+    pub devices: DeviceChoice,
     pub run: RunSettings,
     pub rig: super::RigSettings,
     pub stratum: StratumOptions,
+}
+
+/// `--batch-ms`, checked (bench, mine and solo share it).
+pub(super) fn batch_time(ms: u64, terms: Terms) -> anyhow::Result<Duration> {
+    if !(1..=60_000).contains(&ms) {
+        bail!(
+            "{} {ms}: must be between 1 and 60000",
+            terms.name(terms::BATCH_MS)
+        );
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 fn seconds(flag: &str, value: f64, max: f64) -> anyhow::Result<Duration> {
@@ -158,39 +174,54 @@ fn paired(list: &[String], index: usize) -> Option<&str> {
 }
 
 impl MineArgs {
+    /// The settings of a start: the flags with the config file under them.
     pub fn settings(&self) -> anyhow::Result<MineSettings> {
         if self.pools.is_empty() {
             bail!("no pool: give --pool URL --user WORKER, or [[pool]] entries in the config file");
         }
-        let stratum = self.stratum()?;
-        let run = self.run.settings()?;
-        let rig = self.rig.settings()?;
-        Ok(MineSettings { run, rig, stratum })
+        let terms = Terms::Flags;
+        let devices = self.devices.settings(terms)?;
+        let stratum = self.stratum(terms)?;
+        let run = self.run.settings(terms)?;
+        let rig = self.rig.settings(terms)?;
+        Ok(MineSettings {
+            devices,
+            run,
+            rig,
+            stratum,
+        })
     }
 
     /// The pools (none is not an error here) and Stratum options, checked.
-    pub fn stratum(&self) -> anyhow::Result<StratumOptions> {
+    pub fn stratum(&self, terms: Terms) -> anyhow::Result<StratumOptions> {
+        let user_named = terms.name(terms::USER);
         if self.users.is_empty() && !self.pools.is_empty() {
-            bail!("--user: the worker name is needed (usually WALLET.WORKER)");
+            bail!("{user_named}: the worker name is needed (usually WALLET.WORKER)");
         }
         if self.pools.len() > 16 {
-            bail!("--pool: at most 16 pools, {} given", self.pools.len());
+            bail!(
+                "{}: at most 16 pools, {} given",
+                terms.name(terms::POOL),
+                self.pools.len()
+            );
         }
+        let cert_named = terms.name(terms::POOL_CERT);
         let mut pools = Vec::new();
         for (i, text) in self.pools.iter().enumerate() {
-            let url: PoolUrl = text.parse()?;
+            let url: PoolUrl = text.parse().context(terms.name(terms::POOL))?;
             let user = paired(&self.users, i).unwrap_or_default().to_owned();
             if user.is_empty() || user.len() > 256 {
-                bail!("--user {user:?}: must be 1 to 256 characters");
+                bail!("{user_named} {user:?}: must be 1 to 256 characters");
             }
-            let cert_fingerprint = match self.fingerprints.get(i).map(String::as_str) {
-                None | Some("-") => None,
-                Some(hex) => Some(parse_fingerprint(hex).with_context(|| {
-                    format!("--pool-cert-sha256 {hex:?}: not 64 hexadecimal digits")
-                })?),
-            };
+            let cert_fingerprint =
+                match self.fingerprints.get(i).map(String::as_str) {
+                    None | Some("-") => None,
+                    Some(hex) => Some(parse_fingerprint(hex).with_context(|| {
+                        format!("{cert_named} {hex:?}: not 64 hexadecimal digits")
+                    })?),
+                };
             if cert_fingerprint.is_some() && !url.tls {
-                bail!("--pool-cert-sha256 for {url}: only stratum+ssl/tls pools have certificates");
+                bail!("{cert_named} for {url}: only stratum+ssl/tls pools have certificates");
             }
             pools.push(PoolConfig {
                 url,
@@ -206,11 +237,17 @@ impl MineArgs {
         }
         let min_difficulty = self.min_difficulty.unwrap_or(DEFAULT_MIN_DIFFICULTY);
         if !(min_difficulty.is_finite() && min_difficulty > 0.0) {
-            bail!("--min-difficulty {min_difficulty}: must be a positive number");
+            bail!(
+                "{} {min_difficulty}: must be a positive number",
+                terms.name(terms::MIN_DIFFICULTY)
+            );
         }
         let max_submit_rate = self.max_submit_rate.unwrap_or(DEFAULT_MAX_SUBMIT_RATE);
         if !(max_submit_rate.is_finite() && (0.01..=100_000.0).contains(&max_submit_rate)) {
-            bail!("--max-submit-rate {max_submit_rate}: must be between 0.01 and 100000 shares a second");
+            bail!(
+                "{} {max_submit_rate}: must be between 0.01 and 100000 shares a second",
+                terms.name(terms::MAX_SUBMIT_RATE)
+            );
         }
         let mut stratum = StratumOptions::new(pools);
         stratum.min_difficulty = min_difficulty;

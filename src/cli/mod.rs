@@ -8,17 +8,21 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 
 pub mod config;
 mod devices;
+mod invocation;
 mod mine;
 mod rig_services;
 mod solo;
+mod terms;
 
 pub use devices::{
-    inventory, select_devices, tuning_path, BackendChoice, DeviceArgs, KernelShapeArgs,
+    inventory, select_devices, BackendChoice, DeviceArgs, DeviceChoice, KernelShapeArgs,
     VariantChoice,
 };
-pub use mine::{MineArgs, RunSettings};
+pub use invocation::{DevicesSettings, FoundBlocksSettings, Invocation};
+pub use mine::{MineArgs, MineSettings, RunSettings};
 pub use rig_services::{RigArgs, RigSettings};
-pub use solo::{NodeArgs, SoloArgs};
+pub use solo::{NodeArgs, SoloArgs, SoloSettings};
+use terms::Terms;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -157,12 +161,36 @@ pub struct TuneArgs {
     pub reset: bool,
 }
 
+/// Validated `tune` settings.
+#[derive(Debug, Clone)]
+pub struct TuneSettings {
+    pub devices: DeviceChoice,
+    /// The tuning file written.
+    pub tuning_file: std::path::PathBuf,
+    /// How long each device is measured.
+    pub seconds: f64,
+    pub reset: bool,
+}
+
 impl TuneArgs {
-    pub fn seconds(&self) -> anyhow::Result<f64> {
+    pub fn settings(&self) -> anyhow::Result<TuneSettings> {
+        let terms = Terms::Flags;
+        let devices = self.devices.settings(terms)?;
+        let tuning_file = devices.tuning_file.clone().with_context(|| {
+            format!(
+                "no data directory for the tuning file; give {}",
+                terms.wanted(terms::TUNING_FILE)
+            )
+        })?;
         if !(self.seconds.is_finite() && (1.0..=86_400.0).contains(&self.seconds)) {
             bail!("--seconds {}: must be between 1 and 86400", self.seconds);
         }
-        Ok(self.seconds)
+        Ok(TuneSettings {
+            devices,
+            tuning_file,
+            seconds: self.seconds,
+            reset: self.reset,
+        })
     }
 }
 
@@ -227,26 +255,28 @@ pub fn defaults(subcommand: &str) -> anyhow::Result<(Command, ArgMatches)> {
 /// Validated `bench` settings.
 #[derive(Debug, Clone)]
 pub struct BenchSettings {
+    pub devices: DeviceChoice,
     pub duration: Duration,
     pub batch_time: Duration,
     pub rig: RigSettings,
+    pub json: bool,
 }
 
 impl BenchArgs {
     pub fn settings(&self) -> anyhow::Result<BenchSettings> {
+        let terms = Terms::Flags;
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0 * 365.0) {
             bail!(
                 "--seconds {}: must be a positive number of seconds",
                 self.seconds
             );
         }
-        if !(1..=60_000).contains(&self.batch_ms) {
-            bail!("--batch-ms {}: must be between 1 and 60000", self.batch_ms);
-        }
         Ok(BenchSettings {
+            devices: self.devices.settings(terms)?,
             duration: Duration::from_secs_f64(self.seconds),
-            batch_time: Duration::from_millis(self.batch_ms),
-            rig: self.rig.settings()?,
+            batch_time: mine::batch_time(self.batch_ms, terms)?,
+            rig: self.rig.settings(terms)?,
+            json: self.json,
         })
     }
 }
@@ -254,10 +284,13 @@ impl BenchArgs {
 /// Validated `scan` settings.
 #[derive(Debug, Clone)]
 pub struct ScanSettings {
+    /// The one device that scans: the first the choice finds.
+    pub device: DeviceChoice,
     pub header: bitcoin::block::Header,
     pub start: u32,
     pub count: u64,
     pub target: bitcoin::Target,
+    pub json: bool,
 }
 
 /// A decimal or 0x-prefixed hexadecimal integer.
@@ -285,16 +318,9 @@ impl ScanArgs {
             Some(t) => hashrig::pow::target::parse_target(t)?,
             None => header.target(),
         };
-        Ok(ScanSettings {
-            header,
-            start: start as u32,
-            count,
-            target,
-        })
-    }
-
-    pub fn device_args(&self) -> DeviceArgs {
-        DeviceArgs {
+        // A scan's device flags are a subset of the mining commands',
+        // checked by the same code; it reads no tuning.
+        let device = DeviceArgs {
             backend: self.backend,
             device: self.device.clone(),
             cpu_threads: self.cpu_threads,
@@ -302,6 +328,19 @@ impl ScanArgs {
             vulkan_cpu: true,
             shape: self.shape.clone(),
             tuning_file: None,
+            select_from_config: false,
         }
+        .settings(Terms::Flags)?;
+        Ok(ScanSettings {
+            device: DeviceChoice {
+                tuning_file: None,
+                ..device
+            },
+            header,
+            start: start as u32,
+            count,
+            target,
+            json: self.json,
+        })
     }
 }

@@ -14,6 +14,8 @@ use hashrig::api::ApiConfig;
 use hashrig::thermal::ThermalLimits;
 use serde::{Deserialize, Serialize};
 
+use super::terms::{self, Setting, Terms};
+
 /// Per-device settings from the config file (`[[device]]`), by the index
 /// `hashrig devices` shows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,10 +76,10 @@ pub struct RigSettings {
     pub kwh_price: Option<f64>,
 }
 
-fn celsius(flag: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
+fn celsius(named: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
     match value {
         Some(t) if !(t.is_finite() && t > 0.0 && t < 150.0) => {
-            bail!("{flag} {t}: must be a temperature between 0 and 150 °C")
+            bail!("{named} {t}: must be a temperature between 0 and 150 °C")
         }
         other => Ok(other),
     }
@@ -85,47 +87,62 @@ fn celsius(flag: &str, value: Option<f64>) -> anyhow::Result<Option<f64>> {
 
 impl RigArgs {
     /// Every check but reading the keys file; the API's address, if on.
-    pub fn check(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
-        let checked = self.check_values()?;
+    pub fn check(&self, terms: Terms) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
+        let checked = self.check_values(terms)?;
+        let needs = |setting: Setting, other: Setting| {
+            format!("{}: needs {}", terms.name(setting), terms.wanted(other))
+        };
         if self.cgminer_api_allow.is_some() && self.cgminer_api.is_none() {
-            bail!("--cgminer-api-allow: needs --cgminer-api ADDR:PORT");
+            bail!(needs(terms::CGMINER_API_ALLOW, terms::CGMINER_API));
         }
         match (&self.api_bind, &self.api_keys) {
-            (None, Some(_)) => bail!("--api-keys: needs --api-bind ADDR:PORT"),
-            (Some(bind), None) => {
-                bail!("--api-bind {bind}: needs --api-keys FILE (create one with `hashrig api-key new`)")
-            }
+            (None, Some(_)) => bail!(needs(terms::API_KEYS, terms::API_BIND)),
+            (Some(bind), None) => bail!(
+                "{} {bind}: needs {} (create one with `hashrig api-key new`)",
+                terms.name(terms::API_BIND),
+                terms.wanted(terms::API_KEYS)
+            ),
             _ => Ok(checked),
         }
     }
 
     /// Each value given, alone: what a config file must pass even when
     /// flags will complete it (`[api] keys_file` with `--api-bind`).
-    pub fn check_values(&self) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
-        let target = celsius("--temp-target", self.temp_target)?;
-        let cutoff = celsius("--temp-cutoff", self.temp_cutoff)?;
+    pub fn check_values(
+        &self,
+        terms: Terms,
+    ) -> anyhow::Result<(ThermalLimits, Option<SocketAddr>)> {
+        let target = celsius(terms.name(terms::TEMP_TARGET), self.temp_target)?;
+        let cutoff = celsius(terms.name(terms::TEMP_CUTOFF), self.temp_cutoff)?;
         if let (Some(t), Some(c)) = (target, cutoff) {
             if c <= t {
-                bail!("--temp-cutoff {c}: must be above --temp-target {t}");
+                bail!(
+                    "{} {c}: must be above {} {t}",
+                    terms.name(terms::TEMP_CUTOFF),
+                    terms.name(terms::TEMP_TARGET)
+                );
             }
         }
-        for (flag, value) in [
-            ("--power-watts", self.power_watts),
-            ("--kwh-price", self.kwh_price),
+        for (setting, value) in [
+            (terms::POWER_WATTS, self.power_watts),
+            (terms::KWH_PRICE, self.kwh_price),
         ] {
             if let Some(v) = value {
                 if !(v.is_finite() && v >= 0.0) {
-                    bail!("{flag} {v}: must be a non-negative number");
+                    bail!("{} {v}: must be a non-negative number", terms.name(setting));
                 }
             }
         }
         let bind = match &self.api_bind {
             None => None,
             Some(bind) => Some(bind.parse::<SocketAddr>().with_context(|| {
-                format!("--api-bind {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4029")
+                format!(
+                    "{} {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4029",
+                    terms.name(terms::API_BIND)
+                )
             })?),
         };
-        self.cgminer_api()?;
+        self.cgminer_api(terms)?;
         let thermal = ThermalLimits {
             target_c: target,
             cutoff_c: cutoff,
@@ -135,25 +152,28 @@ impl RigArgs {
     }
 
     /// The cgminer API's settings, if it is on.
-    pub fn cgminer_api(&self) -> anyhow::Result<Option<CgminerApiConfig>> {
+    pub fn cgminer_api(&self, terms: Terms) -> anyhow::Result<Option<CgminerApiConfig>> {
         let allow = match &self.cgminer_api_allow {
             None => AllowList::default(),
             Some(list) => list
                 .parse::<AllowList>()
-                .with_context(|| format!("--cgminer-api-allow {list:?}"))?,
+                .with_context(|| format!("{} {list:?}", terms.name(terms::CGMINER_API_ALLOW)))?,
         };
         let Some(bind) = &self.cgminer_api else {
             return Ok(None);
         };
         let bind = bind.parse::<SocketAddr>().with_context(|| {
-            format!("--cgminer-api {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028")
+            format!(
+                "{} {bind:?}: not ADDR:PORT, e.g. 127.0.0.1:4028",
+                terms.name(terms::CGMINER_API)
+            )
         })?;
         Ok(Some(CgminerApiConfig::new(bind, allow)))
     }
 
     /// The checked settings, with the API keys read.
-    pub fn settings(&self) -> anyhow::Result<RigSettings> {
-        let (thermal, bind) = self.check()?;
+    pub fn settings(&self, terms: Terms) -> anyhow::Result<RigSettings> {
+        let (thermal, bind) = self.check(terms)?;
         let api = match (bind, &self.api_keys) {
             (Some(bind), Some(keys)) => {
                 if !bind.ip().is_loopback() {
@@ -161,7 +181,7 @@ impl RigArgs {
                         "the API listens on {bind}, beyond this machine: keep its keys secret"
                     );
                 }
-                let keys = KeyStore::load(keys).context("--api-keys")?;
+                let keys = KeyStore::load(keys).context(terms.name(terms::API_KEYS))?;
                 Some(ApiConfig {
                     power_watts: self.power_watts,
                     kwh_price: self.kwh_price,
@@ -172,7 +192,7 @@ impl RigArgs {
         };
         Ok(RigSettings {
             api,
-            cgminer_api: self.cgminer_api()?,
+            cgminer_api: self.cgminer_api(terms)?,
             device_overrides: self.device_overrides.clone(),
             thermal,
             on_sick: self.on_sick.clone(),

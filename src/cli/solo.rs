@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 
 use hashrig::job::gbt::rpc::{NodeRpc, RpcAuth};
 use hashrig::job::gbt::SoloOptions;
 
+use super::devices::DeviceChoice;
 use super::mine::{RunArgs, RunSettings};
+use super::terms::{self, Terms};
 use super::DeviceArgs;
 
 /// How to reach a node's JSON-RPC.
@@ -30,9 +32,10 @@ pub struct NodeArgs {
 
 impl NodeArgs {
     /// The validated endpoint; calls time out after `timeout`.
-    pub fn rpc(&self, timeout: Duration) -> anyhow::Result<NodeRpc> {
+    pub fn rpc(&self, timeout: Duration, terms: Terms) -> anyhow::Result<NodeRpc> {
+        let url_named = terms.name(terms::RPC_URL);
         let Some(given) = self.rpc_url.as_deref().map(str::trim) else {
-            bail!("--rpc-url: the node's RPC address is needed (or [solo] rpc_url in the config file)");
+            bail!("{url_named}: the node's RPC address is needed (or [solo] rpc_url in the config file)");
         };
         // Credentials in the URL are taken out of it, so that it can be
         // shown (logs, summaries) without them.
@@ -43,15 +46,20 @@ impl NodeArgs {
         let url = bare.as_str();
         if url.starts_with("https://") {
             bail!(
-                "--rpc-url {url}: https is not supported; reach the node over loopback or a tunnel"
+                "{url_named} {url}: https is not supported; reach the node over loopback or a tunnel"
             );
         }
         let Some(rest) = url.strip_prefix("http://") else {
-            bail!("--rpc-url {url:?}: must start with http://");
+            bail!("{url_named} {url:?}: must start with http://");
         };
         if rest.is_empty() || rest.contains(char::is_whitespace) {
-            bail!("--rpc-url {url:?}: no host");
+            bail!("{url_named} {url:?}: no host");
         }
+        let (user, pass, cookie) = (
+            terms.name(terms::RPC_USER),
+            terms.name(terms::RPC_PASS),
+            terms.name(terms::RPC_COOKIE),
+        );
         let url_shown = hashrig::redact::mask_url(given);
         let auth = match (&self.rpc_user, &self.rpc_pass, &self.rpc_cookie) {
             (None, None, None) => match url_auth {
@@ -59,7 +67,7 @@ impl NodeArgs {
                 None => RpcAuth::None,
             },
             _ if url_auth.is_some() => bail!(
-                "--rpc-url {url_shown}: credentials in the address and in --rpc-user/--rpc-pass/--rpc-cookie; give one"
+                "{url_named} {url_shown}: credentials in the address and in {user}/{pass}/{cookie}; give one"
             ),
             (Some(user), Some(password), None) => RpcAuth::UserPass {
                 user: user.clone(),
@@ -67,10 +75,10 @@ impl NodeArgs {
             },
             (None, None, Some(path)) => RpcAuth::Cookie(path.clone()),
             (_, _, Some(_)) => {
-                bail!("--rpc-cookie: give either a cookie file or --rpc-user/--rpc-pass")
+                bail!("{cookie}: give either a cookie file or {user}/{pass}")
             }
-            (Some(_), None, None) => bail!("--rpc-user: needs --rpc-pass"),
-            (None, Some(_), None) => bail!("--rpc-pass: needs --rpc-user"),
+            (Some(_), None, None) => bail!("{user}: needs {pass}"),
+            (None, Some(_), None) => bail!("{pass}: needs {user}"),
         };
         Ok(NodeRpc::new(url, auth, timeout))
     }
@@ -100,6 +108,7 @@ pub struct SoloArgs {
 /// Validated `solo` settings.
 #[derive(Debug, Clone)]
 pub struct SoloSettings {
+    pub devices: DeviceChoice,
     pub run: RunSettings,
     pub rig: super::RigSettings,
     pub solo: SoloOptions,
@@ -110,15 +119,19 @@ pub struct SoloSettings {
 const MAX_TAG: usize = 80;
 
 impl SoloArgs {
+    /// The settings of a start: the flags with the config file under them.
     pub fn settings(&self) -> anyhow::Result<SoloSettings> {
-        let rpc = self.node.rpc(Duration::from_secs(30))?;
-        let tag = self.check_given()?;
+        let terms = Terms::Flags;
+        let devices = self.devices.settings(terms)?;
+        let rpc = self.node.rpc(Duration::from_secs(30), terms)?;
+        let tag = self.check_given(terms)?;
         let Some(address) = self.address.as_deref() else {
             bail!("--address: the payout address is needed (or [solo] address in the config file)");
         };
-        let run = self.run.settings()?;
-        let rig = self.rig.settings()?;
+        let run = self.run.settings(terms)?;
+        let rig = self.rig.settings(terms)?;
         Ok(SoloSettings {
+            devices,
             solo: SoloOptions {
                 rpc,
                 address: address.to_owned(),
@@ -132,31 +145,35 @@ impl SoloArgs {
     }
 
     /// What is given, checked (the node and the address need not be).
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self, terms: Terms) -> anyhow::Result<()> {
         if self.node.rpc_url.is_some() {
-            self.node.rpc(Duration::from_secs(30))?;
+            self.node.rpc(Duration::from_secs(30), terms)?;
         }
-        self.check_given().map(drop)
+        self.check_given(terms).map(drop)
     }
 
     /// Everything but the node; the coinbase tag.
-    fn check_given(&self) -> anyhow::Result<Vec<u8>> {
+    fn check_given(&self, terms: Terms) -> anyhow::Result<Vec<u8>> {
         let tag = self.coinbase_sig.clone().unwrap_or_default().into_bytes();
         if tag.len() > MAX_TAG {
-            bail!("--coinbase-sig: {} bytes; at most {MAX_TAG}", tag.len());
+            bail!(
+                "{}: {} bytes; at most {MAX_TAG}",
+                terms.name(terms::COINBASE_SIG),
+                tag.len()
+            );
         }
         if self.max_blocks == Some(0) {
             bail!("--max-blocks 0: must be at least 1");
         }
         if let Some(address) = self.address.as_deref() {
+            let named = terms.name(terms::ADDRESS);
             if address.trim().is_empty() {
-                bail!("--address: empty");
+                bail!("{named}: empty");
             }
             // Parsed now for a quick error; the network is checked with the node.
-            if let Err(e) = address.parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
-            {
-                bail!("--address {address:?}: not an address: {e}");
-            }
+            address
+                .parse::<bitcoin::Address<bitcoin::address::NetworkUnchecked>>()
+                .with_context(|| format!("{named} {address:?}: not an address"))?;
         }
         Ok(tag)
     }

@@ -9,16 +9,15 @@ use hashrig::job::synthetic::SyntheticSource;
 use hashrig::stats::{format_hashrate, DeviceSnapshot};
 
 use super::rig_run::{self, RigRun};
-use crate::cli::BenchArgs;
+use crate::cli::BenchSettings;
 
 pub fn run(
-    args: &BenchArgs,
+    settings: &BenchSettings,
     quiet: bool,
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
-    let tunings = rig_run::load_tunings(args.devices.tuning_path().as_deref());
-    let devices = rig_run::open_devices_tuned(&args.devices, tunings.as_ref())?;
+    let tunings = rig_run::load_tunings(settings.devices.tuning_file.as_deref());
+    let devices = rig_run::open_devices_tuned(&settings.devices, tunings.as_ref())?;
     // The devices that passed their self-test, in scheduler order.
     let benched: Vec<Benched> = devices
         .iter()
@@ -56,13 +55,13 @@ pub fn run(
     for (device, counted) in benched.iter().zip(&outcome.snapshot.devices) {
         let hashrate = counted.nonces as f64 / seconds;
         total += hashrate;
-        if args.json {
+        if settings.json {
             println!("{}", device.json(counted, hashrate, seconds));
         } else {
             println!("{}", device.line(counted, hashrate, seconds));
         }
     }
-    if !args.json && benched.len() > 1 {
+    if !settings.json && benched.len() > 1 {
         println!("{:<7} {:<48} {:>14}", "total", "", format_hashrate(total));
     }
     Ok(ExitCode::SUCCESS)

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use hashrig::backend::{enumerate, Backend};
 
-pub fn run(json: bool, tuning_file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+pub fn run(settings: &crate::cli::DevicesSettings) -> anyhow::Result<ExitCode> {
+    let json = settings.json;
     let inventory = enumerate(&[Backend::Cpu, Backend::OpenCl, Backend::Vulkan]);
     for note in &inventory.notes {
         tracing::info!("{note}");
     }
-    let tunings = super::rig_run::load_tunings(tuning_file);
+    let tunings = super::rig_run::load_tunings(settings.tuning_file.as_deref());
     for d in &inventory.devices {
         let tuning = tunings.as_ref().and_then(|t| t.find(d));
         if json {

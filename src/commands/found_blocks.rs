@@ -13,15 +13,16 @@ use hashrig::found::journal::{
 };
 use hashrig::job::gbt::submit::submit_block;
 
-use crate::cli::NodeArgs;
+use crate::cli::FoundBlocksSettings;
 use crate::failure::Failure;
 
 /// How long one block is retried while the node does not answer.
 const PER_BLOCK: Duration = Duration::from_secs(30);
 
-pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let (blocks, notes) =
-        unsubmitted_blocks(file).with_context(|| format!("--found-blocks {}", file.display()))?;
+pub fn submit(settings: &FoundBlocksSettings) -> anyhow::Result<ExitCode> {
+    let file: &Path = &settings.file;
+    let (blocks, notes) = unsubmitted_blocks(file)
+        .with_context(|| format!("found-blocks file {}", file.display()))?;
     for note in notes {
         tracing::warn!("{}: {note}", file.display());
     }
@@ -29,7 +30,7 @@ pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<Exi
         eprintln!("{}: no block is waiting for a node", file.display());
         return Ok(ExitCode::SUCCESS);
     }
-    if dry_run {
+    if settings.dry_run {
         for block in &blocks {
             println!(
                 "{} height {} (line {}): would be submitted",
@@ -40,10 +41,13 @@ pub fn submit(node: &NodeArgs, file: &Path, dry_run: bool) -> anyhow::Result<Exi
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let rpc = node.rpc(PER_BLOCK)?;
+    let Some(rpc) = &settings.node else {
+        anyhow::bail!("internal: no node for a submission");
+    };
+    let rpc = rpc.with_timeout(PER_BLOCK);
     let log = FoundBlockLog::open(file).with_context(|| {
         format!(
-            "--found-blocks {}: cannot open for appending",
+            "found-blocks file {}: cannot open for appending",
             file.display()
         )
     })?;

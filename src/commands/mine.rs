@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use hashrig::job::stratum::StratumSource;
 
 use super::rig_run;
-use crate::cli::MineArgs;
+use crate::cli::MineSettings;
 
 pub fn run(
-    args: &MineArgs,
+    settings: MineSettings,
     quiet: bool,
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
     let pools = settings
         .stratum
         .pools
@@ -26,7 +25,7 @@ pub fn run(
             kind: hashrig::api::cgminer::SourceKind::Stratum,
             pools,
         },
-        &args.devices,
+        &settings.devices,
         &settings.run,
         &settings.rig,
         quiet,

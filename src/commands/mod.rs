@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::ArgMatches;
 
 use crate::cli::config::{self, Config};
-use crate::cli::{ApiKeyCommand, Cli, Command, ConfigCommand, FoundBlocksCommand};
+use crate::cli::{ApiKeyCommand, Cli, Invocation};
 
 /// Set when the operator asked (cgminer API `restart`) for the process to
 /// start again once it has stopped cleanly.
@@ -44,85 +44,28 @@ pub fn run(cli: Cli, matches: &ArgMatches, driver_settings: &[String]) -> anyhow
     for setting in driver_settings {
         tracing::debug!("driver setting: {setting}");
     }
-    let config = load_config(cli.config.as_deref())?;
+    let config = config::load_given_or_default(cli.config.as_deref())?;
     let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
+    let quiet = cli.quiet;
+    let invocation = Invocation::new(cli.command, sub, config.as_ref())?;
     // Only the long-running commands handle SIGHUP (`signals::install`);
     // the others get its default back.
     if !matches!(
-        cli.command,
-        Command::Bench(_) | Command::Mine(_) | Command::Solo(_)
+        invocation,
+        Invocation::Bench(_) | Invocation::Mine(_) | Invocation::Solo(_)
     ) {
         signals::release_hangup();
     }
-    match cli.command {
-        Command::Devices { json, tuning_file } => {
-            let from_config = config
-                .as_ref()
-                .and_then(|c| c.devices.as_ref())
-                .and_then(|d| d.tuning_file.clone());
-            let path = crate::cli::tuning_path(tuning_file.or(from_config));
-            devices::run(json, path.as_deref())
-        }
-        Command::Bench(mut args) => {
-            let signals = signals::install()?;
-            if let Some(c) = &config {
-                c.apply_devices(&mut args.devices, sub);
-                c.apply_rig(&mut args.rig);
-                if let Some(ms) = c.batch_ms(sub) {
-                    args.batch_ms = ms;
-                }
-            }
-            bench::run(&args, cli.quiet, &signals)
-        }
-        Command::Scan(args) => scan::run(&args, cli.quiet),
-        Command::Tune(mut args) => {
-            if let Some(c) = &config {
-                c.apply_devices(&mut args.devices, sub);
-            }
-            tune::run(&args, cli.quiet)
-        }
-        Command::Mine(mut args) => {
-            let signals = signals::install()?;
-            if let Some(c) = &config {
-                c.apply_mine(&mut args, sub);
-            }
-            mine::run(&args, cli.quiet, &signals)
-        }
-        Command::Solo(mut args) => {
-            let signals = signals::install()?;
-            if let Some(c) = &config {
-                c.apply_solo(&mut args, sub);
-            }
-            solo::run(&args, cli.quiet, &signals)
-        }
-        Command::ApiKey(command) => api_key(command),
-        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
-        Command::FoundBlocks(FoundBlocksCommand::Submit {
-            mut node,
-            found_blocks,
-            dry_run,
-        }) => {
-            if let Some(c) = &config {
-                c.apply_node(&mut node);
-            }
-            let file = found_blocks
-                .or_else(|| config.as_ref().and_then(|c| c.found_blocks.clone()))
-                .or_else(hashrig::found::journal::FoundBlockLog::default_path)
-                .context("no data directory for the found-blocks file; give --found-blocks FILE")?;
-            found_blocks::submit(&node, &file, dry_run)
-        }
-    }
-}
-
-/// The config file given, else the default one when it exists.
-fn load_config(given: Option<&Path>) -> anyhow::Result<Option<Config>> {
-    match (given, config::default_path()) {
-        (Some(path), _) => Ok(Some(config::load(path)?)),
-        (None, Some(path)) => {
-            tracing::info!("config: {}", path.display());
-            Ok(Some(config::load(&path)?))
-        }
-        (None, None) => Ok(None),
+    match invocation {
+        Invocation::Devices(settings) => devices::run(&settings),
+        Invocation::Bench(settings) => bench::run(&settings, quiet, &signals::install()?),
+        Invocation::Scan(settings) => scan::run(&settings, quiet),
+        Invocation::Tune(settings) => tune::run(&settings, quiet),
+        Invocation::Mine(settings) => mine::run(settings, quiet, &signals::install()?),
+        Invocation::Solo(settings) => solo::run(settings, quiet, &signals::install()?),
+        Invocation::ApiKey(command) => api_key(command),
+        Invocation::CheckConfig(file) => check_config(&file),
+        Invocation::FoundBlocks(settings) => found_blocks::submit(&settings),
     }
 }
 

@@ -29,7 +29,7 @@ use hashrig::work::WorkSource;
 use super::outcome::Outcome;
 use super::report::{print_status, print_summary, status_json, summary_json};
 use super::signals::Signals;
-use crate::cli::{select_devices, DeviceArgs, RunSettings};
+use crate::cli::{select_devices, DeviceChoice, RunSettings};
 use crate::failure::Failure;
 
 /// How often the status line is printed.
@@ -56,15 +56,15 @@ pub struct RigRun {
     pub source_kind: SourceKind,
 }
 
-/// Enumerates, selects, opens and proves the devices the flags ask for,
-/// in their stored tunings.
-pub fn open_devices(args: &DeviceArgs) -> anyhow::Result<Vec<Box<dyn Device>>> {
-    open_devices_tuned(args, load_tunings(args.tuning_path().as_deref()).as_ref())
+/// Enumerates, selects, opens and proves the devices the settings ask
+/// for, in their stored tunings.
+pub fn open_devices(args: &DeviceChoice) -> anyhow::Result<Vec<Box<dyn Device>>> {
+    open_devices_tuned(args, load_tunings(args.tuning_file.as_deref()).as_ref())
 }
 
 /// [`open_devices`] with tunings already read (`bench` reports them too).
 pub fn open_devices_tuned(
-    args: &DeviceArgs,
+    args: &DeviceChoice,
     tunings: Option<&TuningFile>,
 ) -> anyhow::Result<Vec<Box<dyn Device>>> {
     let inventory = crate::cli::inventory(args);
@@ -168,11 +168,11 @@ pub struct Feed {
     pub pools: Vec<String>,
 }
 
-/// `mine` and `solo`: mines from `feed` on the flags' devices until the
+/// `mine` and `solo`: mines from `feed` on the chosen devices until the
 /// run ends, then prints the summary.
 pub fn mine_from(
     feed: Feed,
-    devices: &DeviceArgs,
+    devices: &DeviceChoice,
     run: &RunSettings,
     rig: &crate::cli::RigSettings,
     quiet: bool,
@@ -185,7 +185,7 @@ pub fn mine_from(
     } = feed;
     let found_blocks = FoundBlockLog::open(&run.found_blocks).with_context(|| {
         format!(
-            "--found-blocks {}: cannot open for appending",
+            "found-blocks file {}: cannot open for appending",
             run.found_blocks.display()
         )
     })?;

@@ -11,16 +11,15 @@ use hashrig::pow::header::{header_bytes, with_nonce};
 use hashrig::pow::target::meets;
 use hashrig::pow::KernelWork;
 
-use crate::cli::{select_devices, ScanArgs};
+use crate::cli::{select_devices, ScanSettings};
 use crate::failure::Failure;
 
 /// Nonces per device call, so progress shows on long CPU scans.
 const CHUNK: u64 = 1 << 26;
 
-pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
-    let inventory = crate::cli::inventory(&args.device_args());
-    let selected = select_devices(&args.device_args(), &inventory)?;
+pub fn run(settings: &ScanSettings, quiet: bool) -> anyhow::Result<ExitCode> {
+    let inventory = crate::cli::inventory(&settings.device);
+    let selected = select_devices(&settings.device, &inventory)?;
     let info = selected
         .devices
         .first()
@@ -53,7 +52,7 @@ pub fn run(args: &ScanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             if !meets(&hash, &settings.target) {
                 continue;
             }
-            if args.json {
+            if settings.json {
                 writeln!(
                     out,
                     "{}",

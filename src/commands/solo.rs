@@ -5,14 +5,13 @@ use std::process::ExitCode;
 use hashrig::job::gbt::GbtSource;
 
 use super::rig_run;
-use crate::cli::SoloArgs;
+use crate::cli::SoloSettings;
 
 pub fn run(
-    args: &SoloArgs,
+    settings: SoloSettings,
     quiet: bool,
     signals: &super::signals::Signals,
 ) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
     let node = vec![settings.solo.rpc.url.clone()];
     rig_run::mine_from(
         rig_run::Feed {
@@ -20,7 +19,7 @@ pub fn run(
             kind: hashrig::api::cgminer::SourceKind::Node,
             pools: node,
         },
-        &args.devices,
+        &settings.devices,
         &settings.run,
         &settings.rig,
         quiet,

@@ -22,29 +22,26 @@ use hashrig::pow::header::header_bytes;
 use hashrig::pow::KernelWork;
 use hashrig::stats::format_hashrate;
 
-use crate::cli::{select_devices, TuneArgs};
+use crate::cli::{select_devices, TuneSettings};
 use crate::failure::Failure;
 
 /// Rounds of turns: enough for a median that one noisy slice cannot move.
 const ROUNDS: usize = 5;
 
-pub fn run(args: &TuneArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let path = args
-        .devices
-        .tuning_path()
-        .context("no data directory for the tuning file; give --tuning-file FILE")?;
-    let seconds = args.seconds()?;
-    let mut tunings = match TuningFile::load(&path) {
+pub fn run(args: &TuneSettings, quiet: bool) -> anyhow::Result<ExitCode> {
+    let path = &args.tuning_file;
+    let seconds = args.seconds;
+    let mut tunings = match TuningFile::load(path) {
         Ok(file) => file,
         // --reset is how a damaged file is cleared.
         Err(e) if args.reset => {
             tracing::warn!("{}: replaced", Chain(&e));
-            TuningFile::empty(&path)
+            TuningFile::empty(path)
         }
         Err(e) => return Err(e.into()),
     };
     if args.reset {
-        let removed = match &args.devices.device {
+        let removed = match &args.devices.selection {
             Some(_) => {
                 let inventory = crate::cli::inventory(&args.devices);
                 let selected = select_devices(&args.devices, &inventory)?;

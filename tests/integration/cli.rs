@@ -322,7 +322,7 @@ fn bench_rejects_bad_settings() {
         // Index 0 is the CPU backend's device in `hashrig devices`.
         (
             vec!["bench", "--backend", "opencl", "--device", "0"],
-            "is not a device of --backend opencl",
+            "is not a device of backend opencl",
         ),
     ] {
         let out = hashrig(&args);
