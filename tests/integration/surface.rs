@@ -536,7 +536,11 @@ fn log_and_found_blocks_fifos_are_refused_not_waited_on() {
         PATIENCE,
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("found-blocks file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("found-blocks file"),
+        "{}",
+        stderr(&out)
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -56,49 +56,44 @@ fn short_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Strin
 }
 
 /// Why an answer could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnswerError {
     /// Not JSON at all (an HTML error page, a cut body).
-    #[error("not JSON ({message})")]
-    NotJson {
-        /// The parser's complaint.
-        message: String,
-    },
+    #[error("not JSON")]
+    NotJson(#[source] serde_json::Error),
     /// JSON, but a value is not what the protocol says it is.
-    #[error("{path}: {message}")]
+    #[error("{path}")]
     Shape {
         /// Where in the JSON the problem is.
         path: String,
         /// The parser's complaint.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
+    /// `result` is `null` where the method must return a value.
+    #[error("result is null")]
+    NullResult,
 }
 
 /// Parses an answer from `reader` as it streams in, `result` as `T`.
 pub fn parse<T: DeserializeOwned>(reader: impl Read) -> Result<Answer<T>, AnswerError> {
     let mut json = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
-    let envelope: Envelope<T> =
-        serde_path_to_error::deserialize(&mut json).map_err(|e| classify(&e))?;
-    json.end().map_err(|e| AnswerError::NotJson {
-        message: e.to_string(),
-    })?;
+    let envelope: Envelope<T> = serde_path_to_error::deserialize(&mut json).map_err(classify)?;
+    json.end().map_err(AnswerError::NotJson)?;
     Ok(Answer {
         result: envelope.result,
         error: envelope.error,
     })
 }
 
-fn classify(e: &serde_path_to_error::Error<serde_json::Error>) -> AnswerError {
-    let inner = e.inner();
-    match inner.classify() {
+fn classify(e: serde_path_to_error::Error<serde_json::Error>) -> AnswerError {
+    match e.inner().classify() {
         serde_json::error::Category::Data => AnswerError::Shape {
             path: e.path().to_string(),
-            message: inner.to_string(),
+            source: e.into_inner(),
         },
-        _ => AnswerError::NotJson {
-            message: inner.to_string(),
-        },
+        _ => AnswerError::NotJson(e.into_inner()),
     }
 }
 

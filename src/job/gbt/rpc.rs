@@ -289,10 +289,7 @@ impl NodeRpc {
             .ok_or_else(|| NodeError::BadAnswer {
                 url: self.url.clone(),
                 method: method.to_owned(),
-                problem: AnswerError::Shape {
-                    path: "result".into(),
-                    message: "null".into(),
-                },
+                problem: AnswerError::NullResult,
             })
     }
 }

@@ -22,7 +22,7 @@ const MAX_TRANSACTIONS: usize = 200_000;
 const TIME_ROLL: u32 = 600;
 
 /// A template field that is missing or wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TemplateError {
     /// A field the template must have is missing.
@@ -42,20 +42,22 @@ pub enum TemplateError {
         value: String,
     },
     /// The template is not JSON of the expected shape.
-    #[error("block template: {path}: {message}")]
+    #[error("block template: {path}")]
     Json {
         /// Where in the JSON the problem is.
         path: String,
         /// The JSON parser's complaint.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
-    /// A transaction that is not valid hex or not a transaction.
-    #[error("block template: transaction {index}: {problem}")]
+    /// A transaction that is missing or is not what its entry says.
+    #[error("block template: transaction {index}")]
     Transaction {
         /// The transaction's position in the template.
         index: usize,
         /// What is wrong with it.
-        problem: String,
+        #[source]
+        source: TransactionError,
     },
     /// The template is larger than hashrig takes.
     #[error(
@@ -279,6 +281,33 @@ fn bad(field: &'static str, expected: &'static str, value: String) -> TemplateEr
     }
 }
 
+/// What is wrong with one of a template's transactions (BIP 22's
+/// `transactions` entries).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransactionError {
+    /// The entry has no `data`.
+    #[error("data is missing")]
+    NoData,
+    /// `data` does not decode as a transaction.
+    #[error("data is not a transaction")]
+    NotATransaction(#[source] bitcoin::consensus::encode::Error),
+    /// `txid` is not a txid.
+    #[error("txid is not 64 hex digits: {given}")]
+    BadTxid {
+        /// The txid given (its first characters).
+        given: String,
+    },
+    /// `txid` is not the hash of `data`.
+    #[error("txid {given} is not the hash of its data ({computed})")]
+    WrongTxid {
+        /// The txid the node gave.
+        given: Txid,
+        /// The hash of the data.
+        computed: Txid,
+    },
+}
+
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, TemplateError> {
     value.ok_or(TemplateError::Missing { field })
 }
@@ -292,7 +321,7 @@ impl TryFrom<&Value> for BlockTemplate {
         let raw: RawTemplate =
             serde_path_to_error::deserialize(t).map_err(|e| TemplateError::Json {
                 path: e.path().to_string(),
-                message: e.inner().to_string(),
+                source: e.into_inner(),
             })?;
         BlockTemplate::try_from(raw)
     }
@@ -372,7 +401,7 @@ fn check_transactions(
     for (index, tx) in raw.0.into_iter().enumerate() {
         let data = tx.data.ok_or(TemplateError::Transaction {
             index,
-            problem: "data is missing".into(),
+            source: TransactionError::NoData,
         })?;
         let (txid, tx_weight) = check_transaction(index, &data.0, tx.txid)?;
         transactions.push(&data.0);
@@ -407,17 +436,21 @@ fn check_transaction(
     data: &[u8],
     given: Option<String>,
 ) -> Result<(Txid, u64), TemplateError> {
-    let problem = |problem: String| TemplateError::Transaction { index, problem };
+    let problem = |source| TemplateError::Transaction { index, source };
     let parsed: Transaction =
-        deserialize(data).map_err(|e| problem(format!("data is not a transaction: {e}")))?;
+        deserialize(data).map_err(|e| problem(TransactionError::NotATransaction(e)))?;
     let txid = parsed.compute_txid();
     if let Some(given) = given {
-        let given = Txid::from_str(&given)
-            .map_err(|_| problem(format!("txid is not 64 hex digits: {}", shown(&given))))?;
+        let given = Txid::from_str(&given).map_err(|_| {
+            problem(TransactionError::BadTxid {
+                given: shown(&given),
+            })
+        })?;
         if given != txid {
-            return Err(problem(format!(
-                "txid {given} is not the hash of its data ({txid})"
-            )));
+            return Err(problem(TransactionError::WrongTxid {
+                given,
+                computed: txid,
+            }));
         }
     }
     Ok((txid, parsed.weight().to_wu()))
@@ -684,15 +717,27 @@ mod tests {
             let mut t = good.clone();
             t.as_object_mut().unwrap().remove(name);
             let err = BlockTemplate::try_from(&t).unwrap_err();
-            assert_eq!(err, TemplateError::Missing { field: name });
+            assert!(
+                matches!(err, TemplateError::Missing { field } if field == name),
+                "{err}"
+            );
         }
         // A txid that is not the hash of the data: garbage, refused.
         let mut t = good.clone();
         t["transactions"][0]["txid"] = json!("11".repeat(32));
-        assert!(BlockTemplate::try_from(&t)
-            .unwrap_err()
-            .to_string()
-            .contains("not the hash"));
+        let err = BlockTemplate::try_from(&t).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                TemplateError::Transaction {
+                    index: 0,
+                    source: TransactionError::WrongTxid { .. }
+                }
+            ),
+            "{err}"
+        );
+        let shown = crate::error_chain::Chain(&err).to_string();
+        assert!(shown.contains("not the hash"), "{shown}");
         assert!(BlockTemplate::try_from(&json!("<html>")).is_err());
     }
 

@@ -36,6 +36,7 @@ use super::options::{PoolConfig, StratumOptions};
 use super::replies::{request_line, Incoming, Reply};
 use super::tracking::{Awaiting, RecentJobs};
 use super::transport::{Line, PoolLines, MAX_LINE};
+use crate::error_chain::Chain;
 use crate::found::Found;
 use crate::job::source::SourceContext;
 use crate::job::{Origin, SourceKind};
@@ -230,7 +231,7 @@ impl<'a> Connection<'a> {
     async fn send(&mut self, line: String) -> Result<(), End> {
         match tokio::time::timeout(WRITE_TIMEOUT, self.lines.send(line)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.lost(format!("write failed: {e}"))),
+            Ok(Err(e)) => Err(self.lost(format!("write failed: {}", Chain(&e)))),
             Err(_) => Err(self.lost("write timed out".into())),
         }
     }
@@ -250,7 +251,7 @@ impl<'a> Connection<'a> {
     async fn on_line(&mut self, line: Option<Result<Line, std::io::Error>>) -> Result<(), End> {
         let text = match line {
             None => return Err(self.lost("the pool closed the connection".into())),
-            Some(Err(e)) => return Err(self.lost(format!("read failed: {e}"))),
+            Some(Err(e)) => return Err(self.lost(format!("read failed: {}", Chain(&e)))),
             // Bounded memory needs a bound on lines; a pool past it is not
             // one to keep talking to.
             Some(Ok(Line::TooLong)) => {
@@ -322,7 +323,7 @@ impl<'a> Connection<'a> {
                     )));
                 }
                 let subscribed = SubscribeResult::try_from(&reply.result)
-                    .map_err(|e| End::Refused(format!("bad subscribe reply: {e}")))?;
+                    .map_err(|e| End::Refused(format!("bad subscribe reply: {}", Chain(&e))))?;
                 let resumed = self.carry.extranonce1s[self.pool_index].as_ref()
                     == Some(&subscribed.extranonce1);
                 tracing::info!(

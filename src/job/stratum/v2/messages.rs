@@ -8,7 +8,7 @@ use bitcoin::{BlockHash, CompactTarget, Target};
 use stratum_core::mining_sv2::{NewExtendedMiningJobOwned, OpenExtendedMiningChannelSuccessOwned};
 use stratum_core::parsers_sv2::{CommonMessages, CommonMessagesOwned, Mining, MiningOwned};
 
-use super::transport::{Frame, MAX_POOL_PAYLOAD};
+use super::transport::{CodecError, Frame, MAX_POOL_PAYLOAD};
 
 /// The longest extranonce (prefix and rolled part together) the spec allows.
 pub const MAX_EXTRANONCE: usize = 32;
@@ -169,12 +169,13 @@ pub struct NewPrevHash {
 #[non_exhaustive]
 pub enum MessageError {
     /// SRI's decoder refused the payload.
-    #[error("undecodable message type {message_type:#04x}: {detail}")]
+    #[error("undecodable message type {message_type:#04x}")]
     Decode {
         /// The frame's message type byte.
         message_type: u8,
         /// The decoder's complaint.
-        detail: String,
+        #[source]
+        source: CodecError,
     },
     /// A payload longer than any pool message (see `MAX_POOL_PAYLOAD`).
     #[error("message type {message_type:#04x} of {len} bytes, longer than any a pool sends ({MAX_POOL_PAYLOAD}); dropped")]
@@ -244,7 +245,7 @@ impl TryFrom<Frame> for PoolMessage {
         let message_type = frame.message_type;
         let decode = |detail: String| MessageError::Decode {
             message_type,
-            detail,
+            source: CodecError(detail),
         };
         // Common messages are 0x00-0x0f; the mining protocol's follow.
         if message_type < 0x10 {

@@ -247,7 +247,7 @@ impl<'a> Session<'a> {
                     Some(Ok(frame)) => match PoolMessage::try_from(frame) {
                         Ok(message) => self.on_message(message).await,
                         Err(e) => {
-                            self.bad_frame(e.to_string());
+                            self.bad_frame(Chain(&e).to_string());
                             Ok(())
                         }
                     },
