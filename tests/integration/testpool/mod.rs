@@ -7,7 +7,7 @@
 //! submits never answered, and the ways real pools treat requests they do
 //! not take ([`Quirk`]).
 
-mod session;
+pub(crate) mod session;
 
 use session::Session;
 
