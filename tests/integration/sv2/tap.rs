@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::{sha256d, Hash};
@@ -20,6 +21,8 @@ use crate::testpool::session::hash_difficulty;
 /// One `mining.submit`, with the extranonce1 in force when it was sent.
 #[derive(Debug, Clone)]
 pub struct Submit {
+    /// When the tap passed it on.
+    pub at: Instant,
     /// extranonce1 followed by the rig's extranonce2, hex.
     pub extranonce: String,
     pub ntime: String,
@@ -30,6 +33,9 @@ pub struct Submit {
     pub difficulty: Option<f64>,
     /// The share difficulty in force when it was sent.
     pub share_difficulty: f64,
+    /// The share difficulty in force when its job was sent: what a miner
+    /// mines that job at (a new difficulty applies from the next job).
+    pub job_difficulty: f64,
     /// Whether its hash meets the job's network target (nBits).
     pub is_block: bool,
     /// Whether a clean job (`clean_jobs`) had replaced its job on the wire
@@ -44,6 +50,8 @@ pub struct Submit {
 struct Notify {
     /// The connection's count of clean jobs when it was sent.
     epoch: u64,
+    /// The share difficulty in force when it was sent.
+    difficulty: f64,
     prev_hash: [u8; 32],
     coinbase1: Vec<u8>,
     coinbase2: Vec<u8>,
@@ -68,6 +76,7 @@ impl Notify {
             .collect::<Option<Vec<_>>>()?;
         let notify = Notify {
             epoch: 0,
+            difficulty: 0.0,
             prev_hash,
             coinbase1: bytes(2)?,
             coinbase2: bytes(3)?,
@@ -116,8 +125,9 @@ pub struct Wire {
     /// Each connection's extranonce1s, in the order they were given.
     pub extranonce1: HashMap<usize, Vec<String>>,
     pub submits: Vec<Submit>,
-    /// Each `mining.set_difficulty` the translator sent, in order.
-    pub difficulties: Vec<f64>,
+    /// Each `mining.set_difficulty` the translator sent, in order, with
+    /// when it passed.
+    pub difficulties: Vec<(Instant, f64)>,
     connections: HashMap<usize, Connection>,
     /// Whether the translator granted version rolling (`mining.configure`).
     pub version_rolling: bool,
@@ -263,18 +273,19 @@ fn record_up(
         Some((hash_difficulty(&hash), header.target().is_met_by(hash)))
     });
     let share_difficulty = state.difficulty;
-    let stale = state
-        .jobs
-        .get(&text(&params[1]))
-        .is_some_and(|job| job.epoch < state.epoch);
+    let job = state.jobs.get(&text(&params[1]));
+    let stale = job.is_some_and(|job| job.epoch < state.epoch);
+    let job_difficulty = job.map_or(0.0, |job| job.difficulty);
     pending.insert(id, (method, Some(wire.submits.len())));
     wire.submits.push(Submit {
+        at: Instant::now(),
         extranonce,
         ntime: text(&params[3]),
         nonce: text(&params[4]),
         version_bits: params.get(5).map(text),
         difficulty: judged.map(|(difficulty, _)| difficulty),
         share_difficulty,
+        job_difficulty,
         is_block: judged.is_some_and(|(_, block)| block),
         stale,
         answer: None,
@@ -295,7 +306,7 @@ fn record_down(
         }
         Some("mining.set_difficulty") => {
             if let Some(difficulty) = params[0].as_f64() {
-                wire.difficulties.push(difficulty);
+                wire.difficulties.push((Instant::now(), difficulty));
                 wire.connections.entry(connection).or_default().difficulty = difficulty;
             }
         }
@@ -307,6 +318,7 @@ fn record_down(
                     state.epoch += 1;
                 }
                 job.epoch = state.epoch;
+                job.difficulty = state.difficulty;
                 state.jobs.insert(id, job);
             }
         }

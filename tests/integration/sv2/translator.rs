@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::tap::{Submit, Tap};
 use super::{free_port, metric_at, mine, ReferencePool, AUTHORITY_PUBLIC};
@@ -23,6 +23,8 @@ const FARM_CONFIG: &str = include_str!("../../../packaging/sv2/translator.toml")
 /// stopped on drop.
 pub struct Translator {
     child: Child,
+    binary: String,
+    config: PathBuf,
     pub port: u16,
     pub metrics_port: u16,
     log: PathBuf,
@@ -51,7 +53,7 @@ impl Translator {
             .as_table_mut()
             .expect("[downstream_difficulty_config]");
         difficulty.insert("min_individual_miner_hashrate".into(), hashrate.into());
-        difficulty.insert("shares_per_minute".into(), 30.0.into());
+        difficulty.insert("shares_per_minute".into(), SHARES_PER_MINUTE.into());
         let upstream = config["upstreams"].as_array_mut().expect("[[upstreams]]")[0]
             .as_table_mut()
             .expect("an upstream");
@@ -67,24 +69,34 @@ impl Translator {
         let file = dir.join("translator.toml");
         std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
         let log = dir.join("translator.log");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&file)
-            .env("RUST_LOG", "info")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start translator_sv2");
+        let child = spawn(&binary, &file, &log);
         let translator = Translator {
             child,
+            binary,
+            config: file,
             port,
             metrics_port,
             log,
         };
-        wait_until("the translator to listen", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        translator.wait_listening();
         translator
+    }
+
+    fn wait_listening(&self) {
+        wait_until("the translator to listen", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// Stops the translator, leaves it down for `down`, and starts it
+    /// again on the same ports; returns when it listens again.
+    pub fn restart(&mut self, down: Duration) -> Instant {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn(&self.binary, &self.config, &self.log);
+        self.wait_listening();
+        Instant::now()
     }
 
     pub fn log(&self) -> String {
@@ -97,12 +109,31 @@ impl Translator {
     }
 }
 
+fn spawn(binary: &str, config: &PathBuf, log: &PathBuf) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start translator_sv2")
+}
+
 impl Drop for Translator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// The translator's vardiff target in the tests.
+const SHARES_PER_MINUTE: f64 = 30.0;
 
 /// A CPU rig of one thread, for the translator's first difficulty: low, so
 /// that shares come every few seconds on any machine.
@@ -188,14 +219,17 @@ fn three_rigs(aggregate: bool) {
 }
 
 /// Every submit, rebuilt from the wire: no two the same work, each of a
-/// job the rig was sent, each accepted one at the difficulty it was given.
-/// A refused one must be stale (sent as the work changed) or what the
-/// translator cannot take: on regtest a
-/// hash can meet the network target (a block, which hashrig always sends)
-/// and not the share target, and the translator checks shares against its
-/// share target only. On mainnet the network target is always the harder.
+/// job the rig was sent, each at the difficulty its job was sent with (a
+/// new difficulty applies from the next job) unless it is a block, and each
+/// accepted one at the difficulty the translator holds. A refused one must
+/// be stale (its job replaced by a clean one as it was found) or what the
+/// translator cannot take: on regtest a hash can meet the network target
+/// (a block, which hashrig always sends) and not the share target, and the
+/// translator checks a share against its share target only. On mainnet the
+/// network target is always the harder.
 fn judge(submits: &[Submit]) {
     let mut seen = HashSet::new();
+    let at_least = |difficulty: f64, wanted: f64| difficulty >= wanted * 0.999_999;
     for submit in submits {
         let work = (
             submit.extranonce.clone(),
@@ -210,9 +244,16 @@ fn judge(submits: &[Submit]) {
         let difficulty = submit
             .difficulty
             .unwrap_or_else(|| panic!("a submit of a job never sent: {submit:?}"));
+        assert!(
+            submit.is_block || at_least(difficulty, submit.job_difficulty),
+            "below its job's difficulty: {submit:?}"
+        );
         match &submit.answer {
             Some(Ok(())) => assert!(
-                difficulty >= submit.share_difficulty * 0.999_999 || submit.is_block,
+                at_least(
+                    difficulty,
+                    submit.job_difficulty.min(submit.share_difficulty)
+                ),
                 "accepted below its difficulty: {submit:?}"
             ),
             Some(Err(_)) => assert!(
@@ -233,4 +274,133 @@ fn three_rigs_share_one_aggregated_channel() {
 #[test]
 fn three_rigs_each_on_a_channel_of_their_own() {
     three_rigs(false);
+}
+
+/// The translator's vardiff (every 60 s, toward `shares_per_minute`) on one
+/// rig that is far faster than the translator was told: hashrig takes every
+/// difficulty it is given (`judge`), and once vardiff has settled its
+/// accepted shares per minute are within a factor of 3 of the target.
+#[test]
+fn one_rig_follows_the_translators_difficulty() {
+    let _turn = take_turn();
+    let node = node();
+    let pool = ReferencePool::start(node.rpc.clone(), 1);
+    let translator = Translator::start(&pool, true, RIG_HASHRATE);
+    let tap = Tap::start(translator.port);
+    let started = Instant::now();
+    let (log, status) = mine(&tap.url(), 240, &["--min-difficulty", "0.00001"]);
+    let ended = Instant::now();
+    assert!(status.success(), "{log}");
+    let wire = tap.wire.lock().unwrap();
+    judge(&wire.submits);
+    let timeline: Vec<String> = wire
+        .difficulties
+        .iter()
+        .map(|(at, d)| format!("{:.0} s: {d:.6}", at.duration_since(started).as_secs_f64()))
+        .collect();
+    assert!(
+        wire.difficulties.len() >= 2,
+        "vardiff never moved: {timeline:?}"
+    );
+    // From the last change (and its first job) to the end.
+    let settled = wire.difficulties.last().unwrap().0 + Duration::from_secs(5);
+    let window = ended.duration_since(settled);
+    assert!(
+        window >= Duration::from_secs(55),
+        "vardiff still moving at the end: {timeline:?}"
+    );
+    let accepted = wire
+        .submits
+        .iter()
+        .filter(|s| s.at >= settled && matches!(s.answer, Some(Ok(()))))
+        .count();
+    let per_minute = accepted as f64 * 60.0 / window.as_secs_f64();
+    eprintln!(
+        "vardiff: {timeline:?}; then {per_minute:.1} shares accepted a minute over {window:.0?} (target {SHARES_PER_MINUTE})"
+    );
+    assert!(
+        (SHARES_PER_MINUTE / 3.0..=SHARES_PER_MINUTE * 3.0).contains(&per_minute),
+        "{per_minute:.1} shares a minute, target {SHARES_PER_MINUTE}: {timeline:?}"
+    );
+}
+
+/// How soon after the translator listens again every rig must have a share
+/// accepted: hashrig's backoff doubles from 1 s, so after a 5 s outage its
+/// next try is at most about 5 s away, then a job and a share.
+const BACK_WITHIN: Duration = Duration::from_secs(20);
+
+/// The translator restarted mid-run: every rig reconnects (with backoff),
+/// mines again within [`BACK_WITHIN`], and every block it found, the
+/// outage included, is in its found-blocks journal.
+#[test]
+fn rigs_come_back_after_the_translator_restarts() {
+    let _turn = take_turn();
+    let node = node();
+    let pool = ReferencePool::start(node.rpc.clone(), 1);
+    let mut translator = Translator::start(&pool, true, RIG_HASHRATE);
+    let taps: Vec<Tap> = (0..2).map(|_| Tap::start(translator.port)).collect();
+    let dir = std::env::temp_dir().join(format!("hashrig-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journals: Vec<PathBuf> = (0..2)
+        .map(|i| dir.join(format!("found-{i}.jsonl")))
+        .collect();
+    let rigs: Vec<_> = taps
+        .iter()
+        .zip(&journals)
+        .map(|(tap, journal)| {
+            let (url, journal) = (tap.url(), journal.to_str().unwrap().to_owned());
+            std::thread::spawn(move || {
+                mine(
+                    &url,
+                    45,
+                    &["--min-difficulty", "0.00001", "--found-blocks", &journal],
+                )
+            })
+        })
+        .collect();
+    let accepted = |tap: &Tap| tap.wire.lock().unwrap().answers.0;
+    wait_until("every rig to mine", Duration::from_secs(30), || {
+        taps.iter().all(|t| accepted(t) >= 1)
+    });
+    let went_down = Instant::now();
+    let back = translator.restart(Duration::from_secs(5));
+    let logs: Vec<(String, std::process::ExitStatus)> =
+        rigs.into_iter().map(|r| r.join().unwrap()).collect();
+    for (i, ((log, status), tap)) in logs.iter().zip(&taps).enumerate() {
+        assert!(status.success(), "rig {i}: {log}");
+        let wire = tap.wire.lock().unwrap();
+        judge(&wire.submits);
+        let first_after = wire
+            .submits
+            .iter()
+            .filter(|s| s.at > back && matches!(s.answer, Some(Ok(()))))
+            .map(|s| s.at.duration_since(back))
+            .min()
+            .unwrap_or_else(|| panic!("rig {i}: no share accepted after the restart:\n{log}"));
+        assert!(
+            first_after <= BACK_WITHIN,
+            "rig {i}: first share {first_after:?} after the translator came back"
+        );
+        // Every block the rig reported is in its journal.
+        let reported = log.matches("BLOCK found").count();
+        let journal = std::fs::read_to_string(&journals[i]).unwrap_or_default();
+        let journaled = journal
+            .lines()
+            .filter(|l| l.contains("\"found_at\""))
+            .count();
+        assert_eq!(
+            reported, journaled,
+            "rig {i}: blocks reported and journaled"
+        );
+        let during = wire
+            .submits
+            .iter()
+            .filter(|s| s.at > went_down && s.at < back)
+            .count();
+        eprintln!(
+            "restart: rig {i} mining again {first_after:.1?} after the translator came back ({:.1?} down); {reported} blocks found and journaled, {during} submits during the outage",
+            back.duration_since(went_down)
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
