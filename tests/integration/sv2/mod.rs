@@ -3,6 +3,7 @@
 //! a template provider of the tests' own on the regtest node. Without the
 //! pool these tests fail, never skip.
 
+mod farm_cost;
 mod front;
 mod tap;
 mod template_provider;

@@ -103,6 +103,11 @@ impl Translator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The translator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The sum of a family's samples on the translator's own `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
         metric_at(self.metrics_port, name)
