@@ -202,10 +202,15 @@ fn three_rigs(aggregate: bool) {
         submits.extend(wire.submits.iter().cloned());
     }
     judge(&submits);
+    // On regtest every share the translator takes is a block to the pool,
+    // so it goes up whatever the channel's target: the pool's own count
+    // must hold (nearly) all of them; the last may still be in flight
+    // when the rigs stop.
+    let on_wire: u64 = taps.iter().map(|t| t.wire.lock().unwrap().answers.0).sum();
     wait_until(
-        "the pool's metrics to count shares",
+        "the pool's metrics to count the rigs' shares",
         Duration::from_secs(15),
-        || pool.metric("sv2_client_shares_accepted_total") >= 1.0,
+        || pool.metric("sv2_client_shares_accepted_total") >= 0.95 * on_wire as f64,
     );
     let refused = |stale: bool| {
         submits
@@ -216,7 +221,7 @@ fn three_rigs(aggregate: bool) {
     eprintln!(
         "translator (aggregate_channels = {aggregate}): {} submits from 3 rigs, {} accepted on the wire, {} refused as stale, {} regtest blocks under the share target refused; pool counted {}",
         submits.len(),
-        taps.iter().map(|t| t.wire.lock().unwrap().answers.0).sum::<u64>(),
+        on_wire,
         refused(true),
         refused(false),
         pool.metric("sv2_client_shares_accepted_total")
