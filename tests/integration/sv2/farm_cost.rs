@@ -41,6 +41,33 @@ fn cpu_seconds(pid: u32, name_prefix: &str) -> (f64, f64) {
     (all, other)
 }
 
+/// Every 5 s until the run's end: the translator's SV1 connections, and
+/// the rig's resident memory (`VmRSS`, KiB).
+fn sample(
+    translator: &Translator,
+    rig: u32,
+    seconds: u64,
+    started: Instant,
+) -> (Vec<f64>, Vec<u64>) {
+    let mut connections = Vec::new();
+    let mut rss_kib = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds.saturating_sub(5)) {
+        std::thread::sleep(Duration::from_secs(5));
+        connections.push(translator.metric("sv1_clients_total"));
+        if let Some(kib) = std::fs::read_to_string(format!("/proc/{rig}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            })
+        {
+            rss_kib.push(kib);
+        }
+    }
+    (connections, rss_kib)
+}
+
 #[test]
 #[ignore = "a benchmark: run it by name"]
 fn farm_cost_behind_the_translator() {
@@ -90,26 +117,11 @@ fn farm_cost_behind_the_translator() {
         .collect();
     let rig = rigs[0].id();
     let started = Instant::now();
-    let mut connections = Vec::new();
-    let mut rss_kib = Vec::new();
-    while started.elapsed() < Duration::from_secs(seconds.saturating_sub(5)) {
-        std::thread::sleep(Duration::from_secs(5));
-        connections.push(translator.metric("sv1_clients_total"));
-        if let Some(kib) = std::fs::read_to_string(format!("/proc/{rig}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-            })
-        {
-            rss_kib.push(kib);
-        }
-    }
+    let (connections, mut rss_kib) = sample(&translator, rig, seconds, started);
     let (all, host) = cpu_seconds(rig, "device-");
     let peak = peak_rss_kib(rig).unwrap_or(0);
     let translator_pid = translator.pid();
-    let (translator_cpu, _) = cpu_seconds(translator_pid, "\u{0}");
+    let (translator_cpu, _) = cpu_seconds(translator_pid, "");
     let translator_peak = peak_rss_kib(translator_pid).unwrap_or(0);
     let elapsed = started.elapsed().as_secs_f64();
     for rig in &mut rigs {

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bitcoin::block::{Header, Version};
-use bitcoin::hashes::{sha256d, Hash};
+use bitcoin::hashes::Hash;
 use bitcoin::{BlockHash, CompactTarget, TxMerkleNode};
 use serde_json::Value;
 
-use crate::testpool::session::hash_difficulty;
+use crate::testpool::session::{hash_difficulty, merkle_root};
 
 /// One `mining.submit`, with the extranonce1 in force when it was sent.
 #[derive(Debug, Clone)]
@@ -89,15 +89,7 @@ impl Notify {
 
     /// The header a submit of this job makes, with rust-bitcoin.
     fn header(&self, extranonce: &[u8], time: u32, nonce: u32, version: u32) -> Header {
-        let mut coinbase = self.coinbase1.clone();
-        coinbase.extend_from_slice(extranonce);
-        coinbase.extend_from_slice(&self.coinbase2);
-        let mut root = *sha256d::Hash::hash(&coinbase).as_byte_array();
-        for branch in &self.branch {
-            let mut pair = root.to_vec();
-            pair.extend_from_slice(branch);
-            root = *sha256d::Hash::hash(&pair).as_byte_array();
-        }
+        let root = merkle_root(&self.coinbase1, extranonce, &self.coinbase2, &self.branch);
         Header {
             version: Version::from_consensus(version as i32),
             prev_blockhash: BlockHash::from_byte_array(self.prev_hash),

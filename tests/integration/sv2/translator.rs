@@ -183,24 +183,7 @@ fn three_rigs(aggregate: bool) {
             context()
         );
     }
-    // Each rig's own extranonce prefix, as the wire gave it.
-    let mut prefixes = HashSet::new();
-    let mut submits: Vec<Submit> = Vec::new();
-    for (i, tap) in taps.iter().enumerate() {
-        let wire = tap.wire.lock().unwrap();
-        assert!(
-            wire.answers.0 >= 1,
-            "rig {i}: no share accepted on the wire"
-        );
-        assert!(wire.version_rolling, "rig {i}: no version rolling granted");
-        for given in wire.extranonce1.values().flatten() {
-            assert!(
-                prefixes.insert(given.clone()),
-                "extranonce1 {given} given to two rigs"
-            );
-        }
-        submits.extend(wire.submits.iter().cloned());
-    }
+    let submits = every_submit(&taps);
     judge(&submits);
     // On regtest every share the translator takes is a block to the pool,
     // so it goes up whatever the channel's target: the pool's own count
@@ -226,6 +209,30 @@ fn three_rigs(aggregate: bool) {
         refused(false),
         pool.metric("sv2_client_shares_accepted_total")
     );
+}
+
+/// Every rig's submits, from the taps, once each rig is seen to have had
+/// shares accepted, version rolling granted and an extranonce prefix no
+/// other rig was given.
+fn every_submit(taps: &[Tap]) -> Vec<Submit> {
+    let mut prefixes = HashSet::new();
+    let mut submits: Vec<Submit> = Vec::new();
+    for (i, tap) in taps.iter().enumerate() {
+        let wire = tap.wire.lock().unwrap();
+        assert!(
+            wire.answers.0 >= 1,
+            "rig {i}: no share accepted on the wire"
+        );
+        assert!(wire.version_rolling, "rig {i}: no version rolling granted");
+        for given in wire.extranonce1.values().flatten() {
+            assert!(
+                prefixes.insert(given.clone()),
+                "extranonce1 {given} given to two rigs"
+            );
+        }
+        submits.extend(wire.submits.iter().cloned());
+    }
+    submits
 }
 
 /// Every submit, rebuilt from the wire: no two the same work, each of a

@@ -256,16 +256,8 @@ impl Session {
         if time < job.time || time > job.time + 7200 {
             return Err(Invalid(format!("ntime {time:08x} out of range")));
         }
-        let mut coinbase = job.coinbase1.clone();
-        coinbase.extend_from_slice(&en1);
-        coinbase.extend_from_slice(&en2);
-        coinbase.extend_from_slice(&job.coinbase2);
-        let mut root = *sha256d::Hash::hash(&coinbase).as_byte_array();
-        for branch in &job.branch {
-            let mut pair = root.to_vec();
-            pair.extend_from_slice(branch);
-            root = *sha256d::Hash::hash(&pair).as_byte_array();
-        }
+        let extranonce = [en1.as_slice(), &en2].concat();
+        let root = merkle_root(&job.coinbase1, &extranonce, &job.coinbase2, &job.branch);
         let header = Header {
             version: Version::from_consensus(version as i32),
             prev_blockhash: BlockHash::from_byte_array(job.prev_hash),
@@ -295,6 +287,23 @@ impl Session {
             is_block,
         })
     }
+}
+
+/// A Stratum job's merkle root for one extranonce (extranonce1 then
+/// extranonce2), computed here with rust-bitcoin's sha256d: the coinbase's
+/// txid folded up the job's branch.
+pub(crate) fn merkle_root(
+    coinbase1: &[u8],
+    extranonce: &[u8],
+    coinbase2: &[u8],
+    branch: &[impl AsRef<[u8]>],
+) -> [u8; 32] {
+    let coinbase = [coinbase1, extranonce, coinbase2].concat();
+    let mut root = *sha256d::Hash::hash(&coinbase).as_byte_array();
+    for step in branch {
+        root = *sha256d::Hash::hash(&[root.as_slice(), step.as_ref()].concat()).as_byte_array();
+    }
+    root
 }
 
 enum Verdict {
