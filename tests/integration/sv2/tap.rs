@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bitcoin::block::{Header, Version};
 use bitcoin::hashes::Hash;
@@ -38,12 +38,24 @@ pub struct Submit {
     pub job_difficulty: f64,
     /// Whether its hash meets the job's network target (nBits).
     pub is_block: bool,
-    /// Whether a clean job (`clean_jobs`) had replaced its job on the wire
-    /// before it was sent: a stale share, in flight as the work changed.
+    /// Whether a clean job (`clean_jobs`) replaced its job on the wire
+    /// before it was sent or within [`CROSSED`] after: a stale share, in
+    /// flight as the work changed. The translator drops a job as the new
+    /// block reaches it, and may refuse a share of it before its clean
+    /// `notify` has reached the rig.
     pub stale: bool,
+    /// The tap's connection it came on (a rig reconnecting gets another).
+    connection: usize,
+    /// Its job's count of clean jobs (`None`: no such job on the wire).
+    job_epoch: Option<u64>,
     /// The translator's answer: accepted, or the error it gave.
     pub answer: Option<Result<(), String>>,
 }
+
+/// How long after a share a clean job still counts as having crossed it
+/// on the wire: far longer than a loopback round trip, far shorter than
+/// the regtest chain's blocks a share apart.
+const CROSSED: Duration = Duration::from_secs(2);
 
 /// A `mining.notify` as a header needs it.
 #[derive(Debug, Clone)]
@@ -280,6 +292,8 @@ fn record_up(
         job_difficulty,
         is_block: judged.is_some_and(|(_, block)| block),
         stale,
+        connection,
+        job_epoch: job.map(|job| job.epoch),
         answer: None,
     });
 }
@@ -308,7 +322,19 @@ fn record_down(
                 let state = wire.connections.entry(connection).or_default();
                 if params[8] == true {
                     state.epoch += 1;
+                    let epoch = state.epoch;
+                    for submit in wire.submits.iter_mut().rev() {
+                        if submit.at.elapsed() > CROSSED {
+                            break;
+                        }
+                        if submit.connection == connection
+                            && submit.job_epoch.is_some_and(|e| e < epoch)
+                        {
+                            submit.stale = true;
+                        }
+                    }
                 }
+                let state = wire.connections.entry(connection).or_default();
                 job.epoch = state.epoch;
                 job.difficulty = state.difficulty;
                 state.jobs.insert(id, job);
