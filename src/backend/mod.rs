@@ -6,12 +6,13 @@ pub mod opencl;
 pub mod pci;
 pub mod selftest;
 #[cfg(target_arch = "x86_64")]
-mod shani;
 pub mod tuning;
 pub mod variant;
 pub mod vulkan;
 
-pub use variant::{check_nonces, check_vectors, check_worksize, KernelVariant, Shape, ShapeError};
+pub use variant::{
+    check_nonces, check_vectors, check_worksize, CpuPath, KernelVariant, Shape, ShapeError,
+};
 
 use std::fmt;
 use std::sync::Arc;
@@ -146,6 +147,15 @@ pub enum DeviceError {
         /// Which known header or nonce came out wrong.
         detail: String,
     },
+    /// The device cannot run what it was asked to (a CPU path whose
+    /// instructions this CPU lacks).
+    #[error("{device}: {detail}")]
+    Unsupported {
+        /// The device's label (`cpu#0 AMD EPYC 9654`).
+        device: String,
+        /// What it lacks.
+        detail: String,
+    },
     /// A scan asked for nonces past 2^32 − 1.
     #[error("nonce range start {start} count {count} goes past 2^32")]
     Range {
@@ -207,7 +217,7 @@ pub trait Device: Send {
         Ok(())
     }
 
-    /// The kernel build and launch shape it runs, for GPU backends.
+    /// The kernel build and launch shape it runs (for the CPU, its path).
     fn shape(&self) -> Option<Shape> {
         None
     }
@@ -259,6 +269,8 @@ pub(crate) fn scan_complete<E>(
 pub struct DeviceOptions {
     /// CPU hashing threads; 0 means the CPU backend is left out.
     pub cpu_threads: usize,
+    /// The CPU path; `None` picks the CPU's default ([`cpu::default_path`]).
+    pub cpu_path: Option<CpuPath>,
     /// OpenCL work-group size override.
     pub worksize: Option<usize>,
     /// OpenCL nonces per work-item (vector width) override.
@@ -330,7 +342,8 @@ pub fn open(info: &DeviceInfo, options: &DeviceOptions) -> Result<Box<dyn Device
         Locator::Cpu => Box::new(cpu::CpuDevice::new(
             info.clone(),
             options.cpu_threads.max(1),
-        )),
+            options.cpu_path.unwrap_or_else(cpu::default_path),
+        )?),
         Locator::OpenCl { .. } => Box::new(opencl::OpenClDevice::open(info.clone(), options)?),
         Locator::Vulkan { .. } => Box::new(vulkan::VulkanDevice::open(info.clone(), options)?),
     })

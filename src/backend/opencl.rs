@@ -382,6 +382,7 @@ impl Device for OpenClDevice {
             worksize: self.shape.worksize as u32,
             vectors: self.shape.vectors,
             nonces: 1,
+            cpu_path: None,
         })
     }
 

@@ -121,8 +121,11 @@ mod tests {
     }
 
     #[test]
-    fn cpu_device_passes() {
-        let mut device = super::super::cpu::CpuDevice::new(super::super::cpu::info(), 2);
-        run(&mut device).unwrap();
+    fn every_cpu_path_here_passes() {
+        for path in super::super::cpu::supported_paths() {
+            let mut device =
+                super::super::cpu::CpuDevice::new(super::super::cpu::info(), 2, path).unwrap();
+            run(&mut device).unwrap();
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{opencl, vulkan, Backend, DeviceInfo, Shape};
+use super::{cpu, opencl, vulkan, Backend, DeviceInfo, Shape};
 
 /// The largest tuning file read: a rig's worth of entries is a few KiB.
 const MAX_BYTES: u64 = 1 << 20;
@@ -33,14 +33,14 @@ pub struct DeviceIdentity {
 }
 
 impl DeviceIdentity {
-    /// The identity of a listed GPU-backend device; `None` for the CPU
-    /// backend, which has no shape to tune.
+    /// The identity of a listed device. For the CPU, the "driver" is the
+    /// list of paths it runs and the "kernel" the CPU code's source.
     pub fn of(info: &DeviceInfo) -> Option<Self> {
         use bitcoin::hashes::{sha256, Hash};
         let source = match info.backend {
             Backend::OpenCl => opencl::KERNEL_SOURCE,
             Backend::Vulkan => vulkan::SHADER_SOURCE,
-            Backend::Cpu => return None,
+            Backend::Cpu => cpu::CODE_SOURCE,
         };
         let digest = sha256::Hash::hash(source.as_bytes()).to_byte_array();
         Some(DeviceIdentity {
@@ -256,6 +256,7 @@ mod tests {
                 worksize,
                 vectors: 1,
                 nonces: 1,
+                cpu_path: None,
             },
             hashrate: 8.1e9,
             default_hashrate: 7.1e9,

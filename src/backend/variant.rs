@@ -90,9 +90,72 @@ impl fmt::Display for KernelVariant {
     }
 }
 
-/// How a GPU backend runs the kernel on one device. OpenCL uses `vectors`
+/// How the CPU backend hashes: one of the instruction sets it has code for.
+/// Which is fastest depends on the CPU (SHA-NI beats AVX2 on AMD's Zen, and
+/// AVX-512's worth differs by generation), so `hashrig tune --backend cpu`
+/// measures them; untuned, [`CpuPath::ALL`]'s order picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum CpuPath {
+    /// AVX-512 F and BW: 16 nonces per instruction, with native rotates and
+    /// three-input logic.
+    #[value(name = "avx512")]
+    #[serde(rename = "avx512")]
+    Avx512,
+    /// The SHA extensions (SHA-NI), two nonces interleaved to keep the SHA
+    /// unit busy.
+    #[value(name = "sha-ni")]
+    #[serde(rename = "sha-ni")]
+    ShaNi,
+    /// AVX2: 8 nonces per instruction.
+    #[value(name = "avx2")]
+    #[serde(rename = "avx2")]
+    Avx2,
+    /// Plain 32-bit arithmetic, one nonce at a time: any CPU.
+    #[value(name = "scalar")]
+    #[serde(rename = "scalar")]
+    Scalar,
+}
+
+impl CpuPath {
+    /// Every path, in the order an untuned CPU prefers them.
+    pub const ALL: [CpuPath; 4] = [
+        CpuPath::Avx512,
+        CpuPath::ShaNi,
+        CpuPath::Avx2,
+        CpuPath::Scalar,
+    ];
+
+    /// The name flags, logs and the tuning file use.
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuPath::Avx512 => "avx512",
+            CpuPath::ShaNi => "sha-ni",
+            CpuPath::Avx2 => "avx2",
+            CpuPath::Scalar => "scalar",
+        }
+    }
+
+    /// Nonces hashed side by side.
+    pub fn lanes(self) -> u32 {
+        match self {
+            CpuPath::Avx512 => 16,
+            CpuPath::ShaNi => 2,
+            CpuPath::Avx2 => 8,
+            CpuPath::Scalar => 1,
+        }
+    }
+}
+
+impl fmt::Display for CpuPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a backend runs the kernel on one device. OpenCL uses `vectors`
 /// (nonces per work-item as vector lanes) and Vulkan `nonces` (nonces per
-/// invocation); the other is 1.
+/// invocation); the other is 1. The CPU backend uses `cpu_path` alone (its
+/// other fields are 1 and the generic variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shape {
@@ -104,11 +167,31 @@ pub struct Shape {
     pub vectors: u32,
     /// Nonces per invocation (Vulkan).
     pub nonces: u32,
+    /// The CPU backend's instruction set; absent for GPU backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_path: Option<CpuPath>,
 }
 
 impl Shape {
+    /// The CPU backend's shape: a path, nothing else to choose.
+    pub fn cpu(path: CpuPath) -> Self {
+        Shape {
+            variant: KernelVariant::Generic,
+            worksize: 1,
+            vectors: 1,
+            nonces: 1,
+            cpu_path: Some(path),
+        }
+    }
+
     /// `amd, work-group 256, 2 lanes`: how logs and `bench` name a shape.
     pub fn describe(&self, backend: Backend) -> String {
+        if let (Backend::Cpu, Some(path)) = (backend, self.cpu_path) {
+            return match path.lanes() {
+                1 => format!("{path}, 1 nonce a step"),
+                lanes => format!("{path}, {lanes} nonces a step"),
+            };
+        }
         let per_item = match backend {
             Backend::Vulkan => format!("{} nonces per invocation", self.nonces),
             _ => format!("{} lanes", self.vectors),

@@ -20,6 +20,7 @@
 //! backend = "all"                # cpu | opencl | vulkan | all
 //! select = "0,2"
 //! kernel_variant = "auto"        # auto | generic | nvidia | nvidia-wide | amd
+//! cpu_path = "avx512"            # avx512 | sha-ni | avx2 | scalar (default: tuned, else the CPU's best)
 //! batch_ms = 100
 //! [[device]]                     # per device, by `hashrig devices` index
 //! index = 2
@@ -45,6 +46,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, ValueEnum};
+use hashrig::backend::CpuPath;
 use serde::{Deserialize, Serialize};
 
 use super::devices::MAX_DEVICE_INDEX;
@@ -96,6 +98,7 @@ pub struct DevicesEntry {
     pub vectors: Option<u32>,
     pub vulkan_nonces: Option<u32>,
     pub kernel_variant: Option<String>,
+    pub cpu_path: Option<String>,
     pub batch_ms: Option<u64>,
     /// The tuning file (`--tuning-file`).
     pub tuning_file: Option<PathBuf>,
@@ -253,6 +256,11 @@ impl Config {
                     bail!("devices.kernel_variant {v:?}: must be auto, generic, nvidia, nvidia-wide or amd");
                 }
             }
+            if let Some(p) = &d.cpu_path {
+                if CpuPath::from_str(p, true).is_err() {
+                    bail!("devices.cpu_path {p:?}: must be avx512, sha-ni, avx2 or scalar");
+                }
+            }
         }
         for (i, o) in self.device_overrides.iter().enumerate() {
             if o.index > MAX_DEVICE_INDEX {
@@ -375,6 +383,12 @@ impl Config {
                 .kernel_variant
                 .as_deref()
                 .and_then(|v| VariantChoice::from_str(v, true).ok());
+        }
+        if args.shape.cpu_path.is_none() {
+            args.shape.cpu_path = d
+                .cpu_path
+                .as_deref()
+                .and_then(|p| CpuPath::from_str(p, true).ok());
         }
         if !given(m, "opencl_cpu") {
             args.opencl_cpu |= d.opencl_cpu.unwrap_or(false);
@@ -559,6 +573,10 @@ kwh_price = 0.12
             (
                 "[devices]\nkernel_variant = \"cuda\"\n",
                 "devices.kernel_variant \"cuda\"",
+            ),
+            (
+                "[devices]\ncpu_path = \"sse4\"\n",
+                "devices.cpu_path \"sse4\": must be avx512, sha-ni, avx2 or scalar",
             ),
             (
                 "[api]\nbind = \"127.0.0.1:4028\"\n",

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use hashrig::backend::{Backend, DeviceInfo, DeviceKind, DeviceOptions, Inventory, KernelVariant};
+use hashrig::backend::{
+    Backend, CpuPath, DeviceInfo, DeviceKind, DeviceOptions, Inventory, KernelVariant,
+};
 
 use super::terms::{self, Terms};
 
@@ -74,6 +76,10 @@ pub struct KernelShapeArgs {
     /// `bench` has one, else by the device's vendor).
     #[arg(long, value_enum, value_name = "VARIANT")]
     pub kernel_variant: Option<VariantChoice>,
+    /// The CPU backend's instruction set (default: a stored tuning, else
+    /// the first of avx512, sha-ni, avx2, scalar this CPU has).
+    #[arg(long, value_enum, value_name = "PATH")]
+    pub cpu_path: Option<CpuPath>,
 }
 
 /// Validated [`KernelShapeArgs`]: what the operator fixed of each
@@ -84,6 +90,8 @@ pub struct KernelShape {
     pub vectors: Option<u32>,
     pub vulkan_nonces: Option<u32>,
     pub kernel_variant: Option<KernelVariant>,
+    /// A CPU path this CPU has.
+    pub cpu_path: Option<CpuPath>,
 }
 
 impl KernelShapeArgs {
@@ -99,11 +107,23 @@ impl KernelShapeArgs {
         if let Some(n) = self.vulkan_nonces {
             check_nonces(n).context(terms.name(terms::VULKAN_NONCES))?;
         }
+        if let Some(path) = self.cpu_path {
+            let runs = hashrig::backend::cpu::supported_paths();
+            if !runs.contains(&path) {
+                let runs: Vec<&str> = runs.iter().map(|p| p.name()).collect();
+                bail!(
+                    "{} {path}: this CPU lacks its instructions (it runs {})",
+                    terms.name(terms::CPU_PATH),
+                    runs.join(", ")
+                );
+            }
+        }
         Ok(KernelShape {
             worksize: self.worksize,
             vectors: self.vectors,
             vulkan_nonces: self.vulkan_nonces,
             kernel_variant: self.kernel_variant.and_then(VariantChoice::variant),
+            cpu_path: self.cpu_path,
         })
     }
 }
@@ -389,6 +409,7 @@ pub fn select_devices(
             vectors: args.shape.vectors,
             vulkan_nonces: args.shape.vulkan_nonces,
             kernel_variant: args.shape.kernel_variant,
+            cpu_path: args.shape.cpu_path,
             cache_dir: None,
         },
     })

@@ -49,6 +49,7 @@ pub const DEVICE: Setting = setting("--device", "SEL", "devices.select");
 pub const CPU_THREADS: Setting = setting("--cpu-threads", "N", "devices.cpu_threads");
 pub const WORKSIZE: Setting = setting("--worksize", "N", "devices.worksize");
 pub const VECTORS: Setting = setting("--vectors", "N", "devices.vectors");
+pub const CPU_PATH: Setting = setting("--cpu-path", "PATH", "devices.cpu_path");
 pub const VULKAN_NONCES: Setting = setting("--vulkan-nonces", "N", "devices.vulkan_nonces");
 pub const BATCH_MS: Setting = setting("--batch-ms", "MS", "devices.batch_ms");
 pub const TUNING_FILE: Setting = setting("--tuning-file", "FILE", "devices.tuning_file");

@@ -57,6 +57,12 @@ pub fn run(settings: &crate::cli::DevicesSettings) -> anyhow::Result<ExitCode> {
                     t.shape.describe(d.backend),
                     hashrig::stats::format_hashrate(t.hashrate)
                 );
+            } else if d.backend == Backend::Cpu {
+                println!(
+                    "     runs: {} (untuned: `hashrig tune --backend cpu` measures every path)",
+                    hashrig::backend::Shape::cpu(hashrig::backend::cpu::default_path())
+                        .describe(d.backend)
+                );
             }
         }
     }

@@ -133,9 +133,6 @@ fn tuned_options(
     options: &DeviceOptions,
     tunings: Option<&TuningFile>,
 ) -> DeviceOptions {
-    if info.backend == hashrig::backend::Backend::Cpu {
-        return options.clone();
-    }
     let Some(tuning) = tunings.and_then(|t| t.find(info)) else {
         tracing::info!(
             "{}: no stored tuning for this device, driver and kernel; default shape (`hashrig tune` measures the best one)",
@@ -151,6 +148,7 @@ fn tuned_options(
         hashrig::stats::format_hashrate(tuning.hashrate)
     );
     DeviceOptions {
+        cpu_path: options.cpu_path.or(shape.cpu_path),
         kernel_variant: options.kernel_variant.or(Some(shape.variant)),
         worksize: options.worksize.or(Some(shape.worksize as usize)),
         vectors: options.vectors.or(Some(shape.vectors)),

@@ -67,10 +67,6 @@ pub fn run(args: &TuneSettings, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut tuned = 0;
     for info in &selected.devices {
         let Some(identity) = DeviceIdentity::of(info) else {
-            tracing::info!(
-                "{}: nothing to tune (the CPU backend has one shape)",
-                info.label()
-            );
             continue;
         };
         let Some(result) = tune_device(info, &selected.options, seconds, quiet)? else {
@@ -94,15 +90,21 @@ pub fn run(args: &TuneSettings, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     if tuned == 0 {
         anyhow::bail!(
-            "no device was tuned: the CPU backend has one shape, and software OpenCL or Vulkan devices (PoCL, lavapipe) are tuned only when asked for (--backend opencl|vulkan, or --opencl-cpu / --vulkan-cpu)"
+            "no device was tuned (software OpenCL or Vulkan devices, PoCL and lavapipe, are tuned only when asked for: --backend opencl|vulkan, or --opencl-cpu / --vulkan-cpu)"
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The shapes worth measuring on a device; a dimension the flags fix has
-/// only the flag's value.
+/// only the flag's value. For the CPU: every path it runs.
 pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
+    if info.backend == Backend::Cpu {
+        let paths = fixed
+            .cpu_path
+            .map_or_else(hashrig::backend::cpu::supported_paths, |p| vec![p]);
+        return paths.into_iter().map(Shape::cpu).collect();
+    }
     let pick = KernelVariant::for_device(info);
     let mut variants = vec![pick, KernelVariant::Generic];
     // The WGSL has no AMD form: it would measure the generic shader twice.
@@ -116,7 +118,7 @@ pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
         (Backend::OpenCl, false) => (vec![64], vec![4, 8, 16]),
         (Backend::Vulkan, true) => (vec![64, 128, 256], vec![1, 2, 4]),
         (Backend::Vulkan, false) => (vec![64, 256], vec![16, 64, 256]),
-        (Backend::Cpu, _) => return Vec::new(),
+        (Backend::Cpu, _) => unreachable!("the CPU's candidates are its paths"),
     };
     // The wide-rotation NVIDIA build differs from the NVIDIA one only at
     // one nonce per work-item, in OpenCL: measured there alone.
@@ -145,6 +147,7 @@ pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
                     worksize,
                     vectors,
                     nonces,
+                    cpu_path: None,
                 });
             }
         }
@@ -154,6 +157,7 @@ pub fn candidates(info: &DeviceInfo, fixed: &DeviceOptions) -> Vec<Shape> {
                 worksize,
                 vectors: 1,
                 nonces: 1,
+                cpu_path: None,
             }));
         }
     }
@@ -167,6 +171,7 @@ pub fn options_for(shape: &Shape, base: &DeviceOptions) -> DeviceOptions {
         worksize: Some(shape.worksize as usize),
         vectors: Some(shape.vectors),
         vulkan_nonces: Some(shape.nonces),
+        cpu_path: shape.cpu_path,
         ..base.clone()
     }
 }
@@ -355,7 +360,7 @@ mod tests {
     }
 
     /// The vendor's build and the generic one on GPUs, each dimension
-    /// fixed by its flag, and nothing for the CPU backend.
+    /// fixed by its flag, and every path this CPU runs for the CPU.
     #[test]
     fn candidates_by_device_and_flags() {
         let open = DeviceOptions::default();
@@ -388,6 +393,20 @@ mod tests {
         assert!(candidates(&radv, &open)
             .iter()
             .all(|s| s.variant == KernelVariant::Generic && s.vectors == 1));
-        assert!(candidates(&device(Backend::Cpu, DeviceKind::Cpu, "x"), &open).is_empty());
+        let cpu = device(Backend::Cpu, DeviceKind::Cpu, "x");
+        let paths: Vec<_> = candidates(&cpu, &open)
+            .iter()
+            .map(|s| s.cpu_path.unwrap())
+            .collect();
+        assert_eq!(paths, hashrig::backend::cpu::supported_paths());
+        assert!(paths.contains(&hashrig::backend::CpuPath::Scalar));
+        let forced = DeviceOptions {
+            cpu_path: Some(hashrig::backend::CpuPath::Scalar),
+            ..DeviceOptions::default()
+        };
+        assert_eq!(
+            candidates(&cpu, &forced),
+            [Shape::cpu(hashrig::backend::CpuPath::Scalar)]
+        );
     }
 }

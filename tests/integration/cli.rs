@@ -35,34 +35,38 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 }
 
 /// Every real mainnet header's nonce is found by `scan` in a window around
-/// it, on every backend, with the block hash rust-bitcoin computes.
+/// it, on every backend and every CPU path this CPU runs, with the block
+/// hash rust-bitcoin computes.
 #[test]
 fn scan_finds_mainnet_nonces_on_every_backend() {
-    for backend in ["cpu", "opencl", "vulkan"] {
+    // Each CPU path this CPU runs (`devices` lists them), then the GPU APIs.
+    let listed = hashrig(&["--quiet", "devices", "--json"]);
+    let paths = json_lines(&listed)[0]["driver"]
+        .as_str()
+        .expect("the CPU's paths")
+        .trim_start_matches("paths ")
+        .to_owned();
+    let mut runs: Vec<Vec<&str>> = paths
+        .split(", ")
+        .map(|path| vec!["--backend", "cpu", "--cpu-path", path])
+        .collect();
+    assert!(
+        runs.len() >= 2,
+        "{paths}: scalar and at least one fast path"
+    );
+    runs.push(vec!["--backend", "opencl"]);
+    runs.push(vec!["--backend", "vulkan"]);
+    for run in runs {
         for known in mainnet() {
             let header = hex::encode(bitcoin::consensus::serialize(&known.header));
             let start = (known.nonce - 50_000).to_string();
-            let out = hashrig(&[
-                "--quiet",
-                "scan",
-                "--backend",
-                backend,
-                "--header",
-                &header,
-                "--start",
-                &start,
-                "--count",
-                "100000",
-                "--json",
-            ]);
-            assert!(out.status.success(), "{backend}: {}", stderr(&out));
+            let mut args = vec!["--quiet", "scan", "--header", &header, "--start", &start];
+            args.extend_from_slice(&["--count", "100000", "--json"]);
+            args.extend_from_slice(&run);
+            let out = hashrig(&args);
+            assert!(out.status.success(), "{run:?}: {}", stderr(&out));
             let lines = json_lines(&out);
-            assert_eq!(
-                lines.len(),
-                1,
-                "{backend} block {}: {lines:?}",
-                known.height
-            );
+            assert_eq!(lines.len(), 1, "{run:?} block {}: {lines:?}", known.height);
             assert_eq!(lines[0]["nonce"], known.nonce);
             assert_eq!(lines[0]["hash"], known.hash);
         }

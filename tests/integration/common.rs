@@ -196,7 +196,12 @@ impl CpuRig {
         let control = Arc::new(hashrig::control::RigControl::new(2, pools.len()));
         let shutdown = hashrig::shutdown::Shutdown::new();
         let devices: Vec<Box<dyn Device>> = (0..2)
-            .map(|_| Box::new(CpuDevice::new(cpu::info(), 1)) as Box<dyn Device>)
+            .map(|_| {
+                Box::new(
+                    CpuDevice::new(cpu::info(), 1, cpu::default_path())
+                        .expect("the CPU's default path"),
+                ) as Box<dyn Device>
+            })
             .collect();
         let (scheduler, _source) = hashrig::scheduler::Scheduler::start_with_source(
             Box::new(StratumSource::new(options)),
@@ -326,4 +331,10 @@ pub fn run_measured(
     };
     let _ = std::fs::remove_dir_all(&dir);
     measured
+}
+
+/// The CPU backend on `threads` threads, on this CPU's default path.
+pub fn cpu_device(threads: usize) -> hashrig::backend::cpu::CpuDevice {
+    use hashrig::backend::cpu;
+    cpu::CpuDevice::new(cpu::info(), threads, cpu::default_path()).expect("the CPU's default path")
 }

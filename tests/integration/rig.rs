@@ -50,7 +50,8 @@ struct Faulty {
 impl Faulty {
     fn new(stall: Arc<AtomicBool>, lie: bool) -> Self {
         Faulty {
-            inner: CpuDevice::new(cpu::info(), 1),
+            inner: CpuDevice::new(cpu::info(), 1, cpu::default_path())
+                .expect("the CPU's default path"),
             stall,
             lie,
             broken: Arc::new(AtomicBool::new(false)),
@@ -114,7 +115,13 @@ fn start(second: Box<dyn Device>, watchdog: WatchdogConfig) -> Rig {
         ..synthetic_job()
     };
     start_devices(
-        vec![Box::new(CpuDevice::new(cpu::info(), 1)), second],
+        vec![
+            Box::new(
+                CpuDevice::new(cpu::info(), 1, cpu::default_path())
+                    .expect("the CPU's default path"),
+            ),
+            second,
+        ],
         job,
         watchdog,
     )
@@ -170,7 +177,7 @@ impl Rig {
 #[test]
 fn a_hot_device_is_throttled_stopped_and_resumed_while_the_other_mines() {
     let rig = start(
-        Box::new(CpuDevice::new(cpu::info(), 1)),
+        Box::new(crate::common::cpu_device(1)),
         WatchdogConfig::default(),
     );
     let sensor = TestSensor(Arc::new(Mutex::new(vec![60.0, 60.0])));

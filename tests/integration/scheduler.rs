@@ -79,7 +79,8 @@ impl Rig {
             .iter()
             .map(|log| {
                 Box::new(Recording {
-                    inner: CpuDevice::new(cpu::info(), 1),
+                    inner: CpuDevice::new(cpu::info(), 1, cpu::default_path())
+                        .expect("the CPU's default path"),
                     log: log.clone(),
                     lie,
                 }) as Box<dyn Device>

@@ -260,7 +260,8 @@ impl GatedSolo {
         let work = Arc::new(WorkSource::new());
         let shutdown = Shutdown::new();
         let devices: Vec<Box<dyn Device>> = vec![Box::new(Gated {
-            inner: CpuDevice::new(cpu::info(), 1),
+            inner: CpuDevice::new(cpu::info(), 1, cpu::default_path())
+                .expect("the CPU's default path"),
             open: open.clone(),
         })];
         let (scheduler, source) = Scheduler::start_with_source(

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hashrig::backend::cpu::{self, CpuDevice};
 use hashrig::backend::Device;
 use hashrig::found::journal::FoundBlockLog;
 use hashrig::job::source::JobSourceError;
@@ -48,7 +47,7 @@ impl Miner {
                 .with_pools(options.pools.iter().map(|p| p.url.to_string()).collect()),
         );
         let shutdown = Shutdown::new();
-        let devices: Vec<Box<dyn Device>> = vec![Box::new(CpuDevice::new(cpu::info(), 1))];
+        let devices: Vec<Box<dyn Device>> = vec![Box::new(crate::common::cpu_device(1))];
         let (scheduler, source) = Scheduler::start_with_source(
             Box::new(StratumSource::new(options)),
             devices,

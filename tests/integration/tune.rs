@@ -1,6 +1,6 @@
-//! `hashrig tune` on the PoCL device: it measures, stores a tuning keyed by
-//! the device, `bench` and `devices` use and show it, flags override it,
-//! and `--reset` forgets it.
+//! `hashrig tune` on the PoCL device and on the CPU's paths: it measures,
+//! stores a tuning keyed by the device, `bench` and `devices` use and show
+//! it, flags override it, and `--reset` forgets it.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -159,6 +159,114 @@ fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
     let reset = bench_line(&home, &index, &[]);
     assert_eq!(reset["tuned"], false, "{reset}");
     assert_eq!(reset["shape"]["vectors"], 16, "{reset}");
+}
+
+/// The CPU backend's bench line (one thread).
+fn cpu_bench_line(home: &Home, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--quiet", "bench", "--backend", "cpu", "--cpu-threads", "1"];
+    args.extend_from_slice(&["--seconds", "1", "--json"]);
+    args.extend_from_slice(extra);
+    let out = home.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("a line"),
+    )
+    .expect("JSON")
+}
+
+/// `tune --backend cpu` measures every path this CPU runs (the paths it
+/// lacks are not tried), stores the fastest, and `bench`, `devices` and a
+/// `--cpu-path` flag take it from there.
+#[test]
+fn the_cpu_is_tuned_across_its_paths() {
+    let home = Home::new("tune-cpu");
+    let out = home.run(&["--quiet", "devices", "--json"]);
+    let cpu: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .expect("the CPU is listed first"),
+    )
+    .expect("JSON");
+    // "paths avx512, sha-ni, avx2, scalar": what this CPU runs, best first.
+    let listed = cpu["driver"].as_str().expect("the CPU's paths").to_owned();
+    let paths: Vec<&str> = listed.trim_start_matches("paths ").split(", ").collect();
+    assert_eq!(paths.last(), Some(&"scalar"), "{listed}");
+    eprintln!("CPU paths here: {paths:?}");
+
+    let before = cpu_bench_line(&home, &[]);
+    assert_eq!(before["tuned"], false, "{before}");
+    assert_eq!(
+        before["shape"]["cpu_path"], paths[0],
+        "untuned runs the first: {before}"
+    );
+
+    let out = home.run(&[
+        "tune",
+        "--backend",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--seconds",
+        "4",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for path in &paths {
+        assert!(
+            log.contains(&format!("  {path}, ")),
+            "{path} not measured: {log}"
+        );
+    }
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.tuning_file()).expect("a tuning file"))
+            .expect("JSON");
+    let entry = &stored["devices"][0];
+    assert_eq!(entry["device"]["backend"], "cpu", "{stored}");
+    let winner = entry["shape"]["cpu_path"]
+        .as_str()
+        .expect("a path")
+        .to_owned();
+    assert!(paths.contains(&winner.as_str()), "{stored}");
+    // Scalar never wins where a vector path or SHA-NI exists.
+    assert!(paths.len() == 1 || winner != "scalar", "{log}");
+
+    let after = cpu_bench_line(&home, &[]);
+    assert_eq!(after["tuned"], true, "{after}");
+    assert_eq!(after["shape"]["cpu_path"], winner.as_str(), "{after}");
+    let out = home.run(&["--quiet", "devices"]);
+    assert!(
+        text(&out).contains(&format!("tuned: {winner}, ")),
+        "{}",
+        text(&out)
+    );
+
+    let forced = cpu_bench_line(&home, &["--cpu-path", "scalar"]);
+    assert_eq!(forced["shape"]["cpu_path"], "scalar", "{forced}");
+    assert_eq!(forced["tuned"], winner == "scalar", "{forced}");
+    assert!(
+        forced["hashrate"].as_f64().is_some_and(|h| h > 0.0),
+        "{forced}"
+    );
+
+    // A path this CPU lacks is refused by name before anything starts.
+    if let Some(absent) = ["avx512", "sha-ni", "avx2"]
+        .into_iter()
+        .find(|p| !paths.contains(p))
+    {
+        let out = home.run(&["bench", "--backend", "cpu", "--cpu-path", absent]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out).contains(&format!(
+                "--cpu-path {absent}: this CPU lacks its instructions"
+            )),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 /// A damaged tuning file costs the tuning, not the run; `tune` refuses to

@@ -1,16 +1,38 @@
-//! The CPU backend: sha2's block function (SHA-NI where the CPU has it) on
-//! the header's midstate, the range split across threads.
+//! The CPU backend: the kernels' algorithm on the CPU's vector units, or
+//! its SHA extensions, the range split across threads.
+//!
+//! Four paths ([`CpuPath`]), each exact on its own: AVX-512 (16 nonces per
+//! instruction, `avx512.rs`), AVX2 (8, `avx2.rs`), SHA-NI (two nonces
+//! interleaved, `shani.rs`) and plain `u32` (one, the fallback). The three
+//! lane paths run one generated body (`sha256d_lanes.rs`, from
+//! `scripts/gen_kernels.py`, like the GPU kernels); SHA-NI runs the
+//! instructions' own round structure. A path runs only where
+//! [`supports`] says the CPU has it.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod lane_scan;
+mod lanes;
+// Generated straight-line code, kept exactly as the generator writes it
+// (`gen_kernels.py --check` compares it byte for byte).
+#[rustfmt::skip]
+mod sha256d_lanes;
+#[cfg(target_arch = "x86_64")]
+mod shani;
 
 use super::{
-    check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DriverError, Locator,
+    check_range, Backend, CpuPath, Device, DeviceError, DeviceInfo, DeviceKind, DriverError,
+    Locator, Shape,
 };
-use crate::pow::sha256::{State, IV};
 use crate::pow::KernelWork;
-use sha2::digest::generic_array::GenericArray;
 
-/// How the CPU is listed.
+/// How the CPU is listed: its model, its threads, and the paths it can run
+/// (the first is what it runs untuned).
 pub fn info() -> DeviceInfo {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let paths: Vec<&str> = supported_paths().iter().map(|p| p.name()).collect();
     DeviceInfo {
         index: 0,
         backend: Backend::Cpu,
@@ -20,11 +42,7 @@ pub fn info() -> DeviceInfo {
         memory_bytes: 0,
         platform: None,
         vendor: None,
-        driver: Some(if has_sha_extensions() {
-            "SHA extensions, 2 nonces interleaved".into()
-        } else {
-            "sha2 compress256".into()
-        }),
+        driver: Some(format!("paths {}", paths.join(", "))),
         pci_bus_id: None,
         locator: Locator::Cpu,
     }
@@ -36,77 +54,103 @@ fn cpu_model() -> Option<String> {
     Some(line.split_once(':')?.1.trim().to_owned())
 }
 
-fn has_sha_extensions() -> bool {
+/// Whether this CPU has the instructions `path` needs.
+pub fn supports(path: CpuPath) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::shani::available()
+        match path {
+            CpuPath::Avx512 => avx512::available(),
+            CpuPath::ShaNi => shani::available(),
+            CpuPath::Avx2 => avx2::available(),
+            CpuPath::Scalar => true,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        path == CpuPath::Scalar
     }
 }
 
-/// The CPU as one device whose `scan` runs `threads` threads.
+/// The paths this CPU can run, in [`CpuPath::ALL`]'s order of preference.
+pub fn supported_paths() -> Vec<CpuPath> {
+    CpuPath::ALL.into_iter().filter(|p| supports(*p)).collect()
+}
+
+/// What an untuned CPU runs: the first path it supports.
+pub fn default_path() -> CpuPath {
+    supported_paths()
+        .first()
+        .copied()
+        .unwrap_or(CpuPath::Scalar)
+}
+
+/// The CPU code's source, for the tuning file's key: a tuning measured on
+/// other code is measured again.
+pub const CODE_SOURCE: &str = concat!(
+    include_str!("sha256d_lanes.rs"),
+    include_str!("lanes.rs"),
+    include_str!("lane_scan.rs"),
+    include_str!("avx512.rs"),
+    include_str!("avx2.rs"),
+    include_str!("shani.rs"),
+);
+
+/// The CPU as one device whose `scan` runs `threads` threads on one path.
 #[derive(Debug)]
 pub struct CpuDevice {
     info: DeviceInfo,
     threads: usize,
+    path: CpuPath,
 }
 
 impl CpuDevice {
-    /// A CPU device hashing on `threads` threads.
-    pub fn new(mut info: DeviceInfo, threads: usize) -> Self {
+    /// A CPU device hashing on `threads` threads through `path`; refused
+    /// where the CPU lacks the path's instructions.
+    pub fn new(mut info: DeviceInfo, threads: usize, path: CpuPath) -> Result<Self, DeviceError> {
+        refuse_unless_among(path, &supported_paths(), &info)?;
         info.compute_units = threads as u32;
-        CpuDevice { info, threads }
+        Ok(CpuDevice {
+            info,
+            threads,
+            path,
+        })
     }
 }
 
-/// Scans one contiguous range on the calling thread: with the SHA
-/// extensions, two nonces at a time; else through sha2's block function.
-fn scan_range(work: &KernelWork, start: u32, count: u64, out: &mut Vec<u32>) {
+/// `path` unless it is one of the paths the CPU `runs`.
+fn refuse_unless_among(
+    path: CpuPath,
+    runs: &[CpuPath],
+    info: &DeviceInfo,
+) -> Result<(), DeviceError> {
+    if runs.contains(&path) {
+        return Ok(());
+    }
+    let runs: Vec<&str> = runs.iter().map(|p| p.name()).collect();
+    Err(DeviceError::Unsupported {
+        device: info.label(),
+        detail: format!(
+            "this CPU cannot run the {path} path (it runs {})",
+            runs.join(", ")
+        ),
+    })
+}
+
+/// Scans one contiguous range on the calling thread through `path`, which
+/// [`CpuDevice::new`] has checked the CPU supports.
+fn scan_range(path: CpuPath, work: &KernelWork, start: u32, count: u64, out: &mut Vec<u32>) {
     #[cfg(target_arch = "x86_64")]
-    if super::shani::available() {
-        // SAFETY: the CPU has the SHA extensions and SSE4.1, checked above.
-        unsafe { super::shani::scan_range(work, start, count, out) };
-        return;
-    }
-    scan_range_portable(work, start, count, out);
-}
-
-/// Portable path: sha2's block function per compression.
-fn scan_range_portable(work: &KernelWork, start: u32, count: u64, out: &mut Vec<u32>) {
-    // Block 2 of the header: three tail words, the nonce, padding for 80 bytes.
-    let mut header_block = [0u8; 64];
-    for (i, word) in work.tail.iter().enumerate() {
-        header_block[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-    }
-    header_block[16] = 0x80;
-    header_block[62..64].copy_from_slice(&640u16.to_be_bytes());
-    // The second hash's block: 32 bytes of first hash, padding for 32 bytes.
-    let mut hash_block = [0u8; 64];
-    hash_block[32] = 0x80;
-    hash_block[62..64].copy_from_slice(&256u16.to_be_bytes());
-
-    let mut header_block = *GenericArray::from_slice(&header_block);
-    let mut hash_block = *GenericArray::from_slice(&hash_block);
-    let end = u64::from(start) + count;
-    let mut nonce = u64::from(start);
-    while nonce < end {
-        let n = nonce as u32;
-        header_block[12..16].copy_from_slice(&n.to_le_bytes());
-        let mut first: State = work.midstate;
-        sha2::compress256(&mut first, std::slice::from_ref(&header_block));
-        for (i, word) in first.iter().enumerate() {
-            hash_block[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+    // SAFETY: each path runs only once `supports` found its instructions.
+    unsafe {
+        match path {
+            CpuPath::Avx512 => return avx512::scan_range(work, start, count, out),
+            CpuPath::ShaNi => return shani::scan_range(work, start, count, out),
+            CpuPath::Avx2 => return avx2::scan_range(work, start, count, out),
+            CpuPath::Scalar => {}
         }
-        let mut second: State = IV;
-        sha2::compress256(&mut second, std::slice::from_ref(&hash_block));
-        if second[7].swap_bytes() <= work.target_top {
-            out.push(n);
-        }
-        nonce += 1;
     }
+    let _ = path;
+    lane_scan::scan_range_scalar(work, start, count, out);
 }
 
 impl Device for CpuDevice {
@@ -118,15 +162,20 @@ impl Device for CpuDevice {
         self.threads as u64 * 1024
     }
 
+    fn shape(&self) -> Option<Shape> {
+        Some(Shape::cpu(self.path))
+    }
+
     fn scan(&mut self, work: &KernelWork, start: u32, count: u64) -> Result<Vec<u32>, DeviceError> {
         check_range(start, count)?;
         let mut found = Vec::new();
         if self.threads <= 1 || count < 4096 {
-            scan_range(work, start, count, &mut found);
+            scan_range(self.path, work, start, count, &mut found);
             return Ok(found);
         }
         let per_thread = count.div_ceil(self.threads as u64);
         let end = u64::from(start) + count;
+        let path = self.path;
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..self.threads as u64)
                 .map(|t| u64::from(start) + t * per_thread)
@@ -135,7 +184,7 @@ impl Device for CpuDevice {
                     let n = per_thread.min(end - first);
                     scope.spawn(move || {
                         let mut part = Vec::new();
-                        scan_range(work, first as u32, n, &mut part);
+                        scan_range(path, work, first as u32, n, &mut part);
                         part
                     })
                 })
@@ -161,56 +210,143 @@ impl Device for CpuDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pow::header::header_bytes;
+    use crate::backend::selftest::known_headers;
+    use crate::pow::header::{header_bytes, with_nonce};
+    use bitcoin::hashes::Hash;
     use bitcoin::Target;
+    use proptest::prelude::*;
 
+    /// Every path this CPU runs; the others are named, so a log shows
+    /// which paths this machine proved (the CI machines differ by day).
+    fn paths_here() -> Vec<CpuPath> {
+        let (here, absent): (Vec<CpuPath>, Vec<CpuPath>) =
+            CpuPath::ALL.into_iter().partition(|p| supports(*p));
+        eprintln!("CPU paths tested here: {here:?}; not on this CPU: {absent:?}");
+        here
+    }
+
+    fn scan(path: CpuPath, work: &KernelWork, start: u32, count: u64) -> Vec<u32> {
+        let mut found = Vec::new();
+        scan_range(path, work, start, count, &mut found);
+        found
+    }
+
+    /// The nonces of `start..start + count` whose hash, by rust-bitcoin,
+    /// has a top word at most `work.target_top`.
+    fn by_rust_bitcoin(
+        header: &bitcoin::block::Header,
+        work: &KernelWork,
+        start: u32,
+        count: u64,
+    ) -> Vec<u32> {
+        (u64::from(start)..u64::from(start) + count)
+            .map(|n| n as u32)
+            .filter(|n| {
+                let hash = with_nonce(header, *n).block_hash().to_byte_array();
+                u32::from_le_bytes([hash[28], hash[29], hash[30], hash[31]]) <= work.target_top
+            })
+            .collect()
+    }
+
+    /// Each path on real mainnet headers: the block's own nonce found at
+    /// its own target and nothing else near it, and under a loose target
+    /// exactly rust-bitcoin's nonces, across odd range ends.
     #[test]
-    fn cpu_scan_matches_reference_with_frequent_candidates() {
-        let genesis =
-            bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
-        let target =
+    fn every_path_is_exact_on_mainnet_headers() {
+        let known = known_headers();
+        assert!(known.len() >= 3);
+        let loose =
             crate::pow::target::parse_target(&format!("00ffffff{}", "f".repeat(56))).unwrap();
-        let work = KernelWork::new(&header_bytes(&genesis), &target);
-        let mut device = CpuDevice::new(info(), 2);
-        let mut got = device.scan(&work, 1000, 20_000).unwrap();
-        got.sort_unstable();
-        let expected: Vec<u32> = (1000..21_000).filter(|n| work.is_candidate(*n)).collect();
-        assert!(expected.len() > 30);
-        assert_eq!(got, expected);
+        for path in paths_here() {
+            for block in &known {
+                let bytes = header_bytes(&block.header);
+                let work = KernelWork::new(&bytes, &block.header.target());
+                let around = block.nonce.saturating_sub(40);
+                assert_eq!(
+                    scan(path, &work, around, 81),
+                    vec![block.nonce],
+                    "{path} at {}",
+                    block.height
+                );
+                let work = work.with_target(&loose);
+                for (start, count) in [
+                    (block.nonce.wrapping_mul(7), 3001u64),
+                    (5, 17),
+                    (u32::MAX - 20, 21),
+                ] {
+                    assert_eq!(
+                        scan(path, &work, start, count),
+                        by_rust_bitcoin(&block.header, &work, start, count),
+                        "{path} at {}: {start}+{count}",
+                        block.height
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Each path agrees with rust-bitcoin on random headers, ranges and
+        /// target words (from one in two nonces passing to almost none).
+        #[test]
+        fn every_path_matches_rust_bitcoin_on_random_work(
+            seed in any::<[u8; 80]>(),
+            start in any::<u32>(),
+            count in 1u64..600,
+            target_top in prop_oneof![Just(0u32), any::<u32>(), 0x0100_0000u32..0x1000_0000],
+        ) {
+            let header: bitcoin::block::Header =
+                bitcoin::consensus::deserialize(&seed).expect("any 80 bytes are a header");
+            let count = count.min((1u64 << 32) - u64::from(start));
+            let mut work = KernelWork::new(&seed, &Target::MAX);
+            work.target_top = target_top;
+            let expected = by_rust_bitcoin(&header, &work, start, count);
+            for path in CpuPath::ALL.into_iter().filter(|p| supports(*p)) {
+                prop_assert_eq!(scan(path, &work, start, count), expected.clone(), "{}", path);
+            }
+        }
     }
 
     #[test]
-    fn cpu_scan_finds_genesis_nonce() {
+    fn threads_split_the_range_and_find_the_genesis_nonce() {
         let genesis =
             bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
         let work = KernelWork::new(&header_bytes(&genesis), &genesis.target());
-        let mut device = CpuDevice::new(info(), 1);
-        assert_eq!(
-            device.scan(&work, 2_083_236_893 - 100, 200).unwrap(),
-            vec![2_083_236_893]
-        );
-        let _ = Target::MAX;
+        for path in paths_here() {
+            let mut device = CpuDevice::new(info(), 2, path).unwrap();
+            assert_eq!(
+                device.scan(&work, 2_083_236_893 - 10_000, 20_000).unwrap(),
+                vec![2_083_236_893],
+                "{path}"
+            );
+            assert_eq!(device.shape(), Some(Shape::cpu(path)));
+        }
     }
 
     #[test]
-    fn portable_path_matches_reference() {
-        let genesis =
-            bitcoin::blockdata::constants::genesis_block(bitcoin::Network::Bitcoin).header;
-        let target =
-            crate::pow::target::parse_target(&format!("00ffffff{}", "f".repeat(56))).unwrap();
-        let work = KernelWork::new(&header_bytes(&genesis), &target);
-        let mut got = Vec::new();
-        scan_range_portable(&work, 5, 10_000, &mut got);
-        let expected: Vec<u32> = (5..10_005).filter(|n| work.is_candidate(*n)).collect();
-        assert_eq!(got, expected);
+    fn a_path_the_cpu_lacks_is_refused_by_name() {
+        let err = refuse_unless_among(CpuPath::Avx512, &[CpuPath::Avx2, CpuPath::Scalar], &info())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("this CPU cannot run the avx512 path (it runs avx2, scalar)"),
+            "{err}"
+        );
+        assert!(refuse_unless_among(CpuPath::Scalar, &[CpuPath::Scalar], &info()).is_ok());
+        for path in CpuPath::ALL.into_iter().filter(|p| !supports(*p)) {
+            assert!(CpuDevice::new(info(), 1, path).is_err(), "{path}");
+        }
     }
 
     #[test]
     fn cpu_scan_handles_the_top_of_the_range() {
         let work = KernelWork::new(&[7u8; 80], &Target::from_be_bytes([0xff; 32]));
-        let mut device = CpuDevice::new(info(), 2);
-        let got = device.scan(&work, u32::MAX - 9, 10).unwrap();
-        assert_eq!(got.len(), 10);
-        assert!(device.scan(&work, u32::MAX - 9, 11).is_err());
+        for path in paths_here() {
+            let mut device = CpuDevice::new(info(), 2, path).unwrap();
+            let got = device.scan(&work, u32::MAX - 9, 10).unwrap();
+            assert_eq!(got.len(), 10, "{path}");
+            assert!(device.scan(&work, u32::MAX - 9, 11).is_err());
+        }
     }
 }

@@ -457,6 +457,7 @@ impl Device for VulkanDevice {
             worksize: self.shape.workgroup_size,
             vectors: 1,
             nonces: self.shape.nonces_per_invocation,
+            cpu_path: None,
         })
     }
 
