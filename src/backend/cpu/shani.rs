@@ -6,6 +6,9 @@
 //! interleaved round group by round group, keep it busy. The state stays in
 //! the instructions' packed ABEF/CDGH form across both compressions, and the
 //! nonce-free parts (midstate, padding words, the IV) are prepared once.
+//! As in the kernels, the header block starts after its nonce-free rounds
+//! 0 and 1, and the second hash stops once H7 is known (round 61 of 64):
+//! 62 `sha256rnds2` a nonce instead of 64.
 //!
 //! Round and schedule structure follow Intel's published SHA-NI sample
 //! (the `sha256rnds2` / `sha256msg1` / `sha256msg2` pattern).
@@ -16,7 +19,7 @@ use std::arch::x86_64::{
     _mm_shuffle_epi32,
 };
 
-use crate::pow::sha256::{IV, K};
+use crate::pow::sha256::{round, IV, K};
 use crate::pow::KernelWork;
 
 /// Nonces hashed side by side: 2 saturates the SHA unit here (4 measured the
@@ -81,35 +84,86 @@ fn round_constants(group: usize) -> __m128i {
     unsafe { _mm_loadu_si128(K.as_ptr().add(4 * group).cast()) }
 }
 
-/// Compresses one 16-word block (as four 4-word groups) into each of `N`
-/// states, interleaved.
+/// Rounds `4g .. 4g + 4` on each of `N` interleaved states: the schedule
+/// words of group `g` (from the previous four groups, for `g >= 4`), then
+/// two `sha256rnds2`, or only the first where `first_half_only`.
 #[inline]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn compress<const N: usize>(states: [Packed; N], blocks: [[__m128i; 4]; N]) -> [Packed; N] {
-    let mut st = states;
-    let mut w = blocks;
-    for group in 0..16 {
-        if group >= 4 {
-            for lane in &mut w {
-                // W[g] from W[g-4] (slot g%4), W[g-3], W[g-2], W[g-1].
-                let older = _mm_sha256msg1_epu32(lane[group % 4], lane[(group + 1) % 4]);
-                let middle = _mm_alignr_epi8(lane[(group + 3) % 4], lane[(group + 2) % 4], 4);
-                lane[group % 4] =
-                    _mm_sha256msg2_epu32(_mm_add_epi32(older, middle), lane[(group + 3) % 4]);
-            }
+fn group<const N: usize>(
+    st: &mut [Packed; N],
+    w: &mut [[__m128i; 4]; N],
+    group: usize,
+    first_half_only: bool,
+) {
+    if group >= 4 {
+        for lane in w.iter_mut() {
+            // W[g] from W[g-4] (slot g%4), W[g-3], W[g-2], W[g-1].
+            let older = _mm_sha256msg1_epu32(lane[group % 4], lane[(group + 1) % 4]);
+            let middle = _mm_alignr_epi8(lane[(group + 3) % 4], lane[(group + 2) % 4], 4);
+            lane[group % 4] =
+                _mm_sha256msg2_epu32(_mm_add_epi32(older, middle), lane[(group + 3) % 4]);
         }
-        let k = round_constants(group);
-        for (s, lane) in st.iter_mut().zip(&w) {
-            let msg = _mm_add_epi32(lane[group % 4], k);
-            s.cdgh = _mm_sha256rnds2_epu32(s.cdgh, s.abef, msg);
+    }
+    let k = round_constants(group);
+    for (s, lane) in st.iter_mut().zip(w.iter()) {
+        let msg = _mm_add_epi32(lane[group % 4], k);
+        s.cdgh = _mm_sha256rnds2_epu32(s.cdgh, s.abef, msg);
+        if !first_half_only {
             s.abef = _mm_sha256rnds2_epu32(s.abef, s.cdgh, _mm_shuffle_epi32(msg, 0x0e));
         }
     }
-    for (s, start) in st.iter_mut().zip(states) {
-        s.abef = _mm_add_epi32(s.abef, start.abef);
-        s.cdgh = _mm_add_epi32(s.cdgh, start.cdgh);
+}
+
+/// The first hash of `N` nonces: block 2 of the header from the state
+/// after its rounds 0 and 1 (`after_round1`, nonce-free: the nonce is
+/// W[3]), then the midstate added.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn first_hash<const N: usize>(
+    after_round1: Packed,
+    midstate: Packed,
+    blocks: [[__m128i; 4]; N],
+) -> [Packed; N] {
+    let mut w = blocks;
+    // Rounds 2 and 3: the second half of group 0. After a first half the
+    // registers hold the new ABEF in `cdgh` and the old one, now CDGH, in
+    // `abef`; that is where the precomputed state goes.
+    let k = round_constants(0);
+    let mut st = [after_round1; N];
+    for (s, lane) in st.iter_mut().zip(&w) {
+        let msg = _mm_add_epi32(lane[0], k);
+        s.cdgh = after_round1.abef;
+        s.abef = _mm_sha256rnds2_epu32(
+            after_round1.cdgh,
+            after_round1.abef,
+            _mm_shuffle_epi32(msg, 0x0e),
+        );
+    }
+    for g in 1..16 {
+        group(&mut st, &mut w, g, false);
+    }
+    for s in &mut st {
+        s.abef = _mm_add_epi32(s.abef, midstate.abef);
+        s.cdgh = _mm_add_epi32(s.cdgh, midstate.cdgh);
     }
     st
+}
+
+/// H7 of the second hash of `N` nonces, not yet byte-swapped: e after
+/// round 60 becomes h after round 63, so rounds 62 and 63 and the final
+/// additions but one are skipped.
+#[inline]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn second_hash_h7<const N: usize>(iv: Packed, blocks: [[__m128i; 4]; N]) -> [u32; N] {
+    let mut w = blocks;
+    let mut st = [iv; N];
+    for g in 0..15 {
+        group(&mut st, &mut w, g, false);
+    }
+    group(&mut st, &mut w, 15, true);
+    // After rounds 60 and 61 the new ABEF (in `cdgh`) has F = e after 60
+    // in lane 0.
+    st.map(|s| (_mm_cvtsi128_si32(s.cdgh) as u32).wrapping_add(IV[7]))
 }
 
 /// Scans `start .. start + count` (count even or odd) and appends the
@@ -120,6 +174,10 @@ fn compress<const N: usize>(states: [Packed; N], blocks: [[__m128i; 4]; N]) -> [
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 pub unsafe fn scan_range(work: &KernelWork, start: u32, count: u64, out: &mut Vec<u32>) {
     let midstate = pack(&work.midstate);
+    let mut after_round1 = work.midstate;
+    round(&mut after_round1, 0, work.tail[0]);
+    round(&mut after_round1, 1, work.tail[1]);
+    let after_round1 = pack(&after_round1);
     let iv = pack(&IV);
     let [w0, w1, w2] = work.tail.map(|w| w as i32);
     // Block 2 of the header past the nonce: padding, then the length (640 bits).
@@ -143,15 +201,13 @@ pub unsafe fn scan_range(work: &KernelWork, start: u32, count: u64, out: &mut Ve
                 len1,
             ]
         });
-        let first = compress([midstate; LANES], header_block);
+        let first = first_hash(after_round1, midstate, header_block);
         let hash_block = first.map(|s| {
             let (abcd, efgh) = unpack(s);
             [abcd, efgh, pad1, len2]
         });
-        let second = compress([iv; LANES], hash_block);
-        for (lane, s) in second.iter().enumerate() {
-            // Lane 0 of CDGH is H: the hash's top word, byte-swapped.
-            let h7 = _mm_cvtsi128_si32(s.cdgh) as u32;
+        let h7 = second_hash_h7(iv, hash_block);
+        for (lane, h7) in h7.iter().enumerate() {
             let repeat = lane > 0 && n[lane] == n[lane - 1];
             if h7.swap_bytes() <= work.target_top && !repeat {
                 out.push(n[lane]);
