@@ -50,9 +50,22 @@ fn mines_without(quirk: Quirk, left_out: &str, reconnects: usize) {
         1,
         "{quirk:?}: {left_out} is left out for this pool"
     );
-    no_invalid(&pool);
+    only_resends_refused(&pool);
     let snap = miner.stats.snapshot();
     assert!(snap.pools[0].accepted >= 2);
+}
+
+/// No invalid share, except copies of shares in flight at the
+/// `client.reconnect`: the pool took one as hashrig left, its answer was
+/// lost with the connection, and hashrig sent it again on the next one
+/// (nothing found is lost, `stratum/carry.rs`); the pool calls the second
+/// copy a duplicate. A few at most: a share or two are in flight at once.
+fn only_resends_refused(pool: &TestPool) {
+    let invalid = pool.tally(|t| t.invalid.clone());
+    assert!(
+        invalid.len() <= 3 && invalid.iter().all(|why| why == "duplicate share"),
+        "the pool got invalid shares: {invalid:?}"
+    );
 }
 
 #[test]
