@@ -54,18 +54,12 @@ fn opencl_index(home: &Home) -> String {
         .expect("an OpenCL device: scripts/test.sh installs PoCL")
 }
 
-fn bench_line(home: &Home, index: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "--quiet",
-        "bench",
-        "--backend",
-        "opencl",
-        "--device",
-        index,
-        "--seconds",
-        "1",
-        "--json",
-    ];
+/// The first line of `bench --json` on the device `device` selects
+/// ([`opencl`] or [`CPU_ONE_THREAD`]), one second, with `extra` flags.
+fn bench_line(home: &Home, device: &[&str], extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--quiet", "bench"];
+    args.extend_from_slice(device);
+    args.extend_from_slice(&["--seconds", "1", "--json"]);
     args.extend_from_slice(extra);
     let out = home.run(&args);
     assert!(out.status.success(), "{}", text(&out));
@@ -78,13 +72,21 @@ fn bench_line(home: &Home, index: &str, extra: &[&str]) -> serde_json::Value {
     .expect("JSON")
 }
 
+/// The flags that select OpenCL device `index`.
+fn opencl(index: &str) -> [&str; 4] {
+    ["--backend", "opencl", "--device", index]
+}
+
+/// The flags that select the CPU backend on one thread.
+const CPU_ONE_THREAD: [&str; 4] = ["--backend", "cpu", "--cpu-threads", "1"];
+
 #[test]
 fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
     let home = Home::new("tune");
     let index = opencl_index(&home);
 
     // Untuned: bench says so, and mines on the default shape.
-    let before = bench_line(&home, &index, &[]);
+    let before = bench_line(&home, &opencl(&index), &[]);
     assert_eq!(before["tuned"], false, "{before}");
     assert_eq!(
         before["shape"]["vectors"], 16,
@@ -128,7 +130,7 @@ fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
     assert_eq!(shape["worksize"], 64);
 
     // bench uses it and says so; devices shows it.
-    let after = bench_line(&home, &index, &[]);
+    let after = bench_line(&home, &opencl(&index), &[]);
     assert_eq!(after["tuned"], true, "{after}");
     assert_eq!(after["shape"], shape, "{after}");
     let out = home.run(&["--quiet", "devices"]);
@@ -141,7 +143,7 @@ fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
     // A flag overrides the stored value it names, and the rest stays.
     let overridden = bench_line(
         &home,
-        &index,
+        &opencl(&index),
         &["--kernel-variant", "nvidia", "--vectors", "2"],
     );
     assert_eq!(overridden["shape"]["variant"], "nvidia", "{overridden}");
@@ -156,25 +158,9 @@ fn tune_stores_a_tuning_that_bench_uses_and_reset_forgets() {
         "{}",
         text(&out)
     );
-    let reset = bench_line(&home, &index, &[]);
+    let reset = bench_line(&home, &opencl(&index), &[]);
     assert_eq!(reset["tuned"], false, "{reset}");
     assert_eq!(reset["shape"]["vectors"], 16, "{reset}");
-}
-
-/// The CPU backend's bench line (one thread).
-fn cpu_bench_line(home: &Home, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["--quiet", "bench", "--backend", "cpu", "--cpu-threads", "1"];
-    args.extend_from_slice(&["--seconds", "1", "--json"]);
-    args.extend_from_slice(extra);
-    let out = home.run(&args);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .expect("a line"),
-    )
-    .expect("JSON")
 }
 
 /// `tune --backend cpu` measures every path this CPU runs (the paths it
@@ -197,7 +183,7 @@ fn the_cpu_is_tuned_across_its_paths() {
     assert_eq!(paths.last(), Some(&"scalar"), "{listed}");
     eprintln!("CPU paths here: {paths:?}");
 
-    let before = cpu_bench_line(&home, &[]);
+    let before = bench_line(&home, &CPU_ONE_THREAD, &[]);
     assert_eq!(before["tuned"], false, "{before}");
     assert_eq!(
         before["shape"]["cpu_path"], paths[0],
@@ -234,7 +220,7 @@ fn the_cpu_is_tuned_across_its_paths() {
     // Scalar never wins where a vector path or SHA-NI exists.
     assert!(paths.len() == 1 || winner != "scalar", "{log}");
 
-    let after = cpu_bench_line(&home, &[]);
+    let after = bench_line(&home, &CPU_ONE_THREAD, &[]);
     assert_eq!(after["tuned"], true, "{after}");
     assert_eq!(after["shape"]["cpu_path"], winner.as_str(), "{after}");
     let out = home.run(&["--quiet", "devices"]);
@@ -244,7 +230,7 @@ fn the_cpu_is_tuned_across_its_paths() {
         text(&out)
     );
 
-    let forced = cpu_bench_line(&home, &["--cpu-path", "scalar"]);
+    let forced = bench_line(&home, &CPU_ONE_THREAD, &["--cpu-path", "scalar"]);
     assert_eq!(forced["shape"]["cpu_path"], "scalar", "{forced}");
     assert_eq!(forced["tuned"], winner == "scalar", "{forced}");
     assert!(
@@ -338,15 +324,19 @@ fn a_tuning_file_named_once_serves_every_command() {
     assert!(file.exists(), "tune wrote no {named}: {}", text(&out));
     assert!(!home.tuning_file().exists(), "tune wrote the default file");
 
-    let flagged = bench_line(&home, &index, &["--tuning-file", named]);
+    let flagged = bench_line(&home, &opencl(&index), &["--tuning-file", named]);
     assert_eq!(flagged["tuned"], true, "{flagged}");
     assert_eq!(flagged["shape"]["worksize"], 64, "{flagged}");
-    let unnamed = bench_line(&home, &index, &[]);
+    let unnamed = bench_line(&home, &opencl(&index), &[]);
     assert_eq!(unnamed["tuned"], false, "the default file: {unnamed}");
 
     let config = home.0.join("config.toml");
     std::fs::write(&config, format!("[devices]\ntuning_file = {named:?}\n")).unwrap();
-    let configured = bench_line(&home, &index, &["--config", config.to_str().unwrap()]);
+    let configured = bench_line(
+        &home,
+        &opencl(&index),
+        &["--config", config.to_str().unwrap()],
+    );
     assert_eq!(configured["tuned"], true, "{configured}");
     let out = home.run(&["--quiet", "devices", "--tuning-file", named]);
     assert!(
@@ -362,7 +352,7 @@ fn a_tuning_file_named_once_serves_every_command() {
 fn a_kernel_cache_entry_that_is_not_a_regular_file_is_rebuilt() {
     let home = Home::new("kernel-cache");
     let index = opencl_index(&home);
-    let first = bench_line(&home, &index, &[]);
+    let first = bench_line(&home, &opencl(&index), &[]);
     assert!(first["hashrate"].as_f64().unwrap_or(0.0) > 0.0, "{first}");
     let cache = home.0.join("cache").join("opencl");
     let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
@@ -383,6 +373,6 @@ fn a_kernel_cache_entry_that_is_not_a_regular_file_is_rebuilt() {
     }
     // bench_line fails the test if the run fails; a read of either would
     // never end, and the test binary's own timeout would say so.
-    let again = bench_line(&home, &index, &[]);
+    let again = bench_line(&home, &opencl(&index), &[]);
     assert!(again["hashrate"].as_f64().unwrap_or(0.0) > 0.0, "{again}");
 }
