@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::stratum::{no_invalid, options, Miner, EASY, WAIT};
+use crate::stratum::{no_invalid, only_resends_refused, options, Miner, EASY, WAIT};
 use crate::testpool::{Quirk, TestPool};
 
 /// A pool that does not take `left_out` the way `quirk` says: the miner
@@ -53,19 +53,6 @@ fn mines_without(quirk: Quirk, left_out: &str, reconnects: usize) {
     only_resends_refused(&pool);
     let snap = miner.stats.snapshot();
     assert!(snap.pools[0].accepted >= 2);
-}
-
-/// No invalid share, except copies of shares in flight at the
-/// `client.reconnect`: the pool took one as hashrig left, its answer was
-/// lost with the connection, and hashrig sent it again on the next one
-/// (nothing found is lost, `stratum/carry.rs`); the pool calls the second
-/// copy a duplicate. A few at most: a share or two are in flight at once.
-fn only_resends_refused(pool: &TestPool) {
-    let invalid = pool.tally(|t| t.invalid.clone());
-    assert!(
-        invalid.len() <= 3 && invalid.iter().all(|why| why == "duplicate share"),
-        "the pool got invalid shares: {invalid:?}"
-    );
 }
 
 #[test]

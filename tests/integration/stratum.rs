@@ -124,6 +124,19 @@ pub fn no_invalid(pool: &TestPool) {
     );
 }
 
+/// No invalid share, except copies of shares in flight at the
+/// reconnect (`client.reconnect`, or the miner hanging up): the pool took one as hashrig left, its answer was
+/// lost with the connection, and hashrig sent it again on the next one
+/// (nothing found is lost, `stratum/carry.rs`); the pool calls the second
+/// copy a duplicate. A few at most: a share or two are in flight at once.
+pub fn only_resends_refused(pool: &TestPool) {
+    let invalid = pool.tally(|t| t.invalid.clone());
+    assert!(
+        invalid.len() <= 3 && invalid.iter().all(|why| why == "duplicate share"),
+        "the pool got invalid shares: {invalid:?}"
+    );
+}
+
 #[test]
 fn mines_valid_shares_and_counts_them_like_the_pool() {
     let pool = TestPool::start(EASY);
@@ -471,7 +484,7 @@ fn bad_input_from_the_pool_is_survived() {
     pool.send_raw(&"a".repeat(600 * 1024));
     pool.wait_for("one reconnect", WAIT, |t| t.subscribes.len() == 2);
     pool.wait_for_more_shares("shares after the reconnect", 2, WAIT);
-    no_invalid(&pool);
+    only_resends_refused(&pool);
     assert_eq!(pool.tally(|t| t.subscribes.len()), 2);
 }
 
@@ -498,7 +511,7 @@ fn redirects_stay_on_the_host_and_get_version_is_answered() {
         t.subscribes.len() >= 2
     });
     pool.wait_for_more_shares("shares after the reconnect", 1, WAIT);
-    no_invalid(&pool);
+    only_resends_refused(&pool);
 }
 
 #[test]
