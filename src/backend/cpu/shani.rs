@@ -33,8 +33,8 @@
 //! (the `sha256rnds2` / `sha256msg1` / `sha256msg2` pattern).
 
 use std::arch::x86_64::{
-    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_insert_epi32, _mm_loadu_si128,
-    _mm_set_epi32, _mm_shuffle_epi32,
+    __m128i, _mm_add_epi32, _mm_alignr_epi8, _mm_blend_epi16, _mm_cvtsi128_si32, _mm_insert_epi32,
+    _mm_loadu_si128, _mm_set_epi32, _mm_shuffle_epi32,
 };
 
 use crate::pow::sha256::{round, IV, K};
@@ -144,37 +144,30 @@ fn rnds2(cdgh: __m128i, abef: __m128i, msg: __m128i) -> __m128i {
 
 /// `sha256msg1` and `sha256msg2` likewise in `asm!`, so the schedule
 /// stays beside the rounds that use it rather than hoisted ahead of them.
-#[inline]
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn msg1(older: __m128i, newer: __m128i) -> __m128i {
-    let mut out = older;
-    // SAFETY: register operands only; `available` checked the SHA extensions.
-    unsafe {
-        std::arch::asm!(
-            "sha256msg1 {out}, {newer}",
-            out = inout(xmm_reg) out,
-            newer = in(xmm_reg) newer,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    out
+/// Both take the destination's words and one more register.
+macro_rules! schedule_op {
+    ($name:ident, $mnemonic:literal) => {
+        #[inline]
+        #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+        fn $name(dst: __m128i, src: __m128i) -> __m128i {
+            let mut out = dst;
+            // SAFETY: register operands only; `available` checked the SHA
+            // extensions.
+            unsafe {
+                std::arch::asm!(
+                    concat!($mnemonic, " {out}, {src}"),
+                    out = inout(xmm_reg) out,
+                    src = in(xmm_reg) src,
+                    options(nomem, nostack, preserves_flags),
+                );
+            }
+            out
+        }
+    };
 }
 
-#[inline]
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn msg2(partial: __m128i, newest: __m128i) -> __m128i {
-    let mut out = partial;
-    // SAFETY: register operands only; `available` checked the SHA extensions.
-    unsafe {
-        std::arch::asm!(
-            "sha256msg2 {out}, {newest}",
-            out = inout(xmm_reg) out,
-            newest = in(xmm_reg) newest,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    out
-}
+schedule_op!(msg1, "sha256msg1");
+schedule_op!(msg2, "sha256msg2");
 
 /// The first two rounds of a group on every lane, `msgs` holding each
 /// lane's `K + W`.
@@ -243,14 +236,6 @@ fn next_words(w: &mut Window) -> __m128i {
 fn scheduled_msgs<const N: usize>(w: &mut [Window; N], g: usize) -> [__m128i; N] {
     let k = round_constants(g);
     std::array::from_fn(|lane| _mm_add_epi32(next_words(&mut w[lane]), k))
-}
-
-/// A vector's four words, lane 0 first.
-#[inline]
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn lanes(v: __m128i) -> [u32; 4] {
-    // SAFETY: both are 16 plain bytes.
-    unsafe { std::mem::transmute::<__m128i, [u32; 4]>(v) }
 }
 
 impl Prepared {
@@ -343,7 +328,7 @@ impl Prepared {
             }
         });
         // After rounds 60 and 61, ABEF's F (lane 0) is e after round 60.
-        st.map(|s| lanes(s.abef)[0].wrapping_add(IV[7]))
+        st.map(|s| (_mm_cvtsi128_si32(s.abef) as u32).wrapping_add(IV[7]))
     }
 }
 
