@@ -182,6 +182,11 @@ CL_HEAD = r"""// SHA-256d nonce scanner for OpenCL 1.2+.
 //                        rotations as wide multiplies (IMAD.WIDE): fewer
 //                        ALU-pipe instructions, more on the FMA pipe, a
 //                        trade only a card can price (hashrig tune)
+//   -D HASHRIG_PTX=1     the compiler takes inline PTX (the host sets it on
+//                        NVIDIA's own OpenCL platform only, and builds
+//                        again without it if the driver refuses): the wide
+//                        rotations as mul.wide.u32 and Σ0's xors as two
+//                        lop3.b32, which plain C does not get from LLVM
 //   -D HASHRIG_VENDOR_AMD=1
 //                        Maj through the previous round's a ^ b (the same
 //                        VALU count as the generic kernel on LLVM's AMDGPU
@@ -224,9 +229,34 @@ typedef uint16 uintV;
 // x << (32 - n), disjoint bits, so their xor is the rotation and the five
 // terms take two LOP3. One ALU-pipe instruction fewer per Σ0, two more on
 // the FMA pipe.
+#if HASHRIG_PTX
+// In C, LLVM's NVPTX backend splits a 64-bit product whose halves are used
+// apart into mul.lo and mul.hi (IMAD and IMAD.HI: two FMA-pipe instructions
+// a rotation, not one), and ptxas then xors Σ0's five terms in three LOP3,
+// which takes back the ALU-pipe saving. Written in PTX: one IMAD.WIDE a
+// rotation and two LOP3 a Σ0 (sm_90, LLVM's PTX: 1714 ALU-pipe, 1294
+// FMA-pipe and 3043 issued a nonce, against 1714, 1526 and 3275 in C).
+inline uint xor3(uint a, uint b, uint c) {
+    uint r;
+    __asm__("lop3.b32 %0, %1, %2, %3, 0x96;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+inline ulong mul_wide(uint x, uint m) {
+    ulong r;
+    __asm__("mul.wide.u32 %0, %1, %2;" : "=l"(r) : "r"(x), "r"(m));
+    return r;
+}
+inline uint sigma0_wide(uint x, uint one) {
+    const ulong p13 = mul_wide(x, one << 19u);
+    const ulong p22 = mul_wide(x, one << 10u);
+    return xor3(xor3(ROTR(x, 2u), (uint)(p13 >> 32), (uint)p13), (uint)(p22 >> 32), (uint)p22);
+}
+#define S0(x) sigma0_wide((x), one)
+#else
 #define ROTR_WIDE(x, n) ((ulong)(x) * (ulong)(one << (32u - (n))))
 #define WIDE_XOR(p) ((uint)((p) >> 32) ^ (uint)(p))
 #define S0(x) (ROTR(x, 2u) ^ WIDE_XOR(ROTR_WIDE(x, 13u)) ^ WIDE_XOR(ROTR_WIDE(x, 22u)))
+#endif
 #else
 #define S0(x) (ROTR(x, 2u) ^ ROTR(x, 13u) ^ ROTR(x, 22u))
 #endif

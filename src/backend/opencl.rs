@@ -17,6 +17,7 @@ use opencl3::platform::get_platforms;
 use opencl3::program::Program;
 use opencl3::types::{cl_device_id, cl_mem_flags, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 
+use super::variant::takes_inline_ptx;
 use super::{
     check_range, Backend, Device, DeviceError, DeviceInfo, DeviceKind, DeviceOptions, DriverError,
     KernelVariant, ListError, Locator, Shape,
@@ -162,11 +163,12 @@ impl KernelShape {
         }
     }
 
-    fn build_options(&self) -> String {
+    fn build_options(&self, inline_ptx: bool) -> String {
         format!(
-            "-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}{}",
+            "-D VECTORS={} -D FOUND_CAPACITY={FOUND_CAPACITY}{}{}",
             self.vectors,
-            self.variant.build_option()
+            self.variant.build_option(),
+            if inline_ptx { " -D HASHRIG_PTX=1" } else { "" }
         )
     }
 }
@@ -413,14 +415,38 @@ impl Device for OpenClDevice {
     }
 }
 
-/// Builds the kernel for a device, through the on-disk program cache.
+/// Builds the kernel for a device, through the on-disk program cache: with
+/// inline PTX where the compiler takes it, and again in plain C if this
+/// driver refuses the PTX (the same hashes, more instructions).
 fn build_program(
     context: &Context,
     info: &DeviceInfo,
     shape: &KernelShape,
     cache_dir: Option<&Path>,
 ) -> Result<Program, DeviceError> {
-    let options = shape.build_options();
+    if !takes_inline_ptx(info) {
+        return build_with_options(context, info, &shape.build_options(false), cache_dir);
+    }
+    match build_with_options(context, info, &shape.build_options(true), cache_dir) {
+        Err(DeviceError::Build { log, .. }) => {
+            let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            tracing::warn!(
+                "{}: the kernel's inline PTX did not build ({first}); building it in plain C",
+                info.label()
+            );
+            build_with_options(context, info, &shape.build_options(false), cache_dir)
+        }
+        built => built,
+    }
+}
+
+fn build_with_options(
+    context: &Context,
+    info: &DeviceInfo,
+    options: &str,
+    cache_dir: Option<&Path>,
+) -> Result<Program, DeviceError> {
+    let options = options.to_owned();
     let cache = ProgramCache::for_device(info, &options, cache_dir);
     if let Some(binary) = cache.as_ref().and_then(|c| c.load()) {
         match Program::create_and_build_from_binary(context, &[&binary], &options) {

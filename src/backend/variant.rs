@@ -84,6 +84,21 @@ impl KernelVariant {
     }
 }
 
+/// Whether the device's OpenCL compiler takes inline PTX: NVIDIA's own
+/// platform ("NVIDIA CUDA") does, as John the Ripper's and hashcat's NVIDIA
+/// kernels rely on; PoCL, even on its CUDA device, is left to plain C. The
+/// kernel uses it where LLVM's C lowering costs instructions (the wide
+/// rotations of `nvidia-wide`), and the host builds again without it if a
+/// driver refuses.
+pub fn takes_inline_ptx(info: &DeviceInfo) -> bool {
+    info.backend == Backend::OpenCl
+        && info.kind == DeviceKind::Gpu
+        && info
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.to_ascii_lowercase().contains("nvidia"))
+}
+
 impl fmt::Display for KernelVariant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -282,6 +297,35 @@ mod tests {
                 device: 0,
             },
         }
+    }
+
+    #[test]
+    fn inline_ptx_on_nvidias_own_platform_only() {
+        let on = |platform: &str, vendor: &str, kind: DeviceKind| {
+            let mut info = device(kind, vendor, "some device");
+            info.platform = Some(platform.into());
+            takes_inline_ptx(&info)
+        };
+        assert!(on("NVIDIA CUDA", "NVIDIA Corporation", DeviceKind::Gpu));
+        assert!(!on(
+            "Portable Computing Language",
+            "NVIDIA Corporation",
+            DeviceKind::Gpu
+        ));
+        assert!(!on(
+            "Portable Computing Language",
+            "GenuineIntel",
+            DeviceKind::Cpu
+        ));
+        assert!(!on(
+            "AMD Accelerated Parallel Processing",
+            "Advanced Micro Devices, Inc.",
+            DeviceKind::Gpu
+        ));
+        let mut vulkan = device(DeviceKind::Gpu, "0x10de", "NVIDIA H200");
+        vulkan.backend = Backend::Vulkan;
+        vulkan.platform = Some("Vulkan NVIDIA".into());
+        assert!(!takes_inline_ptx(&vulkan));
     }
 
     /// Vendor strings as the drivers report them (NVIDIA's OpenCL, ROCm,
