@@ -2,7 +2,7 @@
 # Stage issue 28's card run: the workplace's stage.sh (release binary, loaders, hashcat .debs into
 # .devrun/), then this project's plan in place of its generic check, so the device call is always
 #   run: command "bash .devrun/gpu-check.sh", carry [".devrun"], timeout_s 420
-# then give_back. What the plan does and how to read its output: BENCHMARKS.md, "Staged card run".
+# then give_back. What the plan does and how to read its output: BENCHMARKS.md, "The card run, staged".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash ../shared/device/stage.sh

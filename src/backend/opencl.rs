@@ -424,11 +424,9 @@ fn build_program(
     shape: &KernelShape,
     cache_dir: Option<&Path>,
 ) -> Result<Program, DeviceError> {
-    if !takes_inline_ptx(info) {
-        return build_with_options(context, info, &shape.build_options(false), cache_dir);
-    }
-    match build_with_options(context, info, &shape.build_options(true), cache_dir) {
-        Err(DeviceError::Build { log, .. }) => {
+    let inline_ptx = takes_inline_ptx(info);
+    match build_with_options(context, info, &shape.build_options(inline_ptx), cache_dir) {
+        Err(DeviceError::Build { log, .. }) if inline_ptx => {
             let first = log.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
             tracing::warn!(
                 "{}: the kernel's inline PTX did not build ({first}); building it in plain C",
@@ -446,10 +444,9 @@ fn build_with_options(
     options: &str,
     cache_dir: Option<&Path>,
 ) -> Result<Program, DeviceError> {
-    let options = options.to_owned();
-    let cache = ProgramCache::for_device(info, &options, cache_dir);
+    let cache = ProgramCache::for_device(info, options, cache_dir);
     if let Some(binary) = cache.as_ref().and_then(|c| c.load()) {
-        match Program::create_and_build_from_binary(context, &[&binary], &options) {
+        match Program::create_and_build_from_binary(context, &[&binary], options) {
             Ok(program) => return Ok(program),
             Err(e) => tracing::info!(
                 "{}: cached kernel binary rejected ({e}); rebuilding",
@@ -458,7 +455,7 @@ fn build_with_options(
         }
     }
     let program =
-        Program::create_and_build_from_source(context, KERNEL_SOURCE, &options).map_err(|log| {
+        Program::create_and_build_from_source(context, KERNEL_SOURCE, options).map_err(|log| {
             DeviceError::Build {
                 device: info.label(),
                 log,
